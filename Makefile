@@ -1,0 +1,31 @@
+# The two set-up commands are `make demo` and `make test`; each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean down
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/relman demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy models workflows activities worker client
+
+down: $(STAMP)
+	$(BIN)/relman dev down
+
+clean:
+	-test -x $(BIN)/relman && $(BIN)/relman dev down
+	rm -rf $(VENV) .relman

@@ -1,0 +1,95 @@
+"""boto3 sessions and clients, built once per (region, account) and shared by activities.
+
+Endpoint and credentials come from boto3's standard chain (``AWS_PROFILE``,
+``AWS_ENDPOINT_URL``, instance roles, ...). ``RELMAN_AWS_ENDPOINT_URL`` overrides the
+endpoint for every service, which is how the embedded stack points relman at moto.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ENDPOINT_ENV = "RELMAN_AWS_ENDPOINT_URL"
+MAX_ATTEMPTS_ENV = "RELMAN_AWS_MAX_ATTEMPTS"
+DEFAULT_REGION = "us-east-1"
+# botocore's own retries absorb brief throttling inside one activity attempt; Temporal's
+# retry policy handles longer outages, so keep this small.
+DEFAULT_MAX_ATTEMPTS = 3
+ASSUMED_ROLE_SESSION_NAME = "relman"
+
+
+@dataclass
+class AwsClients:
+    """A cache of boto3 clients keyed by service, region and assumed role."""
+
+    endpoint_url: str | None = None
+    default_region: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    _clients: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
+    _sessions: dict[tuple[str | None, str | None], boto3.Session] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_env(cls) -> AwsClients:
+        """Clients configured from the environment (see module docstring)."""
+        return cls(
+            endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
+            default_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            max_attempts=int(os.environ.get(MAX_ATTEMPTS_ENV, DEFAULT_MAX_ATTEMPTS)),
+        )
+
+    def region(self, region: str | None) -> str:
+        """The region to use for a target that names ``region`` (or none)."""
+        return region or self.default_region or DEFAULT_REGION
+
+    def _config(self) -> Config:
+        return Config(retries={"max_attempts": self.max_attempts, "mode": "standard"})
+
+    def _session(self, role_arn: str | None, external_id: str | None) -> boto3.Session:
+        key = (role_arn, external_id)
+        if key not in self._sessions:
+            if role_arn is None:
+                self._sessions[key] = boto3.Session()
+            else:
+                sts = boto3.Session().client(
+                    "sts", endpoint_url=self.endpoint_url, config=self._config()
+                )
+                params: dict[str, Any] = {
+                    "RoleArn": role_arn,
+                    "RoleSessionName": ASSUMED_ROLE_SESSION_NAME,
+                }
+                if external_id:
+                    params["ExternalId"] = external_id
+                creds = sts.assume_role(**params)["Credentials"]
+                self._sessions[key] = boto3.Session(
+                    aws_access_key_id=creds["AccessKeyId"],
+                    aws_secret_access_key=creds["SecretAccessKey"],
+                    aws_session_token=creds["SessionToken"],
+                )
+        return self._sessions[key]
+
+    def client(
+        self,
+        service: str,
+        region: str | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+    ) -> Any:
+        """A shared client for ``service`` in ``region``, in the account of ``role_arn``."""
+        key = (service, self.region(region), role_arn)
+        with self._lock:  # boto3 sessions are not thread-safe; clients are.
+            if key not in self._clients:
+                session = self._session(role_arn, external_id)
+                self._clients[key] = session.client(
+                    service,
+                    region_name=self.region(region),
+                    endpoint_url=self.endpoint_url,
+                    config=self._config(),
+                )
+            return self._clients[key]

@@ -1,0 +1,75 @@
+"""Map AWS errors onto Temporal's retry semantics, naming the resource and the call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+# Retrying cannot fix these: the caller must change something first.
+_NON_RETRYABLE_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ValidationException",
+    "ValidationError",
+    "InvalidParameterValue",
+    "InvalidParameterValueException",
+    "InvalidParameterException",
+    "ParameterNotFound",
+    "ParameterVersionNotFound",
+    "ResourceNotFoundException",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "NoSuchVersion",
+    "ParameterMaxVersionLimitExceeded",
+    "HierarchyTypeMismatchException",
+    "UnsupportedParameterType",
+    "InvalidKeyId",
+}
+
+
+class AwsOperationError(Exception):
+    """An AWS call that failed in a way retrying cannot fix."""
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of ``exc`` (``ParameterNotFound``, ``ThrottlingException``...)."""
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def is_permanent(code: str) -> bool:
+    """True for errors that retrying cannot fix (access, validation, missing resources)."""
+    return (
+        code in _NON_RETRYABLE_CODES
+        or code.endswith("NotFound")
+        or code.endswith("NotFoundException")
+        or code.startswith("AccessDenied")
+    )
+
+
+def translate(exc: ClientError, call: str, resource: str) -> Exception:
+    """A non-retryable ``ApplicationError`` for a permanent failure; else ``exc`` itself."""
+    code = error_code(exc)
+    if not is_permanent(code):
+        return exc
+    message = exc.response.get("Error", {}).get("Message", "")
+    text = f"{call} on {resource} failed: {code}" + (f": {message}" if message else "")
+    return ApplicationError(text, type=AwsOperationError.__name__, non_retryable=True)
+
+
+@contextmanager
+def aws_call(call: str, resource: str) -> Iterator[None]:
+    """Run AWS calls; turn permanent failures into non-retryable errors naming both.
+
+    Throttling, 5xx and connection errors propagate unchanged, so the activity's retry
+    policy backs off and tries again.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        raise translate(exc, call, resource) from exc

@@ -1,0 +1,96 @@
+"""SSM parameters: the release writes a value; compensation restores the previous one.
+
+A SecureString's value is never put in a snapshot, status or log: the snapshot records the
+parameter *version*, and compensation reads that version back (``name:version``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from activities.errors import aws_call, error_code, translate
+from activities.targets.base import TargetHandler
+from models.messages import ApplyResult, CompensateResult, Snapshot
+from models.plan import SsmParameterTarget
+
+SECRET_MASK = "****"
+
+
+def _shown(value: str, type_: str) -> str:
+    return SECRET_MASK if type_ == "SecureString" else value
+
+
+class SsmParameterHandler(TargetHandler):
+    """``ssm_parameter`` targets."""
+
+    kind = "ssm_parameter"
+
+    def _read(self, target: SsmParameterTarget, name: str | None = None) -> dict[str, Any] | None:
+        """The parameter (or the version ``name`` selects); None if the parameter is absent."""
+        try:
+            return self.client("ssm", target).get_parameter(
+                Name=name or target.parameter, WithDecryption=True
+            )["Parameter"]
+        except ClientError as exc:
+            if name is None and error_code(exc) == "ParameterNotFound":
+                return None
+            raise translate(exc, "ssm:GetParameter", name or target.parameter) from exc
+
+    def _put(self, target: SsmParameterTarget, value: str, type_: str) -> None:
+        with aws_call("ssm:PutParameter", target.resource):
+            self.client("ssm", target).put_parameter(
+                Name=target.parameter, Value=value, Type=type_, Overwrite=True
+            )
+
+    def snapshot(self, target: SsmParameterTarget) -> Snapshot:
+        current = self._read(target)
+        if current is None:
+            return Snapshot(resource=target.resource, exists=False, display="(absent)")
+        state: dict[str, Any] = {"version": current["Version"], "type": current["Type"]}
+        if current["Type"] != "SecureString":
+            state["value"] = current["Value"]
+        return Snapshot(
+            resource=target.resource,
+            exists=True,
+            state=state,
+            display=_shown(current["Value"], current["Type"]),
+        )
+
+    def apply(self, target: SsmParameterTarget, snapshot: Snapshot) -> ApplyResult:
+        current = self._read(target)
+        unchanged = (
+            current is not None
+            and current["Value"] == target.value
+            and current["Type"] == target.type
+        )
+        if not unchanged:
+            self._put(target, target.value, target.type)
+        return ApplyResult(
+            resource=target.resource,
+            changed=not unchanged,
+            display=_shown(target.value, target.type),
+        )
+
+    def compensate(self, target: SsmParameterTarget, snapshot: Snapshot) -> CompensateResult:
+        resource = target.resource
+        current = self._read(target)
+        if not snapshot.exists:
+            if current is None:
+                return CompensateResult(resource=resource, changed=False, display="(absent)")
+            with aws_call("ssm:DeleteParameter", resource):
+                self.client("ssm", target).delete_parameter(Name=target.parameter)
+            return CompensateResult(resource=resource, changed=True, display="(absent)")
+
+        type_ = snapshot.state["type"]
+        value = snapshot.state.get("value")
+        if value is None:  # SecureString: read the recorded version back
+            versioned = f"{target.parameter}:{snapshot.state['version']}"
+            previous = self._read(target, versioned)
+            assert previous is not None
+            value = previous["Value"]
+        if current is not None and current["Value"] == value and current["Type"] == type_:
+            return CompensateResult(resource=resource, changed=False, display=_shown(value, type_))
+        self._put(target, value, type_)
+        return CompensateResult(resource=resource, changed=True, display=_shown(value, type_))

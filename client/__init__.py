@@ -1,0 +1,1 @@
+"""The relman command line and its Temporal client."""

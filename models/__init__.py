@@ -1,0 +1,1 @@
+"""Pydantic types shared by every layer: the release plan, workflow inputs/results and status."""

@@ -1,0 +1,133 @@
+"""Load a release plan from YAML (safe loader only) with errors naming file and field path."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from models.plan import TARGET_KINDS, ReleasePlan
+from models.validation import Problem, plan_problems
+
+
+class PlanError(Exception):
+    """A plan that cannot be used; ``problems`` lists each field path and what is wrong."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class _PlanLoader(yaml.SafeLoader):
+    """YAML 1.1's safe loader minus two surprises for plans and plus duplicate-key errors.
+
+    ``17:00`` would otherwise load as the base-60 integer 1020 and ``2026-12-20`` as a date
+    object; plans keep both as strings and pydantic parses them with clear errors.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_PlanLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """``('waves', 1, 'window', 'timezone')`` -> ``waves[1].window.timezone``.
+
+    The discriminator tag pydantic inserts for target kinds is left out of the path.
+    """
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in TARGET_KINDS and i >= 2 and loc[i - 2] == "targets":
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(error: Any) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "union_tag_invalid":
+        kinds = ", ".join(TARGET_KINDS)
+        return f"unknown target kind {error['input'].get('kind')!r} (one of: {kinds})"
+    if kind == "union_tag_not_found":
+        return f"a target needs a kind (one of: {', '.join(TARGET_KINDS)})"
+    if kind == "string_pattern_mismatch":
+        return f"invalid value {error['input']!r} (must match {error['ctx']['pattern']})"
+    if kind == "literal_error":
+        return f"invalid value {error['input']!r} ({msg[0].lower()}{msg[1:]})"
+    return msg[0].lower() + msg[1:]
+
+
+def problems_from_validation_error(exc: ValidationError) -> list[Problem]:
+    """Turn pydantic's errors into plan problems with readable paths and messages."""
+    return [Problem(format_loc(e["loc"]), _message(e)) for e in exc.errors()]
+
+
+def parse_plan(data: Any, source: str = "<plan>") -> ReleasePlan:
+    """Validate already-parsed plan data: field types first, then cross-field rules."""
+    if not isinstance(data, dict):
+        raise PlanError(source, [Problem("", "a plan must be a YAML mapping of fields")])
+    try:
+        plan = ReleasePlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(source, problems_from_validation_error(exc)) from None
+    problems = plan_problems(plan)
+    if problems:
+        raise PlanError(source, problems)
+    return plan
+
+
+def load_plan_text(text: str, source: str = "<plan>") -> ReleasePlan:
+    """Parse and validate YAML plan text."""
+    try:
+        data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - _PlanLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanError(source, [Problem("", f"invalid YAML: {where}{problem}")]) from None
+    return parse_plan(data, source)
+
+
+def load_plan(path: str | Path) -> ReleasePlan:
+    """Read, parse and validate the plan file at ``path``."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(source, [Problem("", f"cannot read plan: {exc.strerror}")]) from None
+    return load_plan_text(text, source)

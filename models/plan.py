@@ -1,0 +1,317 @@
+"""The release plan: what a release manager writes in YAML, validated field by field.
+
+Cross-field rules (references, cycles, unique names) live in :mod:`models.validation` so the
+error for each names the exact field path; :mod:`models.loader` runs both.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+from models.durations import Duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class PlanModel(BaseModel):
+    """Base for plan sections: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- small field types -----------------------------------------------------------------
+
+
+def _check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_check_time_zone),
+    WithJsonSchema({"type": "string", "examples": ["Europe/Berlin", "America/New_York"]}),
+]
+
+_LOCAL_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _parse_local_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    match = _LOCAL_TIME_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"invalid local time {value!r} (write it as HH:MM, 00:00 to 23:59)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+LocalTime = Annotated[
+    time,
+    BeforeValidator(_parse_local_time),
+    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"}),
+]
+
+
+def _parse_days(value: Any) -> Any:
+    """Accept a list of weekdays or a range such as ``mon-fri``."""
+    if isinstance(value, str):
+        if "-" in value:
+            first, _, last = value.partition("-")
+            if first not in WEEKDAYS or last not in WEEKDAYS:
+                raise ValueError(f"invalid day range {value!r} (write it like mon-fri)")
+            i, j = WEEKDAYS.index(first), WEEKDAYS.index(last)
+            span = j - i if j >= i else j + 7 - i
+            return [WEEKDAYS[(i + k) % 7] for k in range(span + 1)]
+        return [value]
+    return value
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+# --- plan sections -----------------------------------------------------------------------
+
+
+class Department(PlanModel):
+    """Where a department's resources live; waves of the department inherit it."""
+
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+
+class Freeze(PlanModel):
+    """A period in which no deployment step starts."""
+
+    name: str | None = None
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Freeze:
+        if self.end <= self.start:
+            raise ValueError("freeze end must be after its start")
+        return self
+
+
+class Window(PlanModel):
+    """A recurring local-time rollout window; ``end`` before ``start`` crosses midnight."""
+
+    timezone: TimeZoneName
+    days: Annotated[list[Weekday], BeforeValidator(_parse_days)] = Field(
+        default_factory=lambda: list(WEEKDAYS), min_length=1
+    )
+    start: LocalTime
+    end: LocalTime
+    from_date: date | None = None
+    until_date: date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Window:
+        if self.start == self.end:
+            raise ValueError("window start and end must differ")
+        if self.from_date and self.until_date and self.until_date < self.from_date:
+            raise ValueError("window until_date must not be before from_date")
+        return self
+
+
+class Approval(PlanModel):
+    """An approval gate: a minimum number of approvals from each named group."""
+
+    groups: dict[str, Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    timeout: Duration | None = None
+    on_timeout: Literal["reject", "escalate"] = "reject"
+    escalate_to: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    escalation_timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _escalation(self) -> Approval:
+        if self.timeout is not None and self.timeout <= timedelta(0):
+            raise ValueError("approval timeout must be positive")
+        if self.on_timeout == "escalate":
+            if self.timeout is None:
+                raise ValueError("on_timeout: escalate needs a timeout")
+            if not self.escalate_to:
+                raise ValueError("on_timeout: escalate needs escalate_to groups")
+        return self
+
+
+class TargetBase(PlanModel):
+    """Fields every target kind has: where it lives and which account it is in."""
+
+    name: Name
+    region: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    external_id: str | None = None
+
+
+class SsmParameterTarget(TargetBase):
+    """An SSM parameter whose value becomes the release's value."""
+
+    kind: Literal["ssm_parameter"]
+    parameter: str = Field(min_length=1, max_length=2048)
+    value: str = Field(min_length=1)
+    type: Literal["String", "SecureString"] = "String"
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"ssm parameter {self.parameter}"
+
+
+class LambdaAliasTarget(TargetBase):
+    """A Lambda alias moved to a version through weighted routing."""
+
+    kind: Literal["lambda_alias"]
+    function: str = Field(min_length=1)
+    alias: str = Field(min_length=1)
+    version: str = Field(pattern=r"^\d+$")
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"lambda alias {self.function}:{self.alias}"
+
+
+class Elbv2WeightsTarget(TargetBase):
+    """A listener's weighted forward action shifted from blue to green target group."""
+
+    kind: Literal["elbv2_weights"]
+    listener_arn: str = Field(min_length=1)
+    blue_target_group_arn: str = Field(min_length=1)
+    green_target_group_arn: str = Field(min_length=1)
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"elbv2 listener {self.listener_arn}"
+
+
+class Route53WeightedTarget(TargetBase):
+    """Two weighted records of one name; weight moves from blue to green."""
+
+    kind: Literal["route53_weighted"]
+    hosted_zone_id: str = Field(min_length=1)
+    record_name: str = Field(min_length=1)
+    record_type: Literal["A", "AAAA", "CNAME"] = "CNAME"
+    blue_set_identifier: str = Field(min_length=1)
+    green_set_identifier: str = Field(min_length=1)
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"route53 record {self.record_name} in {self.hosted_zone_id}"
+
+
+class EcsServiceTarget(TargetBase):
+    """An ECS service switched to a task-definition revision (and desired count)."""
+
+    kind: Literal["ecs_service"]
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    task_definition: str = Field(min_length=1)
+    desired_count: int | None = Field(default=None, ge=0)
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"ecs service {self.cluster}/{self.service}"
+
+
+class S3ArtifactTarget(TargetBase):
+    """A version of a versioned S3 object promoted to the release key."""
+
+    kind: Literal["s3_artifact"]
+    bucket: str = Field(min_length=3)
+    key: str = Field(min_length=1)
+    source_key: str = Field(min_length=1)
+    source_version_id: str = Field(min_length=1)
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"s3 object s3://{self.bucket}/{self.key}"
+
+
+Target = Annotated[
+    SsmParameterTarget
+    | LambdaAliasTarget
+    | Elbv2WeightsTarget
+    | Route53WeightedTarget
+    | EcsServiceTarget
+    | S3ArtifactTarget,
+    Field(discriminator="kind"),
+]
+TARGET_KINDS = (
+    "ssm_parameter",
+    "lambda_alias",
+    "elbv2_weights",
+    "route53_weighted",
+    "ecs_service",
+    "s3_artifact",
+)
+
+
+class Wave(PlanModel):
+    """Targets rolled out together by one department, behind one gate and window."""
+
+    name: Name
+    department: str = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+    after: list[str] = Field(default_factory=list)
+    approval: Approval | None = None
+    window: Window | None = None
+    traffic: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=lambda: [100])
+    bake: Duration = timedelta(0)
+    alarms: list[str] = Field(default_factory=list)
+    on_failure: Literal["rollback_release", "rollback_wave", "pause"] = "rollback_release"
+    on_window_close: Literal["pause", "finish_wave"] = "pause"
+
+
+class ReleasePlan(PlanModel):
+    """One release of one application version across waves of targets."""
+
+    id: str = Field(pattern=RELEASE_ID_PATTERN)
+    application: Name
+    version: str = Field(min_length=1, max_length=128)
+    requested_by: str = Field(min_length=1)
+    description: str = ""
+    allow_self_approval: bool = False
+    on_rejection: Literal["rollback", "keep"] = "rollback"
+    approver_groups: dict[str, list[str]] = Field(default_factory=dict)
+    departments: dict[str, Department] = Field(default_factory=dict)
+    freezes: list[Freeze] = Field(default_factory=list)
+    targets: list[Target] = Field(min_length=1)
+    waves: list[Wave] = Field(min_length=1)
+
+    def target(self, name: str) -> Target:
+        """The target named ``name`` (the plan was validated, so it exists)."""
+        return next(t for t in self.targets if t.name == name)
+
+    def wave(self, name: str) -> Wave:
+        """The wave named ``name``."""
+        return next(w for w in self.waves if w.name == name)

@@ -1,0 +1,164 @@
+"""What a release reports about itself: phases, waves, targets, approvals and its timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ReleasePhase(StrEnum):
+    """Where a release stands; the last seven are ends (``rollback_failed`` waits for help)."""
+
+    PENDING = "pending"
+    WAITING_FOR_WINDOW = "waiting_for_window"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DEPLOYING = "deploying"
+    BAKING = "baking"
+    PAUSED = "paused"
+    ROLLING_BACK = "rolling_back"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+FINAL_PHASES = frozenset(
+    {
+        ReleasePhase.COMPLETED,
+        ReleasePhase.ROLLED_BACK,
+        ReleasePhase.REJECTED,
+        ReleasePhase.FAILED,
+        ReleasePhase.CANCELLED,
+        ReleasePhase.ROLLBACK_FAILED,
+    }
+)
+
+
+class WavePhase(StrEnum):
+    """Where one wave stands."""
+
+    PENDING = "pending"
+    WAITING_FOR_WINDOW = "waiting_for_window"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DEPLOYING = "deploying"
+    BAKING = "baking"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class TargetPhase(StrEnum):
+    """Where one target stands."""
+
+    PENDING = "pending"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+class TimelineEvent(BaseModel):
+    """One auditable thing that happened: when, what, who, where, and why."""
+
+    at: datetime
+    kind: str
+    message: str
+    actor: str | None = None
+    wave: str | None = None
+    target: str | None = None
+    comment: str | None = None
+
+
+class ApprovalRecord(BaseModel):
+    """One approver's decision on a wave's gate."""
+
+    approver: str
+    decision: str  # "approved" | "rejected"
+    groups: list[str]
+    at: datetime
+    comment: str = ""
+
+
+class TargetStatus(BaseModel):
+    """A target's phase and what its resource was before and is after (secrets masked)."""
+
+    name: str
+    kind: str
+    resource: str
+    phase: TargetPhase = TargetPhase.PENDING
+    before: str | None = None
+    after: str | None = None
+    error: str | None = None
+
+
+class WaveStatus(BaseModel):
+    """A wave's phase, gate, and targets."""
+
+    name: str
+    department: str
+    after: list[str] = Field(default_factory=list)
+    phase: WavePhase = WavePhase.PENDING
+    required_approvals: dict[str, int] = Field(default_factory=dict)
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    targets: list[TargetStatus] = Field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class PendingApproval(BaseModel):
+    """A gate waiting for decisions: which groups still need how many, and who may decide."""
+
+    wave: str
+    missing: dict[str, int]
+    eligible_approvers: list[str]
+    waiting_since: datetime | None = None
+    deadline: datetime | None = None
+
+
+class ReleaseStatus(BaseModel):
+    """Everything ``relman status`` shows, as returned by the workflow's status query."""
+
+    release_id: str
+    application: str
+    version: str
+    requested_by: str
+    phase: ReleasePhase = ReleasePhase.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    waves: list[WaveStatus] = Field(default_factory=list)
+    pending_approvals: list[PendingApproval] = Field(default_factory=list)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the release reached an end phase."""
+        return self.phase in FINAL_PHASES
+
+    def wave(self, name: str) -> WaveStatus:
+        """The status of wave ``name``."""
+        return next(w for w in self.waves if w.name == name)
+
+    def target(self, name: str) -> TargetStatus:
+        """The status of target ``name``, whichever wave holds it."""
+        return next(t for w in self.waves for t in w.targets if t.name == name)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact view for lists."""
+        return {
+            "release_id": self.release_id,
+            "application": self.application,
+            "version": self.version,
+            "phase": self.phase.value,
+        }

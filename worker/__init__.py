@@ -1,0 +1,1 @@
+"""The relman worker: hosts the release workflow and the AWS activities."""

@@ -1,0 +1,61 @@
+"""Build and run a relman worker against any Temporal (dev server, cluster, Cloud)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.aws import AwsClients
+from activities.release import TargetActivities
+from client.connection import connect, task_queue
+from workflows.release import ReleaseWorkflow
+
+# boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
+ACTIVITY_THREADS = 32
+
+log = logging.getLogger("relman.worker")
+
+
+def build_worker(
+    client: Client,
+    queue: str,
+    aws: AwsClients,
+    executor: concurrent.futures.ThreadPoolExecutor,
+) -> Worker:
+    """A worker for ``queue`` running releases whose activities use ``aws``."""
+    activities = TargetActivities(aws)
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[ReleaseWorkflow],
+        activities=activities.all(),
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run_worker(queue: str | None = None) -> None:
+    """Connect through Temporal's standard configuration and run until SIGINT/SIGTERM."""
+    client = await connect()
+    queue = queue or task_queue()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+        worker = build_worker(client, queue, AwsClients.from_env(), executor)
+        log.info("relman worker polling task queue %r", queue)
+        async with worker:
+            await stop.wait()
+    log.info("relman worker stopped")
+
+
+def main() -> None:
+    """Entry point of ``python -m worker``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())

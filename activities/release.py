@@ -50,7 +50,7 @@ class TargetActivities:
     @activity.defn(name=APPLY_TARGET)
     def apply_target(self, input: ApplyInput) -> ApplyResult:
         """Make the target what the release wants; a no-op if it already is."""
-        result = self._handler(input.target).apply(input.target, input.snapshot)
+        result = self._handler(input.target).apply(input.target, input.snapshot, input.percent)
         activity.logger.info(
             "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
         )

@@ -63,11 +63,15 @@ class Snapshot(BaseModel):
 
 
 class ApplyInput(BaseModel):
-    """Apply the release's new version of a target, knowing its snapshot."""
+    """Apply the release's new version of a target at ``percent`` of traffic.
+
+    Kinds without traffic (see ``models.plan.TRAFFIC_KINDS``) apply fully at any percent.
+    """
 
     release_id: str
     target: Target
     snapshot: Snapshot
+    percent: int = Field(default=100, ge=0, le=100)
 
 
 class ApplyResult(BaseModel):

@@ -266,6 +266,8 @@ Target = Annotated[
     | S3ArtifactTarget,
     Field(discriminator="kind"),
 ]
+# Kinds that shift traffic in the wave's steps; the others apply fully at the first step.
+TRAFFIC_KINDS = frozenset({"lambda_alias", "elbv2_weights", "route53_weighted"})
 TARGET_KINDS = (
     "ssm_parameter",
     "lambda_alias",

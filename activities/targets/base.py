@@ -28,8 +28,12 @@ class TargetHandler:
         """Record what the resource is now, so compensation can restore it."""
         raise NotImplementedError
 
-    def apply(self, target: Any, snapshot: Snapshot) -> ApplyResult:
-        """Make the resource what the release wants."""
+    def apply(self, target: Any, snapshot: Snapshot, percent: int) -> ApplyResult:
+        """Make the resource what the release wants, at ``percent`` of traffic.
+
+        Kinds without traffic ignore ``percent`` and apply fully. The result's ``display``
+        is read back from the resource after writing (verification), not echoed.
+        """
         raise NotImplementedError
 
     def compensate(self, target: Any, snapshot: Snapshot) -> CompensateResult:

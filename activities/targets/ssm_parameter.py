@@ -58,7 +58,7 @@ class SsmParameterHandler(TargetHandler):
             display=_shown(current["Value"], current["Type"]),
         )
 
-    def apply(self, target: SsmParameterTarget, snapshot: Snapshot) -> ApplyResult:
+    def apply(self, target: SsmParameterTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
         current = self._read(target)
         unchanged = (
             current is not None

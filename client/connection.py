@@ -2,7 +2,8 @@
 
 Temporal's environment configuration (``temporalio.envconfig``) reads the same variables and
 TOML profiles as the ``temporal`` CLI, including TLS and API keys for Temporal Cloud.
-Without any configuration relman talks to a local server on ``localhost:7233``.
+Without any configuration relman talks to the embedded stack (``relman dev up``) or, if
+that is not recorded, to ``localhost:7233``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ def connect_config() -> dict[str, Any]:
     """Keyword arguments for ``Client.connect`` from Temporal's standard configuration."""
     profile = ClientConfigProfile.load(profile=os.environ.get("TEMPORAL_PROFILE"))
     config: dict[str, Any] = dict(profile.to_client_connect_config())
-    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if "target_host" not in config:
+        config["target_host"] = _embedded_stack_address() or DEFAULT_ADDRESS
     return config
+
+
+def _embedded_stack_address() -> str | None:
+    """The address ``relman dev up`` recorded, when no Temporal address is configured."""
+    from client.stack import StackConfig, read_state
+
+    state = read_state(StackConfig.from_env())
+    return state.temporal_address if state else None
 
 
 async def connect() -> Client:

@@ -18,6 +18,7 @@ from workflows.release import ReleaseWorkflow
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
 ACTIVITY_THREADS = 32
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
 
 
@@ -57,5 +58,5 @@ async def run_worker(queue: str | None = None) -> None:
 
 def main() -> None:
     """Entry point of ``python -m worker``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     asyncio.run(run_worker())

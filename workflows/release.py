@@ -47,7 +47,15 @@ SA_VERSION = SearchAttributeKey.for_keyword("RelmanVersion")
 SA_REQUESTER = SearchAttributeKey.for_keyword("RelmanRequester")
 SA_PHASE = SearchAttributeKey.for_keyword("RelmanPhase")
 SA_APPROVERS = SearchAttributeKey.for_keyword_list("RelmanApprovers")
-SEARCH_ATTRIBUTES = (SA_APPLICATION, SA_VERSION, SA_REQUESTER, SA_PHASE, SA_APPROVERS)
+SA_DEPARTMENTS = SearchAttributeKey.for_keyword_list("RelmanDepartments")
+SEARCH_ATTRIBUTES = (
+    SA_APPLICATION,
+    SA_VERSION,
+    SA_REQUESTER,
+    SA_PHASE,
+    SA_APPROVERS,
+    SA_DEPARTMENTS,
+)
 
 SNAPSHOT_TIMEOUT = timedelta(minutes=2)
 APPLY_TIMEOUT = timedelta(minutes=5)

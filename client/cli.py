@@ -1,0 +1,64 @@
+"""The ``relman`` command line: parsing here, work in client.service and friends."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import typer
+
+from client.commands import approvals, plan, releases
+from client.errors import EXIT_BAD_INPUT, CliError
+
+app = typer.Typer(
+    name="relman",
+    help="Application release management on Temporal: durable multi-day releases with "
+    "approvals, rollout windows and compensating rollback on AWS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(plan.app, name="plan")
+app.command("submit")(releases.submit)
+app.command("status")(releases.status)
+app.command("list")(releases.list_)
+app.command("history")(releases.history)
+app.command("approvals")(approvals.approvals)
+app.command("approve")(approvals.approve)
+app.command("reject")(approvals.reject)
+
+
+def _register_late() -> None:
+    # Imported here so their heavier imports stay out of `relman --help`'s path where possible.
+    from client.commands import demo, dev, worker
+
+    app.add_typer(dev.app, name="dev")
+    app.command("worker")(worker.worker)
+    app.command("demo")(demo.demo)
+
+
+_register_late()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run a command, turn errors into messages and exit codes."""
+    failure: tuple[str, int] | None = None
+    try:
+        app(args=argv, standalone_mode=False)
+    except CliError as exc:
+        failure = (str(exc), exc.exit_code)
+    except typer.Abort:
+        failure = ("aborted", 1)
+    except typer.TyperException as exc:  # usage errors: missing or invalid arguments
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(EXIT_BAD_INPUT)
+    if failure is not None:
+        # Report outside the except block: the exception's traceback holds the Temporal
+        # client, which must be released before the interpreter shuts down.
+        gc.collect()
+        typer.secho(f"error: {failure[0]}", fg=typer.colors.RED, err=True)
+        sys.exit(failure[1])
+    sys.exit(0)

@@ -1,0 +1,61 @@
+"""Approval gates: what waits for me, approve, reject."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from client.commands.common import OutputOption, current_user, run
+from client.output import OutputFormat, emit
+
+AsUser = Annotated[
+    str | None, typer.Option("--as", help="who decides (default: $RELMAN_USER or login)")
+]
+
+
+def approvals(as_user: AsUser = None, output: OutputOption = OutputFormat.text) -> None:
+    """Gates waiting for this user, across running releases."""
+    from client import service
+    from client.views import ApprovalsView
+
+    user = current_user(as_user)
+    emit(ApprovalsView(user, run(service.approvals_for(user))), output)
+
+
+def _decide(
+    release_id: str,
+    wave: str,
+    as_user: str | None,
+    comment: str,
+    approve: bool,
+    output: OutputFormat,
+) -> None:
+    from client import service
+    from client.views import DecisionView
+
+    user = current_user(as_user)
+    result = run(service.decide(release_id, wave, user, comment, approve))
+    emit(DecisionView(release_id, result), output)
+
+
+def approve(
+    release_id: Annotated[str, typer.Argument(metavar="ID")],
+    wave: Annotated[str, typer.Option("--wave", help="the wave whose gate to approve")],
+    as_user: AsUser = None,
+    comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Approve a wave's gate."""
+    _decide(release_id, wave, as_user, comment, True, output)
+
+
+def reject(
+    release_id: Annotated[str, typer.Argument(metavar="ID")],
+    wave: Annotated[str, typer.Option("--wave", help="the wave whose gate to reject")],
+    as_user: AsUser = None,
+    comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Reject a wave: the release stops and rolls back what it changed."""
+    _decide(release_id, wave, as_user, comment, False, output)

@@ -1,0 +1,84 @@
+"""``relman dev up / down / status``: the embedded local stack."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import typer
+
+from client.commands.common import OutputOption
+from client.output import OutputFormat, emit
+
+app = typer.Typer(
+    help="The embedded local stack: Temporal dev server, local AWS, worker.", no_args_is_help=True
+)
+
+
+def bring_up(say=typer.echo):  # type: ignore[no-untyped-def]
+    """Start the stack if needed; the CLI error names the problem (busy port, no binary)."""
+    from client.binaries import MissingBinary
+    from client.errors import CliError
+    from client.stack import StackConfig, StackError, up
+
+    try:
+        return up(StackConfig.from_env(), progress=say)
+    except (StackError, MissingBinary) as exc:
+        raise CliError(str(exc)) from None
+
+
+@app.command("up")
+def dev_up() -> None:
+    """Start the Temporal dev server, the local AWS endpoint and a worker, on loopback."""
+    state = bring_up()
+    typer.echo(f"Temporal:     {state.temporal_address}")
+    typer.echo(f"Temporal UI:  {state.ui_url}")
+    typer.echo(f"AWS endpoint: {state.aws_endpoint}")
+    typer.echo("relman is up; stop it with `relman dev down`.")
+
+
+@app.command("down")
+def dev_down() -> None:
+    """Stop exactly the processes `relman dev up` started."""
+    from client.stack import StackConfig, down
+
+    stopped = down(StackConfig.from_env())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@dataclass
+class DevStatusView:
+    """Each component of the stack."""
+
+    components: list[Any]
+    ui_url: str | None
+
+    def to_json(self) -> Any:
+        return {"ui_url": self.ui_url, "components": [asdict(c) for c in self.components]}
+
+    def render(self, console: Any) -> None:
+        from rich.table import Table
+
+        table = Table(title="relman dev stack")
+        for column in ("component", "state", "pid", "address", "log"):
+            table.add_column(column)
+        for c in self.components:
+            table.add_row(
+                c.name,
+                "[green]running[/green]" if c.running else "[red]stopped[/red]",
+                str(c.pid or "-"),
+                c.address or "-",
+                c.log or "-",
+            )
+        console.print(table)
+        if self.ui_url:
+            console.print(f"Temporal UI: {self.ui_url}")
+
+
+@app.command("status")
+def dev_status(output: OutputOption = OutputFormat.text) -> None:
+    """Report each component of the embedded stack."""
+    from client.stack import StackConfig, status
+
+    state, components = status(StackConfig.from_env())
+    emit(DevStatusView(components, state.ui_url if state else None), output)

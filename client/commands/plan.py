@@ -1,0 +1,46 @@
+"""``relman plan``: check a plan, print its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client.commands.common import OutputOption
+from client.output import OutputFormat, emit
+
+app = typer.Typer(help="Validate release plans and print their schema.", no_args_is_help=True)
+
+
+def load(path: Path):  # type: ignore[no-untyped-def]
+    """The validated plan at ``path``, or a bad-input error listing every problem."""
+    from client.errors import BadInput
+    from models.loader import PlanError, load_plan
+
+    try:
+        return load_plan(path)
+    except PlanError as exc:
+        raise BadInput(str(exc)) from None
+
+
+@app.command("check")
+def check(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="the plan's YAML file")],
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Validate PLAN and print its waves, gates, windows and schedule."""
+    from client.views import PlanCheckView
+    from models.validation import wave_order
+
+    plan = load(plan_path)
+    emit(PlanCheckView(str(plan_path), plan, wave_order(plan)), output)
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the plan's JSON Schema (for editors)."""
+    from models.plan import ReleasePlan
+
+    typer.echo(json.dumps(ReleasePlan.model_json_schema(), indent=2))

@@ -1,0 +1,245 @@
+"""What the CLI asks of Temporal: start releases, query them, decide gates, list them.
+
+Each function returns models; the command modules turn them into text or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from client.connection import connect, connect_config, task_queue
+from client.errors import BadInput, CliError
+from models.messages import DecisionInput, DecisionResult, ReleaseInput
+from models.plan import ReleasePlan
+from models.status import PendingApproval, ReleasePhase, ReleaseStatus
+from workflows.release import (
+    SA_APPLICATION,
+    SA_APPROVERS,
+    SA_DEPARTMENTS,
+    SA_PHASE,
+    SA_REQUESTER,
+    SA_VERSION,
+    ReleaseWorkflow,
+)
+
+T = TypeVar("T")
+QUERY_RETRY_SECONDS = 0.5
+
+
+class ReleaseSummary(BaseModel):
+    """One line of ``relman list``."""
+
+    release_id: str
+    application: str | None
+    version: str | None
+    phase: str | None
+    requested_by: str | None
+    started_at: datetime | None
+    status: str
+
+
+class ApprovalWaiting(BaseModel):
+    """A gate a given user may decide, in one release."""
+
+    release_id: str
+    application: str
+    version: str
+    requested_by: str
+    pending: PendingApproval
+
+
+@asynccontextmanager
+async def temporal() -> AsyncIterator[Client]:
+    """A connected client, or a clear error naming the address that did not answer."""
+    try:
+        client = await connect()
+    except Exception as exc:  # the bridge raises RuntimeError with the transport error
+        address = connect_config().get("target_host")
+        raise CliError(
+            f"cannot connect to Temporal at {address}: {exc}. Start the embedded stack with "
+            "`relman dev up`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
+        ) from None
+    yield client
+
+
+def _handle(client: Client, release_id: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(release_id)
+
+
+async def _known(release_id: str, call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BadInput(f"unknown release {release_id!r}") from None
+        raise CliError(f"release {release_id}: {exc.message}") from None
+
+
+def start_search_attributes(plan: ReleasePlan) -> TypedSearchAttributes:
+    """The visibility attributes a release starts with; the workflow keeps phase current."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_APPLICATION, plan.application),
+            SearchAttributePair(SA_VERSION, plan.version),
+            SearchAttributePair(SA_REQUESTER, plan.requested_by),
+            SearchAttributePair(SA_PHASE, ReleasePhase.PENDING.value),
+            SearchAttributePair(SA_APPROVERS, []),
+            SearchAttributePair(SA_DEPARTMENTS, sorted({w.department for w in plan.waves})),
+        ]
+    )
+
+
+async def submit(plan: ReleasePlan, queue: str | None = None) -> str:
+    """Start the release; its id is the plan's id, usable once only (an audit trail)."""
+    async with temporal() as client:
+        try:
+            await client.start_workflow(
+                ReleaseWorkflow.run,
+                ReleaseInput(plan=plan),
+                id=plan.id,
+                task_queue=queue or task_queue(),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=start_search_attributes(plan),
+                static_summary=f"{plan.application} {plan.version} by {plan.requested_by}",
+            )
+        except WorkflowAlreadyStartedError:
+            raise CliError(
+                f"release id {plan.id!r} is already used by another release; give the plan a new id"
+            ) from None
+        except RPCError as exc:
+            raise CliError(f"could not start release {plan.id}: {exc.message}") from None
+    return plan.id
+
+
+async def status(release_id: str) -> ReleaseStatus:
+    """The release's status query."""
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        return await _known(release_id, lambda: handle.query(ReleaseWorkflow.status))
+
+
+async def watch(
+    release_id: str, on_status: Callable[[ReleaseStatus], None], interval: float
+) -> ReleaseStatus:
+    """Call ``on_status`` with fresh status until the release ends."""
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        while True:
+            current = await _known(release_id, lambda: handle.query(ReleaseWorkflow.status))
+            on_status(current)
+            if current.finished:
+                return current
+            await asyncio.sleep(interval)
+
+
+async def decide(
+    release_id: str, wave: str, user: str, comment: str, approve: bool
+) -> DecisionResult:
+    """Approve or reject a wave's gate as ``user``.
+
+    The update id is derived from release, wave, user and decision, so a retried command
+    (after a timeout, say) is applied once.
+    """
+    from temporalio.client import WorkflowUpdateFailedError
+
+    verb = "approve" if approve else "reject"
+    update = ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        try:
+            return await _known(
+                release_id,
+                lambda: handle.execute_update(
+                    update,
+                    DecisionInput(wave=wave, approver=user, comment=comment),
+                    id=f"{verb}:{wave}:{user}",
+                ),
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause or exc)
+            raise CliError(f"cannot {verb} wave {wave!r} of {release_id}: {message}") from None
+
+
+def _query(filters: dict[str, str | None], running_only: bool = False) -> str:
+    clauses = ["WorkflowType = 'ReleaseWorkflow'"]
+    for attribute, value in filters.items():
+        if value:
+            escaped = value.replace("'", "\\'")
+            clauses.append(f"{attribute} = '{escaped}'")
+    if running_only:
+        clauses.append("ExecutionStatus = 'Running'")
+    return " AND ".join(clauses)
+
+
+async def list_releases(
+    application: str | None = None,
+    phase: str | None = None,
+    department: str | None = None,
+    limit: int = 200,
+) -> list[ReleaseSummary]:
+    """Releases through Temporal visibility, newest first."""
+    query = _query(
+        {
+            SA_APPLICATION.name: application,
+            SA_PHASE.name: phase,
+            SA_DEPARTMENTS.name: department,
+        }
+    )
+    async with temporal() as client:
+        out = []
+        try:
+            async for execution in client.list_workflows(query, limit=limit):
+                sa = execution.typed_search_attributes
+                out.append(
+                    ReleaseSummary(
+                        release_id=execution.id,
+                        application=sa.get(SA_APPLICATION),
+                        version=sa.get(SA_VERSION),
+                        phase=sa.get(SA_PHASE),
+                        requested_by=sa.get(SA_REQUESTER),
+                        started_at=execution.start_time,
+                        status=(execution.status or WorkflowExecutionStatus.RUNNING).name.lower(),
+                    )
+                )
+        except RPCError as exc:
+            raise CliError(f"cannot list releases: {exc.message}") from None
+        return out
+
+
+async def approvals_for(user: str) -> list[ApprovalWaiting]:
+    """Gates across running releases that ``user`` may decide now."""
+    query = _query({SA_APPROVERS.name: user}, running_only=True)
+    async with temporal() as client:
+        found = []
+        try:
+            ids = [e.id async for e in client.list_workflows(query)]
+        except RPCError as exc:
+            raise CliError(f"cannot list releases: {exc.message}") from None
+        for release_id in ids:
+            try:
+                st = await _handle(client, release_id).query(ReleaseWorkflow.status)
+            except RPCError:
+                continue  # ended between the listing and the query
+            for pending in st.pending_approvals:
+                if user in pending.eligible_approvers:
+                    found.append(
+                        ApprovalWaiting(
+                            release_id=st.release_id,
+                            application=st.application,
+                            version=st.version,
+                            requested_by=st.requested_by,
+                            pending=pending,
+                        )
+                    )
+        return found

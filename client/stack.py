@@ -1,0 +1,388 @@
+"""The embedded local stack: Temporal dev server, moto server (local AWS) and a worker.
+
+Each runs as a background process on loopback; pids, ports and log paths are recorded in
+``$RELMAN_HOME/stack.json`` (default ``./.relman``) so ``relman dev down`` stops exactly the
+processes ``relman dev up`` started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from client.binaries import find_binary
+
+HOME_ENV = "RELMAN_HOME"
+TEMPORAL_PORT_ENV = "RELMAN_DEV_TEMPORAL_PORT"
+UI_PORT_ENV = "RELMAN_DEV_UI_PORT"
+AWS_PORT_ENV = "RELMAN_DEV_AWS_PORT"
+DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_UI_PORT = 8233
+DEFAULT_AWS_PORT = 4566
+LOOPBACK = "127.0.0.1"
+STATE_FILE = "stack.json"
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 10.0
+# Search attributes the dev server registers at start (a production cluster registers them
+# with `temporal operator search-attribute create`, see the README).
+SEARCH_ATTRIBUTE_TYPES = {
+    "RelmanApplication": "Keyword",
+    "RelmanVersion": "Keyword",
+    "RelmanRequester": "Keyword",
+    "RelmanPhase": "Keyword",
+    "RelmanApprovers": "KeywordList",
+    "RelmanDepartments": "KeywordList",
+}
+# Credentials for the local endpoint only: the embedded worker must never reach real AWS.
+LOCAL_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "relman-local",
+    "AWS_SECRET_ACCESS_KEY": "relman-local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class StackError(Exception):
+    """The stack could not be started or inspected; the message says what to do."""
+
+
+@dataclass
+class Component:
+    """One background process of the stack."""
+
+    name: str
+    pid: int
+    port: int
+    log: str
+    binary: str
+
+
+@dataclass
+class StackState:
+    """What ``dev up`` started, as recorded on disk."""
+
+    temporal_address: str
+    ui_url: str
+    aws_endpoint: str
+    components: dict[str, Component] = field(default_factory=dict)
+
+
+@dataclass
+class StackConfig:
+    """Where the stack keeps its files and which loopback ports it uses."""
+
+    home: Path
+    temporal_port: int = DEFAULT_TEMPORAL_PORT
+    ui_port: int = DEFAULT_UI_PORT
+    aws_port: int = DEFAULT_AWS_PORT
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """Configuration from RELMAN_HOME and RELMAN_DEV_*_PORT."""
+        return cls(
+            home=Path(os.environ.get(HOME_ENV) or ".relman").resolve(),
+            temporal_port=int(os.environ.get(TEMPORAL_PORT_ENV, DEFAULT_TEMPORAL_PORT)),
+            ui_port=int(os.environ.get(UI_PORT_ENV, DEFAULT_UI_PORT)),
+            aws_port=int(os.environ.get(AWS_PORT_ENV, DEFAULT_AWS_PORT)),
+        )
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / STATE_FILE
+
+    def fresh_state(self) -> StackState:
+        return StackState(
+            temporal_address=f"{LOOPBACK}:{self.temporal_port}",
+            ui_url=f"http://{LOOPBACK}:{self.ui_port}",
+            aws_endpoint=f"http://{LOOPBACK}:{self.aws_port}",
+        )
+
+
+# --- state on disk ------------------------------------------------------------------------
+
+
+def read_state(config: StackConfig) -> StackState | None:
+    """The recorded stack, or None if ``dev up`` has not run (or ``dev down`` cleared it)."""
+    try:
+        raw = json.loads(config.state_path.read_text())
+    except (OSError, ValueError):
+        return None
+    components = {k: Component(**v) for k, v in raw.pop("components", {}).items()}
+    return StackState(**raw, components=components)
+
+
+def _write_state(config: StackConfig, state: StackState) -> None:
+    config.home.mkdir(parents=True, exist_ok=True)
+    tmp = config.state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    tmp.replace(config.state_path)
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def is_running(component: Component) -> bool:
+    """True if the recorded pid is alive and still the binary we started (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{component.pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(component.pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS): trust the pid
+    return component.binary.encode() in cmdline
+
+
+def port_in_use(port: int) -> bool:
+    """True if something already listens on the loopback port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def _spawn(
+    name: str, cmd: list[str], port: int, config: StackConfig, env: dict[str, str]
+) -> Component:
+    config.home.mkdir(parents=True, exist_ok=True)
+    log_path = config.home / f"{name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # survives this CLI; `dev down` signals the group
+        )
+    return Component(name=name, pid=process.pid, port=port, log=str(log_path), binary=cmd[0])
+
+
+def _log_tail(component: Component, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(component.log).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_until(component: Component, ready, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not is_running(component):
+            raise StackError(
+                f"{component.name} exited while starting; last lines of {component.log}:\n"
+                + _log_tail(component)
+            )
+        try:
+            if ready():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise StackError(
+        f"{component.name} did not {what} within {READY_TIMEOUT_SECONDS:.0f}s; see {component.log}"
+    )
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return 200 <= response.status < 300
+
+
+def _temporal_ready(address: str) -> bool:
+    import asyncio
+
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    async def probe() -> bool:
+        client = await Client.connect(address)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="default")
+        )
+        return True
+
+    return asyncio.run(probe())
+
+
+def _worker_polling(address: str, queue: str) -> bool:
+    import asyncio
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.client import Client
+
+    async def probe() -> bool:
+        client = await Client.connect(address)
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        return len(response.pollers) > 0
+
+    return asyncio.run(probe())
+
+
+def _check_port(port: int, what: str, env_name: str) -> None:
+    if port_in_use(port):
+        raise StackError(
+            f"port {port} on {LOOPBACK} is already in use, so the {what} cannot start; "
+            f"stop what uses it or choose another port with {env_name}"
+        )
+
+
+def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-untyped-def]
+    """Start whatever part of the stack is not running; return the running stack."""
+    from client.connection import task_queue
+
+    state = read_state(config) or config.fresh_state()
+    running = {n: c for n, c in state.components.items() if is_running(c)}
+    state.components = running
+    temporal_port = int(state.temporal_address.rsplit(":", 1)[1])
+    aws_port = int(state.aws_endpoint.rsplit(":", 1)[1])
+    ui_port = int(state.ui_url.rsplit(":", 1)[1])
+
+    if "temporal" not in running:
+        binary = find_binary("temporal")
+        _check_port(temporal_port, "Temporal dev server", TEMPORAL_PORT_ENV)
+        _check_port(ui_port, "Temporal Web UI", UI_PORT_ENV)
+        cmd = [
+            binary,
+            "server",
+            "start-dev",
+            "--ip",
+            LOOPBACK,
+            "--port",
+            str(temporal_port),
+            "--ui-port",
+            str(ui_port),
+            "--db-filename",
+            str(config.home / "temporal.db"),
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+            cmd += ["--search-attribute", f"{name}={kind}"]
+        progress(f"starting Temporal dev server on {state.temporal_address}")
+        component = _spawn("temporal", cmd, temporal_port, config, dict(os.environ))
+        state.components["temporal"] = component
+        _write_state(config, state)
+        _wait_until(component, lambda: _temporal_ready(state.temporal_address), "answer")
+
+    if "aws" not in running:
+        binary = find_binary("moto_server")
+        _check_port(aws_port, "local AWS endpoint (moto)", AWS_PORT_ENV)
+        cmd = [binary, "-H", LOOPBACK, "-p", str(aws_port)]
+        progress(f"starting local AWS endpoint (moto) on {state.aws_endpoint}")
+        component = _spawn("aws", cmd, aws_port, config, dict(os.environ))
+        state.components["aws"] = component
+        _write_state(config, state)
+        _wait_until(
+            component, lambda: _http_ok(f"{state.aws_endpoint}/moto-api/data.json"), "answer"
+        )
+
+    if "worker" not in running:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
+        env.update(LOCAL_AWS_ENV)
+        env.update(
+            TEMPORAL_ADDRESS=state.temporal_address,
+            TEMPORAL_NAMESPACE="default",
+            RELMAN_AWS_ENDPOINT_URL=state.aws_endpoint,
+            PYTHONUNBUFFERED="1",
+        )
+        cmd = [sys.executable, "-m", "worker"]
+        progress(f"starting relman worker on task queue {task_queue()!r}")
+        component = _spawn("worker", cmd, 0, config, env)
+        state.components["worker"] = component
+        _write_state(config, state)
+        _wait_until(
+            component,
+            lambda: _worker_polling(state.temporal_address, task_queue()),
+            "start polling",
+        )
+    return state
+
+
+def down(config: StackConfig) -> list[str]:
+    """Stop the processes ``up`` recorded (worker first); return the names stopped."""
+    state = read_state(config)
+    if state is None:
+        return []
+    stopped = []
+    for name in ("worker", "aws", "temporal"):
+        component = state.components.get(name)
+        if component is None or not is_running(component):
+            continue
+        _signal(component, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while is_running(component) and time.monotonic() < deadline:
+            _reap(component)
+            time.sleep(0.1)
+        if is_running(component):
+            _signal(component, signal.SIGKILL)
+            _reap(component)
+        stopped.append(name)
+    config.state_path.unlink(missing_ok=True)
+    return stopped
+
+
+def _signal(component: Component, sig: int) -> None:
+    try:
+        os.killpg(component.pid, sig)  # its own session/group: children go too
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(component.pid, sig)
+
+
+def _reap(component: Component) -> None:
+    """Collect the exit status if the process is our child (a zombie counts as running)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(component.pid, os.WNOHANG)
+
+
+@dataclass
+class ComponentStatus:
+    """``dev status`` of one component."""
+
+    name: str
+    running: bool
+    pid: int | None
+    address: str | None
+    log: str | None
+
+
+def status(config: StackConfig) -> tuple[StackState | None, list[ComponentStatus]]:
+    """Each component: recorded, alive, where it listens."""
+    state = read_state(config)
+    out = []
+    for name in ("temporal", "aws", "worker"):
+        component = state.components.get(name) if state else None
+        address = None
+        if state is not None:
+            address = {
+                "temporal": state.temporal_address,
+                "aws": state.aws_endpoint,
+                "worker": None,
+            }[name]
+        out.append(
+            ComponentStatus(
+                name=name,
+                running=bool(component and is_running(component)),
+                pid=component.pid if component else None,
+                address=address,
+                log=component.log if component else None,
+            )
+        )
+    return state, out

@@ -1,0 +1,275 @@
+"""Results of CLI commands: each renders as text for people and as JSON for scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from models.durations import format_duration
+from models.messages import DecisionResult
+from models.plan import ReleasePlan, Wave
+from models.status import ReleaseStatus, TimelineEvent
+
+PHASE_STYLE = {
+    "completed": "green",
+    "rolled_back": "yellow",
+    "rejected": "red",
+    "failed": "red",
+    "cancelled": "yellow",
+    "rollback_failed": "bold red",
+    "deploying": "cyan",
+    "baking": "cyan",
+    "rolling_back": "magenta",
+    "awaiting_approval": "blue",
+    "waiting_for_window": "blue",
+    "applied": "green",
+    "paused": "yellow",
+}
+
+
+def phase_text(phase: str | None) -> Text:
+    """A phase name, coloured by what it means."""
+    name = phase or "-"
+    return Text(name, style=PHASE_STYLE.get(name, ""))
+
+
+def when(at: datetime | None) -> str:
+    """A timestamp in UTC, to the second."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
+
+
+def gate_text(wave: Wave) -> str:
+    """``finance-cab x2, it-leads x1; timeout 48h -> reject``."""
+    if wave.approval is None:
+        return "none"
+    gate = wave.approval
+    text = ", ".join(f"{g} x{n}" for g, n in gate.groups.items())
+    if gate.timeout is not None:
+        text += f"; timeout {format_duration(gate.timeout)} -> {gate.on_timeout}"
+        if gate.on_timeout == "escalate":
+            text += " to " + ", ".join(f"{g} x{n}" for g, n in gate.escalate_to.items())
+    return text
+
+
+@dataclass
+class PlanCheckView:
+    """``relman plan check``: the validated plan as a readable summary."""
+
+    path: str
+    plan: ReleasePlan
+    order: list[str]
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> Any:
+        return {
+            "plan": self.path,
+            "valid": True,
+            "release_id": self.plan.id,
+            "wave_order": self.order,
+            "schedule": self.schedule,
+        }
+
+    def render(self, console: Any) -> None:
+        plan = self.plan
+        console.print(
+            f"[green]OK[/green] {self.path}: release [bold]{plan.id}[/bold] of "
+            f"{plan.application} {plan.version}, requested by {plan.requested_by}"
+        )
+        if plan.description:
+            console.print(plan.description)
+        table = Table(title="Waves, in order", show_lines=True)
+        for column in ("#", "wave", "department", "after", "targets", "gate", "rollout"):
+            table.add_column(column)
+        for i, name in enumerate(self.order, 1):
+            wave = plan.wave(name)
+            targets = "\n".join(f"{t} ({plan.target(t).resource})" for t in wave.targets)
+            rollout = " -> ".join(f"{p}%" for p in wave.traffic)
+            if wave.bake:
+                rollout += f", bake {format_duration(wave.bake)}"
+            if wave.alarms:
+                rollout += f", alarms: {', '.join(wave.alarms)}"
+            rollout += f"\non failure: {wave.on_failure}"
+            table.add_row(
+                str(i),
+                name,
+                wave.department,
+                ", ".join(wave.after) or "-",
+                targets,
+                gate_text(wave),
+                rollout,
+            )
+        console.print(table)
+        for freeze in plan.freezes:
+            console.print(f"freeze {when(freeze.start)} -> {when(freeze.end)}: {freeze.reason}")
+
+
+@dataclass
+class SubmitView:
+    """``relman submit``: the id of the started release."""
+
+    release_id: str
+
+    def to_json(self) -> Any:
+        return {"release_id": self.release_id}
+
+    def render(self, console: Any) -> None:
+        console.print(self.release_id, markup=False)
+
+
+def _timeline_table(events: list[TimelineEvent], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("time", "event", "actor", "wave", "what"):
+        table.add_column(column)
+    for e in events:
+        what = e.message + (f' - "{e.comment}"' if e.comment else "")
+        table.add_row(when(e.at), e.kind, e.actor or "-", e.wave or "-", what)
+    return table
+
+
+@dataclass
+class StatusView:
+    """``relman status``: phase, waves, targets, pending approvals, recent timeline."""
+
+    status: ReleaseStatus
+    timeline_tail: int = 10
+
+    def to_json(self) -> Any:
+        return self.status.model_dump(mode="json")
+
+    def render(self, console: Any) -> None:
+        st = self.status
+        header = Text.assemble(
+            (st.release_id, "bold"), f"  {st.application} {st.version}  ", phase_text(st.phase)
+        )
+        console.print(header)
+        if st.error:
+            console.print(f"[red]error:[/red] {st.error}", highlight=False)
+        waves = Table(title="Waves")
+        for column in (
+            "wave",
+            "department",
+            "phase",
+            "approvals",
+            "target",
+            "phase ",
+            "before",
+            "after",
+        ):
+            waves.add_column(column)
+        for w in st.waves:
+            approvals = ", ".join(f"{a.approver} {a.decision}" for a in w.approvals) or (
+                "-" if not w.required_approvals else "none yet"
+            )
+            for i, t in enumerate(w.targets):
+                first = i == 0
+                waves.add_row(
+                    w.name if first else "",
+                    w.department if first else "",
+                    phase_text(w.phase) if first else Text(""),
+                    approvals if first else "",
+                    f"{t.name}\n{t.resource}",
+                    phase_text(t.phase),
+                    t.before or "-",
+                    t.after or "-",
+                )
+        console.print(waves)
+        for p in st.pending_approvals:
+            missing = ", ".join(f"{n} more from {g}" for g, n in p.missing.items())
+            who = ", ".join(p.eligible_approvers) or "nobody eligible"
+            deadline = f"; deadline {when(p.deadline)}" if p.deadline else ""
+            console.print(f"waiting on wave [bold]{p.wave}[/bold]: {missing} ({who}){deadline}")
+        tail = st.timeline[-self.timeline_tail :]
+        console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {len(st.timeline)})"))
+
+
+@dataclass
+class HistoryView:
+    """``relman history``: the complete audit timeline."""
+
+    status: ReleaseStatus
+
+    def to_json(self) -> Any:
+        return {
+            "release_id": self.status.release_id,
+            "phase": self.status.phase.value,
+            "timeline": [e.model_dump(mode="json") for e in self.status.timeline],
+        }
+
+    def render(self, console: Any) -> None:
+        st = self.status
+        console.print(_timeline_table(st.timeline, f"{st.release_id}: {st.phase.value}"))
+
+
+@dataclass
+class ListView:
+    """``relman list``."""
+
+    releases: list[Any]
+
+    def to_json(self) -> Any:
+        return [r.model_dump(mode="json") for r in self.releases]
+
+    def render(self, console: Any) -> None:
+        if not self.releases:
+            console.print("no releases match")
+            return
+        table = Table()
+        for column in ("release", "application", "version", "phase", "requested by", "started"):
+            table.add_column(column)
+        for r in self.releases:
+            table.add_row(
+                r.release_id,
+                r.application or "-",
+                r.version or "-",
+                phase_text(r.phase),
+                r.requested_by or "-",
+                when(r.started_at),
+            )
+        console.print(table)
+
+
+@dataclass
+class ApprovalsView:
+    """``relman approvals``: gates this user may decide."""
+
+    user: str
+    items: list[Any]
+
+    def to_json(self) -> Any:
+        return [i.model_dump(mode="json") for i in self.items]
+
+    def render(self, console: Any) -> None:
+        if not self.items:
+            console.print(f"nothing is waiting for {self.user}")
+            return
+        table = Table(title=f"Waiting for {self.user}")
+        for column in ("release", "application", "wave", "still needs", "deadline"):
+            table.add_column(column)
+        for i in self.items:
+            missing = ", ".join(f"{n} from {g}" for g, n in i.pending.missing.items())
+            table.add_row(
+                i.release_id,
+                f"{i.application} {i.version}",
+                i.pending.wave,
+                missing,
+                when(i.pending.deadline),
+            )
+        console.print(table)
+
+
+@dataclass
+class DecisionView:
+    """``relman approve`` / ``reject``."""
+
+    release_id: str
+    result: DecisionResult
+
+    def to_json(self) -> Any:
+        return {"release_id": self.release_id, **self.result.model_dump(mode="json")}
+
+    def render(self, console: Any) -> None:
+        console.print(f"{self.release_id} wave {self.result.wave}: {self.result.message}")

@@ -62,3 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {failure[0]}", fg=typer.colors.RED, err=True)
         sys.exit(failure[1])
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -102,3 +103,74 @@ class CompensateResult(BaseModel):
 SNAPSHOT_TARGET = "snapshot_target"
 APPLY_TARGET = "apply_target"
 COMPENSATE_TARGET = "compensate_target"
+CHECK_ALARMS = "check_alarms"
+WATCH_ALARMS = "watch_alarms"
+
+
+# --- health: a wave's CloudWatch alarms -----------------------------------------------------
+
+# Bake polls CloudWatch this often unless the input says otherwise.
+DEFAULT_BAKE_INTERVAL = timedelta(seconds=10)
+
+
+class AlarmCheckInput(BaseModel):
+    """A wave's CloudWatch alarms, in its department's region and account."""
+
+    release_id: str
+    wave: str
+    alarms: list[str]
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+
+class FiringAlarm(BaseModel):
+    """An alarm in state ALARM, with CloudWatch's reason and when it entered the state."""
+
+    name: str
+    reason: str
+    since: datetime | None = None
+
+
+class AlarmCheckResult(BaseModel):
+    """Which of the wave's alarms are firing right now (none: the wave may start)."""
+
+    firing: list[FiringAlarm] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no alarm is in ALARM."""
+        return not self.firing
+
+
+class BakeInput(AlarmCheckInput):
+    """Watch a wave's alarms for ``duration``, polling every ``interval``."""
+
+    duration: timedelta = Field(ge=timedelta(0))
+    interval: timedelta = Field(default=DEFAULT_BAKE_INTERVAL, gt=timedelta(0))
+
+
+class BakeProgress(BaseModel):
+    """Heartbeat details of a bake: a retried attempt resumes from these.
+
+    ``deadline`` is wall-clock UTC, fixed by the first attempt, so a worker crash does not
+    restart the bake from zero.
+    """
+
+    started_at: datetime
+    deadline: datetime
+    elapsed_seconds: float
+    polls: int
+
+
+class BakeResult(BaseModel):
+    """How a bake ended: quiet for its whole duration, or cut short by firing alarms."""
+
+    firing: list[FiringAlarm] = Field(default_factory=list)
+    polls: int
+    elapsed_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when the bake ran its full duration with no alarm in ALARM."""
+        return not self.firing

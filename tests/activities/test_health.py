@@ -1,0 +1,285 @@
+"""Alarm checks and bake watching against a moto server, run in Temporal's ActivityEnvironment.
+
+moto never evaluates alarms, so tests flip them with ``set_alarm_state``. Bakes last tens of
+milliseconds: these are real waits inside the activity, not workflow time to skip.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from activities.aws import AwsClients
+from activities.health import HealthActivities
+from models.messages import AlarmCheckInput, BakeInput, BakeProgress
+
+ROLE_ARN = "arn:aws:iam::111111111111:role/relman-deployer"
+
+
+def put_alarm(cloudwatch: Any, name: str, state: str | None = None, reason: str = "") -> None:
+    """A metric alarm; moto creates it in INSUFFICIENT_DATA and leaves it there unless set."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/ApplicationELB",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=10.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    if state is not None:
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+
+
+@pytest.fixture
+def cloudwatch(aws: AwsClients) -> Any:
+    return aws.client("cloudwatch")
+
+
+@pytest.fixture
+def health(aws: AwsClients) -> HealthActivities:
+    return HealthActivities(aws)
+
+
+def bake(alarms: list[str], duration: float, interval: float = 0.02, **scope: Any) -> BakeInput:
+    return BakeInput(
+        release_id="shop-2.4.0",
+        wave="eu",
+        alarms=alarms,
+        duration=timedelta(seconds=duration),
+        interval=timedelta(seconds=interval),
+        **scope,
+    )
+
+
+def check(alarms: list[str], **scope: Any) -> AlarmCheckInput:
+    return AlarmCheckInput(release_id="shop-2.4.0", wave="eu", alarms=alarms, **scope)
+
+
+def env_with(**info: Any) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(ActivityEnvironment.default_info(), **info)
+    return env
+
+
+# --- check_alarms -----------------------------------------------------------------------
+
+
+def test_check_reports_alarms_already_firing_with_their_reason(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx", "ALARM", "Threshold Crossed: 42 > 10")
+    put_alarm(cloudwatch, "api-latency", "OK", "p99 120ms < 500ms")
+    put_alarm(cloudwatch, "queue-depth")
+
+    result = ActivityEnvironment().run(
+        health.check_alarms, check(["api-latency", "api-5xx", "queue-depth"])
+    )
+
+    assert not result.ok
+    assert [(a.name, a.reason) for a in result.firing] == [
+        ("api-5xx", "Threshold Crossed: 42 > 10")
+    ]
+    assert result.firing[0].since is not None
+
+
+def test_check_of_quiet_alarms_or_none_is_ok(health: HealthActivities, cloudwatch: Any) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    env = ActivityEnvironment()
+
+    assert env.run(health.check_alarms, check(["api-5xx", "api-5xx"])).ok
+    assert env.run(health.check_alarms, check([])).ok
+
+
+def test_missing_alarm_is_a_non_retryable_error_naming_it(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(health.check_alarms, check(["api-5xx", "api-5xxx"]))
+
+    assert (
+        raised.value.message == "wave 'eu': CloudWatch alarm 'api-5xxx' does not exist in us-east-1"
+    )
+    assert raised.value.type == "AlarmNotFound"
+    assert raised.value.non_retryable
+
+
+def test_alarms_are_read_in_the_departments_account(
+    health: HealthActivities, aws: AwsClients
+) -> None:
+    put_alarm(aws.client("cloudwatch", "eu-west-1", ROLE_ARN), "api-5xx", "ALARM", "42 > 10")
+    scope = {"region": "eu-west-1", "role_arn": ROLE_ARN}
+
+    firing = ActivityEnvironment().run(health.check_alarms, check(["api-5xx"], **scope)).firing
+    assert [a.name for a in firing] == ["api-5xx"]
+
+    # The same name in the default account does not exist: the account is part of the check.
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(health.check_alarms, check(["api-5xx", "db-cpu"]))
+    assert raised.value.message == (
+        "wave 'eu': CloudWatch alarms 'api-5xx', 'db-cpu' do not exist in us-east-1"
+    )
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(health.check_alarms, check(["db-cpu"], **scope))
+    assert raised.value.message == (
+        "wave 'eu': CloudWatch alarm 'db-cpu' does not exist in eu-west-1, account 111111111111"
+    )
+
+
+def test_more_than_a_hundred_alarms_are_read_in_batches_aws_accepts(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    names = [f"alarm-{i:03}" for i in range(130)]
+    for name in names:
+        put_alarm(cloudwatch, name)
+    cloudwatch.set_alarm_state(AlarmName="alarm-120", StateValue="ALARM", StateReason="boom")
+    batch_sizes: list[int] = []
+    cloudwatch.meta.events.register(
+        "provide-client-params.monitoring.DescribeAlarms",
+        lambda params, **_: batch_sizes.append(len(params["AlarmNames"])),
+    )
+
+    result = ActivityEnvironment().run(health.check_alarms, check(names))
+
+    assert [a.name for a in result.firing] == ["alarm-120"]
+    assert batch_sizes == [100, 30]  # DescribeAlarms rejects more than 100 names
+
+
+# --- watch_alarms (bake) ------------------------------------------------------------------
+
+
+def test_quiet_bake_returns_ok_after_its_duration_heartbeating_progress(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    env = ActivityEnvironment()
+    beats: list[BakeProgress] = []
+    env.on_heartbeat = lambda details: beats.append(BakeProgress.model_validate(details))
+
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.1, interval=0.03))
+
+    assert result.ok
+    assert result.elapsed_seconds >= 0.1
+    assert result.polls == len(beats) >= 4  # at 0, 0.03, 0.06, 0.09 and the deadline
+    assert len({b.deadline for b in beats}) == 1
+    assert [b.polls for b in beats] == list(range(1, len(beats) + 1))
+    assert beats == sorted(beats, key=lambda b: b.elapsed_seconds)
+
+
+def test_alarm_firing_mid_bake_ends_it_with_the_alarm_and_reason(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    put_alarm(cloudwatch, "api-latency")
+    env = ActivityEnvironment()
+
+    def fire_after_first_poll(details: Any) -> None:
+        if details["polls"] == 1:
+            cloudwatch.set_alarm_state(
+                AlarmName="api-latency", StateValue="ALARM", StateReason="p99 900ms > 500ms"
+            )
+
+    env.on_heartbeat = fire_after_first_poll
+    started = time.monotonic()
+
+    result = env.run(health.watch_alarms, bake(["api-5xx", "api-latency"], duration=60))
+
+    assert time.monotonic() - started < 1
+    assert not result.ok
+    assert [(a.name, a.reason) for a in result.firing] == [("api-latency", "p99 900ms > 500ms")]
+    assert result.polls == 2
+
+
+def test_bake_with_a_missing_alarm_fails_instead_of_passing(health: HealthActivities) -> None:
+    with pytest.raises(ApplicationError, match="CloudWatch alarm 'api-5xx' does not exist"):
+        ActivityEnvironment().run(health.watch_alarms, bake(["api-5xx"], duration=60))
+
+
+def test_resumed_bake_keeps_the_first_attempts_deadline(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    now = datetime.now(UTC)
+    # What a crashed attempt last heartbeated, as the pydantic converter decodes it: 59m59.9s
+    # of a one-hour bake done.
+    last_beat = BakeProgress(
+        started_at=now - timedelta(minutes=59, seconds=59.9),
+        deadline=now + timedelta(seconds=0.1),
+        elapsed_seconds=3599.9,
+        polls=360,
+    ).model_dump(mode="json")
+    env = env_with(attempt=2, heartbeat_details=[last_beat])
+    started = time.monotonic()
+
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=3600, interval=0.03))
+
+    assert time.monotonic() - started < 1
+    assert result.ok
+    assert result.polls > 360
+    assert result.elapsed_seconds >= 3600
+
+
+def test_resumed_bake_sees_an_alarm_that_fired_while_no_worker_watched(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx", "ALARM", "Threshold Crossed")
+    now = datetime.now(UTC)
+    last_beat = BakeProgress(
+        started_at=now - timedelta(minutes=5),
+        deadline=now - timedelta(seconds=1),  # the deadline passed while the worker was down
+        elapsed_seconds=290,
+        polls=29,
+    ).model_dump(mode="json")
+
+    result = env_with(attempt=2, heartbeat_details=[last_beat]).run(
+        health.watch_alarms, bake(["api-5xx"], duration=300)
+    )
+
+    assert [a.name for a in result.firing] == ["api-5xx"]
+    assert result.polls == 30
+
+
+def test_bake_polls_often_enough_to_meet_its_heartbeat_timeout(
+    health: HealthActivities, cloudwatch: Any
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    env = env_with(heartbeat_timeout=timedelta(seconds=0.1))
+    started = time.monotonic()
+
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.15, interval=600))
+
+    assert time.monotonic() - started < 1
+    assert result.ok
+    assert result.polls >= 4  # every 0.05 s, not every 600 s
+
+
+def test_cancelling_a_bake_stops_its_wait(health: HealthActivities, cloudwatch: Any) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    env = ActivityEnvironment()
+    first_poll = threading.Event()
+    env.on_heartbeat = lambda details: first_poll.set()
+    started = time.monotonic()
+
+    # A sync activity runs on its caller's thread; cancellation comes from another, as it
+    # does on a worker.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(
+            env.run, health.watch_alarms, bake(["api-5xx"], duration=3600, interval=600)
+        )
+        assert first_poll.wait(timeout=2)
+        env.cancel()
+        with pytest.raises(CancelledError):
+            running.result(timeout=2)
+
+    assert time.monotonic() - started < 1

@@ -1,0 +1,198 @@
+"""The relman command line end to end: a real `relman` process, the dev server, moto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.aws import AwsClients
+
+ROOT = Path(__file__).resolve().parents[2]
+RELMAN = [sys.executable, "-m", "client.cli"]
+DEMO = ROOT / "examples" / "demo.yaml"
+
+
+def relman(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in its own process."""
+    return subprocess.run(
+        [*RELMAN, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+async def arelman(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``relman`` without blocking the event loop the in-process worker runs on."""
+    return await asyncio.to_thread(relman, *args, env=env)
+
+
+def test_plan_check_prints_waves_in_order() -> None:
+    result = relman("plan", "check", str(DEMO), "--output", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["valid"] is True
+    assert data["wave_order"] == ["finance", "operations"]
+
+    text = relman("plan", "check", str(DEMO))
+    assert text.returncode == 0
+    assert "finance-cab x1; timeout 2d -> reject" in text.stdout
+
+
+def test_plan_check_bad_plan_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEMO.read_text().replace("timeout: 2d", "timeout: soon"))
+    result = relman("plan", "check", str(bad))
+    assert result.returncode == 2
+    assert (
+        f"{bad}: waves[1].approval.timeout: invalid duration 'soon' "
+        "(write it like 30s, 30m, 48h or 2d)" in result.stderr
+    )
+
+
+def test_plan_schema_is_json_schema() -> None:
+    result = relman("plan", "schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert set(schema["required"]) >= {"id", "application", "version", "targets", "waves"}
+
+
+def test_usage_error_exits_2() -> None:
+    result = relman("status")
+    assert result.returncode == 2
+    assert "Missing argument 'ID'" in result.stderr
+
+
+def test_unreachable_temporal_fails_with_address() -> None:
+    result = relman("status", "x", env={"TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert result.returncode == 1
+    assert "cannot connect to Temporal at 127.0.0.1:1" in result.stderr
+
+
+def _seed(aws: AwsClients) -> None:
+    for region, name in (
+        ("eu-central-1", "/payments/finance/api/version"),
+        ("eu-central-1", "/payments/finance/settlement/engine"),
+        ("us-east-1", "/payments/operations/api/version"),
+    ):
+        aws.client("ssm", region).put_parameter(Name=name, Value="2.3.0", Type="String")
+
+
+async def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` (visibility is eventually consistent) until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+async def test_release_through_the_cli(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str, tmp_path: Path
+) -> None:
+    _seed(aws)
+    plan = tmp_path / "plan.yaml"
+    release_id = f"payments-cli-{task_queue[-8:]}"
+    plan.write_text(DEMO.read_text().replace("id: payments-2.4.0", f"id: {release_id}"))
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": "default",
+        "RELMAN_TASK_QUEUE": task_queue,
+        "RELMAN_HOME": str(tmp_path / "home"),
+    }
+    async with make_worker(dev_env, aws):
+        submitted = await arelman("submit", str(plan), env=env)
+        assert submitted.returncode == 0, submitted.stderr
+        assert submitted.stdout.strip() == release_id
+
+        again = await arelman("submit", str(plan), env=env)
+        assert again.returncode == 1
+        assert f"release id {release_id!r} is already used" in again.stderr
+
+        async def waiting_for_bob() -> list[Any]:
+            out = await arelman("approvals", "--as", "bob", "-o", "json", env=env)
+            return [a for a in json.loads(out.stdout) if a["release_id"] == release_id]
+
+        waiting = await _eventually(waiting_for_bob)
+        assert waiting and waiting[0]["pending"]["wave"] == "finance"
+        assert waiting[0]["pending"]["missing"] == {"finance-cab": 1}
+
+        refused = await arelman("approve", release_id, "--wave", "finance", "--as", "dave", env=env)
+        assert refused.returncode == 1
+        assert "dave is not in any approver group of wave 'finance' (finance-cab)" in refused.stderr
+
+        approved = await arelman(
+            "approve", release_id, "--wave", "finance", "--as", "bob",
+            "--comment", "CAB-1234 ok", "-o", "json", env=env,
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        assert json.loads(approved.stdout)["satisfied"] is True
+
+        async def operations_waiting() -> bool:
+            out = await arelman("status", release_id, "-o", "json", env=env)
+            st = json.loads(out.stdout)
+            return [p["wave"] for p in st["pending_approvals"]] == ["operations"]
+
+        assert await _eventually(operations_waiting)
+        done = await arelman("approve", release_id, "--wave", "operations", "--as", "erin", env=env)
+        assert done.returncode == 0, done.stderr
+
+        async def completed() -> dict[str, Any] | None:
+            out = await arelman("status", release_id, "-o", "json", env=env)
+            st = json.loads(out.stdout)
+            return st if st["phase"] == "completed" else None
+
+        st = await _eventually(completed)
+        assert st, "release did not complete"
+        targets = {t["name"]: t for w in st["waves"] for t in w["targets"]}
+        assert targets["finance-settlement-engine"]["before"] == "2.3.0"
+        assert targets["finance-settlement-engine"]["after"] == "ledger-v2"
+        engine = aws.client("ssm", "eu-central-1").get_parameter(
+            Name="/payments/finance/settlement/engine"
+        )
+        assert engine["Parameter"]["Value"] == "ledger-v2"
+
+        history = await arelman("history", release_id, "-o", "json", env=env)
+        events = json.loads(history.stdout)["timeline"]
+        approval = next(e for e in events if e["kind"] == "approved" and e["actor"] == "bob")
+        assert approval["comment"] == "CAB-1234 ok"
+
+        async def listed() -> list[Any]:
+            out = await arelman(
+                "list", "--app", "payments", "--phase", "completed", "-o", "json", env=env
+            )
+            return [r for r in json.loads(out.stdout) if r["release_id"] == release_id]
+
+        rows = await _eventually(listed)
+        assert rows and rows[0]["version"] == "2.4.0"
+
+        text = await arelman("status", release_id, env=env)
+        assert text.returncode == 0
+        assert "completed" in text.stdout
+
+    unknown = await arelman("status", "no-such-release", env=env)
+    assert unknown.returncode == 2
+    assert "unknown release 'no-such-release'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["approve", "nope", "--wave", "w", "--as", "bob"], ["history", "nope"]]
+)
+async def test_unknown_release_exits_2(dev_env: WorkflowEnvironment, args: list[str]) -> None:
+    env = {"TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host}
+    result = await arelman(*args, env=env)
+    assert result.returncode == 2
+    assert "unknown release 'nope'" in result.stderr

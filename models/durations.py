@@ -23,7 +23,10 @@ def parse_duration(value: Any) -> timedelta:
     if not text or match is None:
         raise ValueError(f"invalid duration {value!r} (write it like 30s, 30m, 48h or 2d)")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too long") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,12 @@ class _PlanLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            # `<<: *anchor` merge keys may repeat and be overridden; flatten_mapping handles them.
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, Hashable):
+                continue  # the base class reports "found unhashable key" with its position
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -85,6 +91,9 @@ def _message(error: Any) -> str:
         return f"unknown target kind {error['input'].get('kind')!r} (one of: {kinds})"
     if kind == "union_tag_not_found":
         return f"a target needs a kind (one of: {', '.join(TARGET_KINDS)})"
+    if kind == "string_type" and type(error["input"]) in (int, float):
+        # `version: 2.10` reaches us as the float 2.1; say so instead of "not a string".
+        return f"YAML read {error['input']!r} as a number; quote it to keep it as text"
     if kind == "string_pattern_mismatch":
         return f"invalid value {error['input']!r} (must match {error['ctx']['pattern']})"
     if kind == "literal_error":
@@ -116,11 +125,24 @@ def load_plan_text(text: str, source: str = "<plan>") -> ReleasePlan:
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - _PlanLoader is a SafeLoader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(source, [Problem("", f"invalid YAML: {where}{problem}")]) from None
+        problem = Problem("", f"invalid YAML: {_yaml_problem(exc, text)}")
+        raise PlanError(source, [problem]) from None
     return parse_plan(data, source)
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line saying where and what, without PyYAML's multi-line ``in "<unicode string>"``."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        return f"line {line}, column {column}: character #x{exc.character:04x} is not allowed"
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    if context and problem.startswith("but "):  # "expected a single document ... but found ..."
+        problem = f"{context}, {problem}"
+    return f"{where}{problem}"
 
 
 def load_plan(path: str | Path) -> ReleasePlan:
@@ -130,4 +152,7 @@ def load_plan(path: str | Path) -> ReleasePlan:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(source, [Problem("", f"cannot read plan: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        problem = Problem("", f"cannot read plan: not UTF-8 text (byte {exc.start})")
+        raise PlanError(source, [problem]) from None
     return load_plan_text(text, source)

@@ -27,7 +27,8 @@ from models.durations import Duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -44,7 +45,8 @@ class PlanModel(BaseModel):
 def _check_time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    # A region name such as "Europe" is a directory of the tz database: OSError, not a miss.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {value!r}") from None
     return value
 
@@ -87,9 +89,6 @@ def _parse_days(value: Any) -> Any:
             return [WEEKDAYS[(i + k) % 7] for k in range(span + 1)]
         return [value]
     return value
-
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 # --- plan sections -----------------------------------------------------------------------

@@ -132,7 +132,9 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
                         f"traffic steps must strictly increase ({steps[j]} after {steps[j - 1]})",
                     )
                 )
-        if steps and steps[-1] != 100:
+        if not steps:
+            problems.append(Problem(f"{where}.traffic", "traffic needs at least one step"))
+        elif steps[-1] != 100:
             problems.append(Problem(f"{where}.traffic", "the last traffic step must be 100"))
         if wave.approval is not None:
             problems += _gate_problems(plan, f"{where}.approval.groups", wave.approval.groups)
@@ -140,11 +142,12 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
                 plan, f"{where}.approval.escalate_to", wave.approval.escalate_to
             )
 
-    for i, target in enumerate(plan.targets):
-        if target.name not in owner:
-            problems.append(Problem(f"targets[{i}]", f"target {target.name!r} is in no wave"))
+    for i, declared in enumerate(plan.targets):
+        if declared.name not in owner:
+            problems.append(Problem(f"targets[{i}]", f"target {declared.name!r} is in no wave"))
 
-    edges = {w.name: [a for a in w.after if a in wave_names] for w in plan.waves}
+    # Self-references and unknown waves were reported above; the cycle check skips them.
+    edges = {w.name: [a for a in w.after if a in wave_names and a != w.name] for w in plan.waves}
     cycle = find_cycle(edges)
     if cycle:
         index = next(i for i, w in enumerate(plan.waves) if w.name == cycle[0])

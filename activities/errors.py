@@ -72,4 +72,9 @@ def aws_call(call: str, resource: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        raise translate(exc, call, resource) from exc
+        translated = translate(exc, call, resource)
+        if translated is exc:
+            # ``raise exc from exc`` would make the error its own cause, and Temporal's
+            # failure converter would recurse forever walking that chain.
+            raise
+        raise translated from exc

@@ -123,6 +123,9 @@ class ReleaseWorkflow:
         # The end the release is heading for once a wave rejected or failed it.
         self._stopping: ReleasePhase | None = None
         self._rollback_requested = False
+        # Rollbacks under way (a wave's own, or the release's): while any runs, the release
+        # shows rolling_back; after a wave's own, its phase comes from the waves again.
+        self._rollbacks_running = 0
 
     # --- queries and updates -----------------------------------------------------------
 
@@ -219,6 +222,9 @@ class ReleaseWorkflow:
             # Cancelling the workflow rolls back what it changed: once the cancellation has
             # been delivered here, new activities run normally.
             self._event("cancel_requested", "release cancelled; rolling back", actor=SYSTEM_ACTOR)
+            for w in self._status.waves:
+                if w.phase not in _WAVE_ENDS:
+                    self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
             raise
@@ -384,6 +390,7 @@ class ReleaseWorkflow:
         """Compensate ``changes`` newest first; a permanent failure is recorded, not dropped."""
         if not changes:
             return
+        self._rollbacks_running += 1
         self._status.phase = ReleasePhase.ROLLING_BACK
         self._event(
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
@@ -426,6 +433,14 @@ class ReleaseWorkflow:
                 target=change.target.name,
             )
         self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
+        # A wave that had completed and is now fully undone must not still read "completed".
+        for name in dict.fromkeys(c.wave for c in changes):
+            w = self._status.wave(name)
+            if w.phase == WavePhase.COMPLETED and all(
+                t.phase == TargetPhase.ROLLED_BACK for t in w.targets
+            ):
+                self._set_wave(w, WavePhase.ROLLED_BACK, f"wave {name} rolled back")
+        self._rollbacks_running -= 1
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -471,7 +486,7 @@ class ReleaseWorkflow:
                     )
                 )
         self._status.pending_approvals = pending
-        if self._status.phase != ReleasePhase.ROLLING_BACK:
+        if not self._rollbacks_running:
             phases = {w.phase for w in self._status.waves}
             self._status.phase = next(
                 (rp for wp, rp in _PHASE_PRIORITY if wp in phases), ReleasePhase.PENDING
@@ -521,7 +536,11 @@ def _deadline(wave: Wave, status: WaveStatus):  # type: ignore[no-untyped-def]
 
 
 def _cause(err: BaseException) -> str:
-    """The innermost error message of an activity failure."""
-    while err.__cause__ is not None:
+    """The message of the error an activity raised (not of the errors it was raised from).
+
+    An activity raises ``ApplicationError("ssm:PutParameter on ... failed: ...") from`` the
+    botocore error; the chain's innermost message would lose the call and the resource.
+    """
+    if isinstance(err, ActivityError) and err.__cause__ is not None:
         err = err.__cause__
-    return str(err) if not isinstance(err, ApplicationError) else err.message
+    return err.message if isinstance(err, ApplicationError) else str(err)

@@ -36,7 +36,10 @@ class SsmParameterHandler(TargetHandler):
         except ClientError as exc:
             if name is None and error_code(exc) == "ParameterNotFound":
                 return None
-            raise translate(exc, "ssm:GetParameter", name or target.parameter) from exc
+            translated = translate(exc, "ssm:GetParameter", name or target.parameter)
+            if translated is exc:  # retryable: never make an error its own cause
+                raise
+            raise translated from exc
 
     def _put(self, target: SsmParameterTarget, value: str, type_: str) -> None:
         with aws_call("ssm:PutParameter", target.resource):

@@ -1,0 +1,186 @@
+"""The ssm_parameter target against a moto server over HTTP, as production talks to AWS."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from temporalio.api.failure.v1 import Failure
+from temporalio.converter import DefaultFailureConverter, DefaultPayloadConverter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.release import TargetActivities
+from activities.targets.ssm_parameter import SECRET_MASK, SsmParameterHandler
+from models.messages import ApplyInput, CompensateInput, Snapshot, TargetInput
+from models.plan import SsmParameterTarget
+from tests.helpers import history_length, seed, ssm_values
+
+NAME = "/payments/api/version"
+SECRET_OLD = "hunter2-old-secret"
+SECRET_NEW = "hunter2-new-secret"
+
+
+def target(
+    value: str = "2.4.0", parameter: str = NAME, type_: str = "String"
+) -> SsmParameterTarget:
+    return SsmParameterTarget(
+        name="api-version", kind="ssm_parameter", parameter=parameter, value=value, type=type_
+    )
+
+
+def stored(aws, name: str = NAME) -> dict:  # type: ignore[no-untyped-def]
+    return aws.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
+
+
+@pytest.fixture
+def handler(aws) -> SsmParameterHandler:  # type: ignore[no-untyped-def]
+    return SsmParameterHandler(aws)
+
+
+# --- snapshot ---------------------------------------------------------------------------
+
+
+def test_snapshot_records_an_existing_parameter(aws, handler):
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+    assert snapshot == Snapshot(
+        resource=f"ssm parameter {NAME}",
+        exists=True,
+        state={"version": 1, "type": "String", "value": "2.3.1"},
+        display="2.3.1",
+    )
+
+
+def test_snapshot_of_an_absent_parameter_says_so(aws, handler):
+    snapshot = handler.snapshot(target())
+    assert (snapshot.exists, snapshot.state, snapshot.display) == (False, {}, "(absent)")
+
+
+# --- apply ------------------------------------------------------------------------------
+
+
+def test_apply_changes_the_value_once(aws, handler):
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+
+    first = handler.apply(target(), snapshot, 100)
+    assert (first.changed, first.display) == (True, "2.4.0")
+    assert stored(aws)["Value"] == "2.4.0"
+
+    # A retried activity finds the value already there and writes nothing.
+    again = handler.apply(target(), snapshot, 100)
+    assert (again.changed, again.display) == (False, "2.4.0")
+    assert history_length(aws, NAME) == 2
+
+
+def test_apply_creates_a_parameter_that_did_not_exist(aws, handler):
+    snapshot = handler.snapshot(target())
+    assert handler.apply(target(), snapshot, 100).changed
+    assert stored(aws)["Value"] == "2.4.0" and history_length(aws, NAME) == 1
+
+
+# --- compensate --------------------------------------------------------------------------
+
+
+def test_compensate_restores_value_and_type_exactly_and_is_idempotent(aws, handler):
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+    # The release also turns the parameter into a SecureString: compensation undoes both.
+    handler.apply(target("2.4.0", type_="SecureString"), snapshot, 100)
+
+    restored = handler.compensate(target(), snapshot)
+    assert (restored.changed, restored.display) == (True, "2.3.1")
+    assert (stored(aws)["Value"], stored(aws)["Type"]) == ("2.3.1", "String")
+    versions = history_length(aws, NAME)
+
+    again = handler.compensate(target(), snapshot)
+    assert (again.changed, again.display) == (False, "2.3.1")
+    assert history_length(aws, NAME) == versions
+
+
+def test_compensate_deletes_a_parameter_the_release_created(aws, handler):
+    snapshot = handler.snapshot(target())
+    handler.apply(target(), snapshot, 100)
+
+    restored = handler.compensate(target(), snapshot)
+    assert (restored.changed, restored.display) == (True, "(absent)")
+    assert ssm_values(aws, [NAME]) == {NAME: None}
+    assert handler.compensate(target(), snapshot).changed is False
+
+
+def test_secure_string_never_leaves_aws_and_is_restored_from_its_version(aws):
+    seed(aws, {NAME: SECRET_OLD}, type_="SecureString")
+    env = ActivityEnvironment()
+    activities = TargetActivities(aws)
+    secret = target(SECRET_NEW, type_="SecureString")
+
+    snapshot = env.run(activities.snapshot_target, TargetInput(release_id="r1", target=secret))
+    assert snapshot.display == SECRET_MASK
+    assert snapshot.state == {"version": 1, "type": "SecureString"}
+    assert SECRET_OLD not in snapshot.model_dump_json()
+
+    applied = env.run(
+        activities.apply_target, ApplyInput(release_id="r1", target=secret, snapshot=snapshot)
+    )
+    assert applied.display == SECRET_MASK
+    assert SECRET_NEW not in applied.model_dump_json()
+    assert stored(aws)["Value"] == SECRET_NEW
+
+    compensate = CompensateInput(release_id="r1", target=secret, snapshot=snapshot)
+    restored = env.run(activities.compensate_target, compensate)
+    assert (restored.changed, restored.display) == (True, SECRET_MASK)
+    assert SECRET_OLD not in restored.model_dump_json()
+    assert (stored(aws)["Value"], stored(aws)["Type"]) == (SECRET_OLD, "SecureString")
+    assert env.run(activities.compensate_target, compensate).changed is False
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_a_permanent_aws_error_is_non_retryable_and_names_call_and_parameter(aws, handler):
+    reserved = target(parameter="/aws/payments/flag")  # AWS reserves the /aws prefix
+    snapshot = handler.snapshot(reserved)
+    with pytest.raises(ApplicationError) as info:
+        handler.apply(reserved, snapshot, 100)
+    err = info.value
+    assert err.non_retryable and err.type == "AwsOperationError"
+    assert err.message.startswith(
+        "ssm:PutParameter on ssm parameter /aws/payments/flag failed: AccessDeniedException"
+    )
+
+
+def test_a_missing_secret_version_fails_compensation_naming_it(aws, handler):
+    seed(aws, {NAME: SECRET_OLD}, type_="SecureString")
+    gone = Snapshot(
+        resource=f"ssm parameter {NAME}",
+        exists=True,
+        state={"version": 7, "type": "SecureString"},
+        display=SECRET_MASK,
+    )
+    with pytest.raises(ApplicationError) as info:
+        handler.compensate(target(type_="SecureString"), gone)
+    assert info.value.non_retryable
+    assert info.value.message.startswith(
+        f"ssm:GetParameter on {NAME}:7 failed: ParameterVersionNotFound"
+    )
+
+
+@pytest.mark.parametrize("call", ["get_parameter", "put_parameter"])
+def test_throttling_stays_retryable_and_reaches_temporal(aws, handler, call):
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+    current = stored(aws)
+    with Stubber(aws.client("ssm")) as stub:
+        if call == "put_parameter":
+            stub.add_response("get_parameter", {"Parameter": current})
+        stub.add_client_error(call, "ThrottlingException", "Rate exceeded", 400)
+        with pytest.raises(ClientError) as info:
+            handler.apply(target(), snapshot, 100)
+    # Left to the activity's retry policy; and it must not be its own cause, or Temporal's
+    # failure converter recurses forever instead of reporting it.
+    assert info.value.__cause__ is not info.value
+    failure = Failure()
+    DefaultFailureConverter().to_failure(info.value, DefaultPayloadConverter(), failure)
+    assert "ThrottlingException" in failure.message
+    assert not failure.application_failure_info.non_retryable

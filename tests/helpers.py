@@ -1,0 +1,192 @@
+"""Plan builders, SSM seeding and status polling shared by the workflow and activity tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from activities.aws import AwsClients
+from models.loader import parse_plan
+from models.messages import DecisionInput, ReleaseInput
+from models.plan import ReleasePlan
+from models.status import ReleaseStatus
+from workflows.release import ReleaseWorkflow
+
+# Approver groups most test plans use; alice is the requester.
+APPROVER_GROUPS = {"finance-cab": ["bob", "carol"], "ops-leads": ["dave", "erin"]}
+# How long a test waits for a workflow to reach a state before failing (real seconds).
+WAIT_LIMIT = 10.0
+
+
+def ssm(name: str, parameter: str, value: str, type_: str = "String") -> dict[str, Any]:
+    """A plan's ``ssm_parameter`` target."""
+    return {"name": name, "kind": "ssm_parameter", "parameter": parameter, "value": value} | (
+        {"type": type_} if type_ != "String" else {}
+    )
+
+
+def wave(
+    name: str,
+    targets: list[str],
+    *,
+    department: str = "finance",
+    after: list[str] | None = None,
+    groups: dict[str, int] | None = None,
+    timeout: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A plan's wave; ``groups`` adds an approval gate (with ``timeout`` if given)."""
+    data: dict[str, Any] = {"name": name, "department": department, "targets": targets}
+    if after:
+        data["after"] = after
+    if groups:
+        data["approval"] = {"groups": groups} | ({"timeout": timeout} if timeout else {})
+    return data | fields
+
+
+def make_plan(
+    targets: list[dict[str, Any]], waves: list[dict[str, Any]], **fields: Any
+) -> ReleasePlan:
+    """A validated plan with a unique release id; ``fields`` override the plan's top level."""
+    data: dict[str, Any] = {
+        "id": f"rel-{uuid.uuid4().hex[:10]}",
+        "application": "payments",
+        "version": "2.4.0",
+        "requested_by": "alice",
+        "approver_groups": APPROVER_GROUPS,
+        "targets": targets,
+        "waves": waves,
+    }
+    return parse_plan(data | fields)
+
+
+def two_wave_plan(**fields: Any) -> ReleasePlan:
+    """The shape of examples/demo.yaml: finance (two targets) gated by finance-cab, then
+    operations gated by ops-leads; every target in us-east-1 (moto's default region)."""
+    return make_plan(
+        [
+            ssm("finance-api-version", "/payments/finance/api/version", "2.4.0"),
+            ssm("finance-settlement-engine", "/payments/finance/settlement/engine", "ledger-v2"),
+            ssm("ops-api-version", "/payments/operations/api/version", "2.4.0"),
+        ],
+        [
+            wave(
+                "finance",
+                ["finance-api-version", "finance-settlement-engine"],
+                groups={"finance-cab": 1},
+                timeout="48h",
+            ),
+            wave(
+                "operations",
+                ["ops-api-version"],
+                department="operations",
+                after=["finance"],
+                groups={"ops-leads": 1},
+                timeout="2d",
+            ),
+        ],
+        **fields,
+    )
+
+
+# What the two-wave plan's parameters hold before the release.
+TWO_WAVE_BEFORE = {
+    "/payments/finance/api/version": "2.3.1",
+    "/payments/finance/settlement/engine": "ledger-v1",
+    "/payments/operations/api/version": "2.3.1",
+}
+
+
+def seed(aws: AwsClients, values: dict[str, str], type_: str = "String") -> None:
+    """Create SSM parameters in moto."""
+    client = aws.client("ssm")
+    for name, value in values.items():
+        client.put_parameter(Name=name, Value=value, Type=type_, Overwrite=True)
+
+
+def ssm_values(aws: AwsClients, names: list[str]) -> dict[str, str | None]:
+    """The current (decrypted) value of each parameter; None where it does not exist."""
+    client = aws.client("ssm")
+    found = client.get_parameters(Names=names, WithDecryption=True)["Parameters"]
+    values: dict[str, str | None] = dict.fromkeys(names)
+    values.update({p["Name"]: p["Value"] for p in found})
+    return values
+
+
+def history_length(aws: AwsClients, name: str) -> int:
+    """How many versions the parameter has had."""
+    return len(aws.client("ssm").get_parameter_history(Name=name)["Parameters"])
+
+
+async def start_release(
+    client: Client, plan: ReleasePlan, task_queue: str, **kwargs: Any
+) -> WorkflowHandle[ReleaseWorkflow, Any]:
+    """Start ``plan`` as a release; the workflow id is the (unique) release id."""
+    return await client.start_workflow(
+        ReleaseWorkflow.run,
+        ReleaseInput(plan=plan),
+        id=plan.id,
+        task_queue=task_queue,
+        **kwargs,
+    )
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
+    """The release's status query."""
+    return await handle.query(ReleaseWorkflow.status)
+
+
+async def wait_for(
+    handle: WorkflowHandle[Any, Any], predicate: Callable[[ReleaseStatus], bool]
+) -> ReleaseStatus:
+    """Poll the status query until ``predicate`` holds (no workflow time passes meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_LIMIT
+    while True:
+        status = await status_of(handle)
+        if predicate(status):
+            return status
+        if loop.time() > deadline:
+            raise AssertionError(f"release never reached the expected state: {status}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_for_gate(handle: WorkflowHandle[Any, Any], *waves: str) -> ReleaseStatus:
+    """Wait until exactly ``waves`` are the gates awaiting approval."""
+    return await wait_for(
+        handle, lambda s: sorted(p.wave for p in s.pending_approvals) == sorted(waves)
+    )
+
+
+async def approve(
+    handle: WorkflowHandle[Any, Any], wave_name: str, approver: str, comment: str = "", **kw: Any
+) -> Any:
+    """Run the approve update and return its DecisionResult."""
+    return await handle.execute_update(
+        ReleaseWorkflow.approve,
+        DecisionInput(wave=wave_name, approver=approver, comment=comment),
+        **kw,
+    )
+
+
+async def reject(
+    handle: WorkflowHandle[Any, Any], wave_name: str, approver: str, comment: str = ""
+) -> Any:
+    """Run the reject update and return its DecisionResult."""
+    return await handle.execute_update(
+        ReleaseWorkflow.reject, DecisionInput(wave=wave_name, approver=approver, comment=comment)
+    )
+
+
+async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """Replay the release's recorded history against today's workflow code: it must not
+    raise a non-determinism error (commands recorded in a different order or shape)."""
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=[ReleaseWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)

@@ -1,0 +1,112 @@
+"""Approval-gate rules as plain functions: who may decide, and what a gate still needs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from models.status import ApprovalRecord, WavePhase, WaveStatus
+from tests.helpers import make_plan, ssm, wave
+from workflows import gates
+
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+GROUPS = {"finance-cab": ["bob", "carol", "alice"], "security": ["carol", "sam", "tess"]}
+
+
+def plan(**fields):  # type: ignore[no-untyped-def]
+    return make_plan(
+        [ssm("flag", "/par/flag", "on"), ssm("later", "/par/later", "on")],
+        [
+            wave("finance", ["flag"], groups={"finance-cab": 1, "security": 2}),
+            wave("late", ["later"], after=["finance"]),
+        ],
+        id="rel-gates",
+        approver_groups=GROUPS,
+        **fields,
+    )
+
+
+def record(approver: str, decision: str = "approved") -> ApprovalRecord:
+    return ApprovalRecord(approver=approver, decision=decision, groups=[], at=AT)
+
+
+def gate(*approvals: ApprovalRecord, phase: WavePhase = WavePhase.AWAITING_APPROVAL) -> WaveStatus:
+    return WaveStatus(
+        name="finance",
+        department="finance",
+        phase=phase,
+        required_approvals={"finance-cab": 1, "security": 2},
+        approvals=list(approvals),
+    )
+
+
+def waves(finance: WaveStatus) -> list[WaveStatus]:
+    return [finance, WaveStatus(name="late", department="finance")]
+
+
+def test_approver_groups_in_gate_order():
+    required = {"finance-cab": 1, "security": 2}
+    assert gates.approver_groups(plan(), required, "carol") == ["finance-cab", "security"]
+    assert gates.approver_groups(plan(), required, "sam") == ["security"]
+    assert gates.approver_groups(plan(), required, "mallory") == []
+
+
+def test_one_approval_counts_for_every_group_of_its_approver():
+    missing = gates.missing_approvals(plan(), gate().required_approvals, [record("carol")])
+    assert missing == {"security": 1}
+
+
+def test_repeated_approvals_and_rejections_do_not_count():
+    approvals = [record("sam"), record("sam"), record("tess", "rejected")]
+    missing = gates.missing_approvals(plan(), gate().required_approvals, approvals)
+    assert missing == {"finance-cab": 1, "security": 1}
+
+
+def test_a_met_gate_misses_nothing():
+    approvals = [record("bob"), record("sam"), record("tess")]
+    assert gates.missing_approvals(plan(), gate().required_approvals, approvals) == {}
+
+
+def test_eligible_approvers_exclude_the_requester_and_who_decided():
+    assert gates.eligible_approvers(plan(), gate()) == ["bob", "carol", "sam", "tess"]
+    # finance-cab is met by bob; security still needs one more, and sam has decided.
+    assert gates.eligible_approvers(plan(), gate(record("bob"), record("sam"))) == [
+        "carol",
+        "tess",
+    ]
+    assert "alice" in gates.eligible_approvers(plan(allow_self_approval=True), gate())
+
+
+def refusal(
+    approver: str,
+    finance: WaveStatus | None = None,
+    *,
+    wave: str = "finance",
+    decision: str = "approve",
+    finished: bool = False,
+    self_approval: bool = False,
+) -> str | None:
+    p = plan(allow_self_approval=self_approval)
+    return gates.refusal(p, waves(finance or gate()), wave, approver, decision, finished)
+
+
+def test_refusal_reasons():
+    assert refusal("bob") is None
+    assert refusal("bob", finished=True) == (
+        "release rel-gates has already ended; no more decisions are accepted"
+    )
+    assert refusal("bob", wave="nope") == (
+        "release rel-gates has no wave 'nope' (waves: finance, late)"
+    )
+    assert refusal("bob", wave="late") == "wave 'late' has no approval gate"
+    assert refusal("bob", gate(phase=WavePhase.DEPLOYING)) == (
+        "wave 'finance' is not awaiting approval (it is deploying)"
+    )
+    assert refusal("alice", decision="reject") == (
+        "alice requested release rel-gates and may not reject it (separation of duties)"
+    )
+    assert refusal("alice", self_approval=True) is None
+    assert refusal("mallory") == (
+        "mallory is not in any approver group of wave 'finance' (finance-cab, security)"
+    )
+    assert refusal("sam", gate(record("sam"))) == "sam has already decided on wave 'finance'"
+    assert refusal("sam", gate(record("bob"))) is None

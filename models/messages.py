@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.plan import ReleasePlan, Target
-from models.status import ReleasePhase
+from models.plan import Freeze, ReleasePlan, Target, Wave
+from models.status import ReleasePhase, TargetStatus, TimelineEvent, WavePhase
 
 
 class ReleaseInput(BaseModel):
@@ -174,3 +174,111 @@ class BakeResult(BaseModel):
     def ok(self) -> bool:
         """True when the bake ran its full duration with no alarm in ALARM."""
         return not self.firing
+
+
+# --- a wave's deployment (child workflow) ---------------------------------------------------
+
+
+class Change(BaseModel):
+    """A target the release may have changed, and the snapshot that undoes it."""
+
+    wave: str
+    target: Target
+    snapshot: Snapshot
+
+
+class OperatorInput(BaseModel):
+    """Who asks for an operator action, and why (recorded in the timeline)."""
+
+    actor: str = Field(min_length=1)
+    reason: str = ""
+
+
+class FreezeInput(OperatorInput):
+    """Add a freeze to a running release."""
+
+    freeze: Freeze
+
+
+class OverrideInput(OperatorInput):
+    """Let a wave start outside its window; a freeze is overridden only if asked for."""
+
+    wave: str
+    include_freeze: bool = False
+
+
+class WaveActionInput(OperatorInput):
+    """An operator decision about a wave paused on failure (retry or roll back)."""
+
+    wave: str
+
+
+class TargetActionInput(OperatorInput):
+    """Skip one target: of a wave paused on failure, or of a rollback that cannot succeed."""
+
+    target: str
+
+
+class OperatorResult(BaseModel):
+    """What an operator action did."""
+
+    message: str
+
+
+class WaveInput(BaseModel):
+    """Deploy one wave's targets through its traffic steps, from ``start_step`` on.
+
+    ``snapshots`` holds the targets already snapshotted by an earlier attempt of the wave:
+    they are not snapshotted again (the resource may already hold the new version).
+    """
+
+    release_id: str
+    parent_id: str
+    wave: Wave
+    targets: list[Target]
+    skipped: list[str] = Field(default_factory=list)
+    freezes: list[Freeze] = Field(default_factory=list)
+    snapshots: dict[str, Snapshot] = Field(default_factory=dict)
+    start_step: int = 0
+    paused: bool = False
+    override_window: bool = False
+    override_freeze: bool = False
+    alarm_region: str | None = None
+    alarm_role_arn: str | None = None
+    alarm_external_id: str | None = None
+    bake_interval: timedelta = DEFAULT_BAKE_INTERVAL
+
+
+class WaveOutcome(BaseModel):
+    """How a wave's deployment attempt ended."""
+
+    outcome: str  # completed | failed | stopped
+    failed_step: int | None = None
+    error: str | None = None
+    targets: list[TargetStatus] = Field(default_factory=list)
+    events: list[TimelineEvent] = Field(default_factory=list)
+
+
+class WaveProgress(BaseModel):
+    """Live view of a wave's deployment, for ``relman status``."""
+
+    phase: WavePhase
+    step: int
+    percent: int
+    next_start: datetime | None = None
+    waiting_for: str | None = None
+    targets: list[TargetStatus] = Field(default_factory=list)
+
+
+class WaveReport(BaseModel):
+    """Signal from a wave to its release: where it stands and what happened since."""
+
+    wave: str
+    progress: WaveProgress
+    events: list[TimelineEvent] = Field(default_factory=list)
+
+
+class SnapshotsRecorded(BaseModel):
+    """Signal from a wave to its release: these changes must be undone on rollback."""
+
+    changes: list[Change]

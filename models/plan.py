@@ -304,6 +304,9 @@ class ReleasePlan(PlanModel):
     allow_self_approval: bool = False
     on_rejection: Literal["rollback", "keep"] = "rollback"
     approver_groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Members of these groups (and the requester) may pause, resume, abort, add freezes and
+    # decide guided failures; only they may override a rollout window.
+    operator_groups: list[str] = Field(default_factory=list)
     departments: dict[str, Department] = Field(default_factory=dict)
     freezes: list[Freeze] = Field(default_factory=list)
     targets: list[Target] = Field(min_length=1)

@@ -8,9 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from models.plan import Freeze
+
 
 class ReleasePhase(StrEnum):
-    """Where a release stands; the last seven are ends (``rollback_failed`` waits for help)."""
+    """Where a release stands. ``rollback_failed`` is not an end: it waits for an operator."""
 
     PENDING = "pending"
     WAITING_FOR_WINDOW = "waiting_for_window"
@@ -34,7 +36,6 @@ FINAL_PHASES = frozenset(
         ReleasePhase.REJECTED,
         ReleasePhase.FAILED,
         ReleasePhase.CANCELLED,
-        ReleasePhase.ROLLBACK_FAILED,
     }
 )
 
@@ -66,6 +67,7 @@ class TargetPhase(StrEnum):
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
+    SKIPPED = "skipped"
 
 
 class TimelineEvent(BaseModel):
@@ -97,6 +99,7 @@ class TargetStatus(BaseModel):
     kind: str
     resource: str
     phase: TargetPhase = TargetPhase.PENDING
+    percent: int = 0
     before: str | None = None
     after: str | None = None
     error: str | None = None
@@ -110,10 +113,19 @@ class WaveStatus(BaseModel):
     after: list[str] = Field(default_factory=list)
     phase: WavePhase = WavePhase.PENDING
     required_approvals: dict[str, int] = Field(default_factory=dict)
+    # After an escalation the gate is also satisfied by these groups' approvals.
+    escalated_to: dict[str, int] = Field(default_factory=dict)
+    approval_deadline: datetime | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     targets: list[TargetStatus] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    step: int = 0
+    percent: int = 0
+    next_start: datetime | None = None
+    waiting_for: str | None = None
+    window: str | None = None
+    error: str | None = None
 
 
 class PendingApproval(BaseModel):
@@ -138,6 +150,8 @@ class ReleaseStatus(BaseModel):
     finished_at: datetime | None = None
     waves: list[WaveStatus] = Field(default_factory=list)
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
+    paused: bool = False
+    freezes: list[Freeze] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
     error: str | None = None
 

@@ -97,6 +97,10 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
         if not members:
             problems.append(Problem(f"approver_groups.{group}", "group has no members"))
 
+    for i, group in enumerate(plan.operator_groups):
+        if group not in plan.approver_groups:
+            problems.append(Problem(f"operator_groups[{i}]", f"unknown approver group {group!r}"))
+
     target_names = {t.name for t in plan.targets}
     wave_names = {w.name for w in plan.waves}
     owner: dict[str, str] = {}

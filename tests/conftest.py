@@ -91,7 +91,7 @@ def task_queue() -> str:
 @pytest.fixture(scope="session")
 def activity_executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     """Threads for the sync boto3 activities."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
         yield executor
 
 

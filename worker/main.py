@@ -11,9 +11,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.aws import AwsClients
+from activities.health import HealthActivities
 from activities.release import TargetActivities
 from client.connection import connect, task_queue
 from workflows.release import ReleaseWorkflow
+from workflows.wave import WaveWorkflow
 
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
 ACTIVITY_THREADS = 32
@@ -29,12 +31,11 @@ def build_worker(
     executor: concurrent.futures.ThreadPoolExecutor,
 ) -> Worker:
     """A worker for ``queue`` running releases whose activities use ``aws``."""
-    activities = TargetActivities(aws)
     return Worker(
         client,
         task_queue=queue,
-        workflows=[ReleaseWorkflow],
-        activities=activities.all(),
+        workflows=[ReleaseWorkflow, WaveWorkflow],
+        activities=[*TargetActivities(aws).all(), *HealthActivities(aws).all()],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )

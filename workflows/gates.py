@@ -33,10 +33,27 @@ def missing_approvals(
     return missing
 
 
+def gate_groups(wave: WaveStatus) -> dict[str, int]:
+    """Every group that may decide the gate: the plan's, plus escalation groups."""
+    return {**wave.required_approvals, **wave.escalated_to}
+
+
+def gate_missing(plan: ReleasePlan, wave: WaveStatus) -> dict[str, int]:
+    """What the gate still needs: nothing once the plan's groups or (after an escalation)
+    the escalation groups are satisfied."""
+    missing = missing_approvals(plan, wave.required_approvals, wave.approvals)
+    if missing and wave.escalated_to:
+        escalated = missing_approvals(plan, wave.escalated_to, wave.approvals)
+        if not escalated:
+            return {}
+        missing = {**missing, **escalated}
+    return missing
+
+
 def eligible_approvers(plan: ReleasePlan, wave: WaveStatus) -> list[str]:
     """Who can still move the gate forward: members of unmet groups who have not decided."""
     decided = {a.approver for a in wave.approvals}
-    missing = missing_approvals(plan, wave.required_approvals, wave.approvals)
+    missing = gate_missing(plan, wave)
     people = {
         member
         for group in missing
@@ -70,9 +87,9 @@ def refusal(
             f"{approver} requested release {plan.id} and may not {decision} it "
             "(separation of duties)"
         )
-    groups = approver_groups(plan, wave.required_approvals, approver)
+    groups = approver_groups(plan, gate_groups(wave), approver)
     if not groups:
-        allowed = ", ".join(wave.required_approvals)
+        allowed = ", ".join(gate_groups(wave))
         return f"{approver} is not in any approver group of wave {wave_name!r} ({allowed})"
     if any(a.approver == approver for a in wave.approvals):
         return f"{approver} has already decided on wave {wave_name!r}"

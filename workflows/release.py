@@ -1,45 +1,65 @@
-"""ReleaseWorkflow: one release, its waves as a DAG, approval gates, and a rollback saga."""
+"""ReleaseWorkflow: one release — its waves as a DAG, gates, operator controls, rollback saga.
+
+Each wave's deployment runs as a WaveWorkflow child (bounded history); the release keeps the
+gates, the timeline and every snapshot the waves signal to it, and runs the rollback.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
-        APPLY_TARGET,
         COMPENSATE_TARGET,
-        SNAPSHOT_TARGET,
-        ApplyInput,
-        ApplyResult,
+        Change,
         CompensateInput,
         CompensateResult,
         DecisionInput,
         DecisionResult,
+        FreezeInput,
+        OperatorInput,
+        OperatorResult,
+        OverrideInput,
         ReleaseInput,
         ReleaseResult,
-        Snapshot,
-        TargetInput,
+        SnapshotsRecorded,
+        TargetActionInput,
+        WaveActionInput,
+        WaveInput,
+        WaveOutcome,
+        WaveReport,
     )
-    from models.plan import ReleasePlan, Target, Wave
+    from models.plan import ReleasePlan, Wave
     from models.status import (
         FINAL_PHASES,
         ApprovalRecord,
-        PendingApproval,
         ReleasePhase,
         ReleaseStatus,
         TargetPhase,
-        TargetStatus,
         TimelineEvent,
         WavePhase,
         WaveStatus,
     )
     from workflows import gates
+    from workflows.release_state import (
+        WAVE_ENDS,
+        active_phase,
+        initial_status,
+        operator_refusal,
+        pending_approvals,
+        resolved_target,
+    )
+    from workflows.wave import (
+        RECORD_SNAPSHOTS_SIGNAL,
+        WAVE_PROGRESS_SIGNAL,
+        WaveWorkflow,
+        cause,
+    )
 
 # Search attributes relman keeps current, for `relman list` and `relman approvals`.
 SA_APPLICATION = SearchAttributeKey.for_keyword("RelmanApplication")
@@ -57,16 +77,7 @@ SEARCH_ATTRIBUTES = (
     SA_DEPARTMENTS,
 )
 
-SNAPSHOT_TIMEOUT = timedelta(minutes=2)
-APPLY_TIMEOUT = timedelta(minutes=5)
 COMPENSATE_TIMEOUT = timedelta(minutes=5)
-# Applying gives up after a bounded number of attempts so the wave's failure policy runs.
-APPLY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=6,
-)
 # Compensation must not give up on transient errors: it retries until it succeeds, or a
 # non-retryable error (access denied, resource gone) hands it to an operator.
 COMPENSATE_RETRY = RetryPolicy(
@@ -75,15 +86,6 @@ COMPENSATE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 SYSTEM_ACTOR = "relman"
-
-
-@dataclass
-class Compensation:
-    """A change the release made and the snapshot that undoes it."""
-
-    wave: str
-    target: Target
-    snapshot: Snapshot
 
 
 class StopRelease(Exception):
@@ -96,38 +98,22 @@ class ReleaseWorkflow:
 
     @workflow.init
     def __init__(self, input: ReleaseInput) -> None:
-        plan = input.plan
-        self._plan: ReleasePlan = plan
-        self._status = ReleaseStatus(
-            release_id=plan.id,
-            application=plan.application,
-            version=plan.version,
-            requested_by=plan.requested_by,
-            waves=[
-                WaveStatus(
-                    name=w.name,
-                    department=w.department,
-                    after=list(w.after),
-                    required_approvals=dict(w.approval.groups) if w.approval else {},
-                    targets=[
-                        TargetStatus(
-                            name=t, kind=plan.target(t).kind, resource=plan.target(t).resource
-                        )
-                        for t in w.targets
-                    ],
-                )
-                for w in plan.waves
-            ],
-        )
-        self._saga: list[Compensation] = []
-        # The end the release is heading for once a wave rejected or failed it.
+        self._plan: ReleasePlan = input.plan
+        self._status = initial_status(input.plan)
+        self._saga: list[Change] = []
+        # The end the release is heading for once a wave rejected or failed it, or an
+        # operator aborted it.
         self._stopping: ReleasePhase | None = None
         self._rollback_requested = False
-        # Rollbacks under way (a wave's own, or the release's): while any runs, the release
-        # shows rolling_back; after a wave's own, its phase comes from the waves again.
         self._rollbacks_running = 0
+        self._overrides: dict[str, bool] = {}  # wave -> include_freeze
+        # wave -> (retry | rollback | skip, the operator's input), for waves paused on failure
+        self._decisions: dict[str, tuple[str, WaveActionInput | TargetActionInput]] = {}
+        self._retry_rollback = False
+        self._children: dict[str, workflow.ChildWorkflowHandle] = {}  # type: ignore[type-arg]
+        self._failed_waves: set[str] = set()
 
-    # --- queries and updates -----------------------------------------------------------
+    # --- queries, approvals ----------------------------------------------------------------
 
     @workflow.query
     def status(self) -> ReleaseStatus:
@@ -141,7 +127,7 @@ class ReleaseWorkflow:
 
     @approve.validator
     def _validate_approve(self, input: DecisionInput) -> None:
-        self._validate(input, "approve")
+        self._validate_decision(input, "approve")
 
     @workflow.update
     def reject(self, input: DecisionInput) -> DecisionResult:
@@ -150,9 +136,9 @@ class ReleaseWorkflow:
 
     @reject.validator
     def _validate_reject(self, input: DecisionInput) -> None:
-        self._validate(input, "reject")
+        self._validate_decision(input, "reject")
 
-    def _validate(self, input: DecisionInput, decision: str) -> None:
+    def _validate_decision(self, input: DecisionInput, decision: str) -> None:
         reason = gates.refusal(
             self._plan,
             self._status.waves,
@@ -166,7 +152,7 @@ class ReleaseWorkflow:
 
     def _decide(self, input: DecisionInput, decision: str) -> DecisionResult:
         wave = self._status.wave(input.wave)
-        groups = gates.approver_groups(self._plan, wave.required_approvals, input.approver)
+        groups = gates.approver_groups(self._plan, gates.gate_groups(wave), input.approver)
         wave.approvals.append(
             ApprovalRecord(
                 approver=input.approver,
@@ -176,69 +162,249 @@ class ReleaseWorkflow:
                 comment=input.comment,
             )
         )
-        missing = gates.missing_approvals(self._plan, wave.required_approvals, wave.approvals)
-        verb = "approved" if decision == "approved" else "rejected"
         self._event(
-            verb,
-            f"{input.approver} {verb} wave {wave.name} (as {', '.join(groups)})",
+            decision,
+            f"{input.approver} {decision} wave {wave.name} (as {', '.join(groups)})",
             actor=input.approver,
             wave=wave.name,
             comment=input.comment or None,
         )
         self._refresh()
-        satisfied = decision == "approved" and not missing
+        if decision == "rejected":
+            return DecisionResult(
+                wave=wave.name,
+                accepted=True,
+                satisfied=False,
+                missing={},
+                message=f"wave {wave.name} rejected",
+            )
+        missing = gates.gate_missing(self._plan, wave)
         return DecisionResult(
             wave=wave.name,
             accepted=True,
-            satisfied=satisfied,
-            missing=missing if decision == "approved" else {},
-            message=(
-                f"wave {wave.name} rejected"
-                if decision == "rejected"
-                else "gate satisfied"
-                if satisfied
-                else "still needs " + ", ".join(f"{n} from {g}" for g, n in missing.items())
-            ),
+            satisfied=not missing,
+            missing=missing,
+            message="gate satisfied"
+            if not missing
+            else "still needs " + ", ".join(f"{n} from {g}" for g, n in missing.items()),
         )
 
-    # --- the release ---------------------------------------------------------------------
+    # --- operator controls ---------------------------------------------------------------------
+
+    def _refuse(self, input: OperatorInput, action: str, override: bool = False) -> None:
+        reason = operator_refusal(self._plan, self._status, input.actor, action, override)
+        if reason is None and not input.reason.strip():
+            reason = f"{action} needs a reason (--reason)"
+        if reason:
+            raise ValueError(reason)
+
+    @workflow.update
+    async def pause(self, input: OperatorInput) -> OperatorResult:
+        """Stop every wave at its next safe point (between target steps)."""
+        self._status.paused = True
+        self._operator_event("paused", "release paused", input)
+        await self._signal_waves("pause", input)
+        return OperatorResult(message="release paused at the next safe point")
+
+    @pause.validator
+    def _validate_pause(self, input: OperatorInput) -> None:
+        self._refuse(input, "pause")
+        if self._status.paused:
+            raise ValueError(f"release {self._plan.id} is already paused")
+
+    @workflow.update
+    async def resume(self, input: OperatorInput) -> OperatorResult:
+        """Go on after a pause."""
+        self._status.paused = False
+        self._operator_event("resumed", "release resumed", input)
+        await self._signal_waves("resume", input)
+        return OperatorResult(message="release resumed")
+
+    @resume.validator
+    def _validate_resume(self, input: OperatorInput) -> None:
+        self._refuse(input, "resume")
+        if not self._status.paused:
+            raise ValueError(f"release {self._plan.id} is not paused")
+
+    @workflow.update
+    async def abort(self, input: OperatorInput) -> OperatorResult:
+        """Stop the release and roll back everything it changed; it ends ``cancelled``."""
+        self._operator_event("aborted", "release aborted; rolling back", input)
+        self._stop_release(ReleasePhase.CANCELLED)
+        await self._signal_waves("stop", input)
+        return OperatorResult(message="release aborting: rolling back what it changed")
+
+    @abort.validator
+    def _validate_abort(self, input: OperatorInput) -> None:
+        self._refuse(input, "abort")
+        if self._stopping is not None:
+            raise ValueError(f"release {self._plan.id} is already stopping")
+
+    @workflow.update
+    async def add_freeze(self, input: FreezeInput) -> OperatorResult:
+        """Add a freeze; running waits respect it from now on."""
+        self._status.freezes.append(input.freeze)
+        self._operator_event(
+            "freeze_added",
+            f"freeze {input.freeze.start.isoformat()} -> {input.freeze.end.isoformat()}: "
+            f"{input.freeze.reason}",
+            input,
+        )
+        await self._signal_waves("add_freeze", input)
+        return OperatorResult(message="freeze added")
+
+    @add_freeze.validator
+    def _validate_add_freeze(self, input: FreezeInput) -> None:
+        self._refuse(input, "add a freeze to")
+
+    @workflow.update
+    async def override_window(self, input: OverrideInput) -> OperatorResult:
+        """Let a wave deploy outside its window (and a freeze only if included)."""
+        self._overrides[input.wave] = self._overrides.get(input.wave, False) or (
+            input.include_freeze
+        )
+        scope = "window and freezes" if input.include_freeze else "window"
+        self._operator_event(
+            "window_overridden", f"wave {input.wave}: {scope} overridden", input, input.wave
+        )
+        if input.wave in self._children:
+            await self._children[input.wave].signal("override_window", input)
+        return OperatorResult(message=f"wave {input.wave} may start outside its {scope}")
+
+    @override_window.validator
+    def _validate_override_window(self, input: OverrideInput) -> None:
+        self._refuse(input, "override a window", override=True)
+        wave = self._wave_status(input.wave)
+        if wave.phase in WAVE_ENDS:
+            raise ValueError(f"wave {input.wave!r} has already ended ({wave.phase.value})")
+
+    @workflow.update
+    def retry(self, input: WaveActionInput) -> OperatorResult:
+        """Retry a wave paused on failure from the step that failed."""
+        self._decisions[input.wave] = ("retry", input)
+        self._operator_event("retry", f"wave {input.wave}: retry", input, input.wave)
+        return OperatorResult(message=f"wave {input.wave} retrying")
+
+    @retry.validator
+    def _validate_retry(self, input: WaveActionInput) -> None:
+        self._validate_guided(input, input.wave, "retry")
+
+    @workflow.update
+    def rollback(self, input: WaveActionInput) -> OperatorResult:
+        """Roll back the release: of a wave paused on failure, or retry a failed rollback."""
+        if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
+            self._retry_rollback = True
+            self._operator_event("rollback_retry", "retrying the failed rollback", input)
+            return OperatorResult(message="retrying the rollback")
+        self._decisions[input.wave] = ("rollback", input)
+        self._operator_event("rollback", f"wave {input.wave}: roll back", input, input.wave)
+        return OperatorResult(message="rolling back the release")
+
+    @rollback.validator
+    def _validate_rollback(self, input: WaveActionInput) -> None:
+        if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
+            self._refuse(input, "roll back")
+            return
+        self._validate_guided(input, input.wave, "roll back")
+
+    @workflow.update
+    def skip_target(self, input: TargetActionInput) -> OperatorResult:
+        """Skip a target that failed (its wave goes on) or whose rollback cannot succeed."""
+        target = self._status.target(input.target)
+        if target.phase == TargetPhase.ROLLBACK_FAILED:
+            target.phase = TargetPhase.SKIPPED
+            self._operator_event(
+                "rollback_skipped",
+                f"{target.resource}: rollback skipped; restore it by hand ({target.error})",
+                input,
+            )
+            self._retry_rollback = True
+            return OperatorResult(message=f"rollback of {input.target} skipped")
+        wave = next(w for w in self._status.waves if any(t.name == input.target for t in w.targets))
+        self._decisions[wave.name] = ("skip", input)
+        self._operator_event("target_skipped", f"{target.resource} skipped", input, wave.name)
+        return OperatorResult(message=f"target {input.target} skipped; wave {wave.name} goes on")
+
+    @skip_target.validator
+    def _validate_skip_target(self, input: TargetActionInput) -> None:
+        self._refuse(input, "skip a target of")
+        wave = next(
+            (w for w in self._status.waves if any(t.name == input.target for t in w.targets)),
+            None,
+        )
+        if wave is None:
+            raise ValueError(f"release {self._plan.id} has no target {input.target!r}")
+        target = self._status.target(input.target)
+        if target.phase == TargetPhase.ROLLBACK_FAILED:
+            return
+        if wave.phase != WavePhase.PAUSED or wave.name not in self._failed_waves:
+            raise ValueError(
+                f"target {input.target!r} can be skipped only while its wave is paused on a "
+                "failure or its rollback failed"
+            )
+
+    def _validate_guided(self, input: OperatorInput, wave_name: str, action: str) -> None:
+        self._refuse(input, action)
+        wave = self._wave_status(wave_name)
+        if wave.phase != WavePhase.PAUSED or wave_name not in self._failed_waves:
+            raise ValueError(f"wave {wave_name!r} is not paused on a failure")
+
+    # --- signals from waves ------------------------------------------------------------------
+
+    @workflow.signal(name=RECORD_SNAPSHOTS_SIGNAL)
+    def record_snapshots(self, input: SnapshotsRecorded) -> None:
+        """A wave's snapshots, recorded before it changes anything (the saga's log)."""
+        for change in input.changes:
+            self._saga.append(change)
+            self._status.target(change.target.name).before = change.snapshot.display
+
+    @workflow.signal(name=WAVE_PROGRESS_SIGNAL)
+    def wave_progress(self, input: WaveReport) -> None:
+        """A wave's live progress and events."""
+        wave = self._status.wave(input.wave)
+        if wave.phase in WAVE_ENDS:
+            return
+        progress = input.progress
+        wave.phase = progress.phase
+        wave.step, wave.percent = progress.step, progress.percent
+        wave.next_start, wave.waiting_for = progress.next_start, progress.waiting_for
+        self._merge_targets(wave, progress.targets)
+        self._status.timeline.extend(input.events)
+        self._refresh()
+
+    # --- the release -------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: ReleaseInput) -> ReleaseResult:
         """Run every wave as its predecessors finish, then roll back if the release stops."""
         self._status.started_at = workflow.now()
+        plan = self._plan
         self._event(
             "started",
-            f"release {self._plan.id} of {self._plan.application} {self._plan.version} started",
-            actor=self._plan.requested_by,
+            f"release {plan.id} of {plan.application} {plan.version} started",
+            actor=plan.requested_by,
         )
         self._refresh()
         try:
-            await asyncio.gather(*(self._run_wave(w) for w in self._plan.waves))
+            await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
             if self._rollback_requested:
                 await self._rollback(self._saga)
             final = self._final_phase()
         except asyncio.CancelledError:
-            # Cancelling the workflow rolls back what it changed: once the cancellation has
-            # been delivered here, new activities run normally.
+            # Cancelling the workflow (Temporal UI/CLI) rolls back what it changed: once
+            # the cancellation has been delivered here, new activities run normally.
             self._event("cancel_requested", "release cancelled; rolling back", actor=SYSTEM_ACTOR)
             for w in self._status.waves:
-                if w.phase not in _WAVE_ENDS:
+                if w.phase not in WAVE_ENDS:
                     self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
             raise
         self._finish(final)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return ReleaseResult(
-            release_id=self._plan.id, phase=self._status.phase, error=self._status.error
-        )
+        return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
 
     def _final_phase(self) -> ReleasePhase:
-        if any(
-            t.phase == TargetPhase.ROLLBACK_FAILED for w in self._status.waves for t in w.targets
-        ):
-            return ReleasePhase.ROLLBACK_FAILED
         if self._stopping is not None:
             return self._stopping
         if all(w.phase == WavePhase.COMPLETED for w in self._status.waves):
@@ -256,138 +422,177 @@ class ReleaseWorkflow:
         status = self._status.wave(wave.name)
         preds = [self._status.wave(p) for p in wave.after]
         await workflow.wait_condition(
-            lambda: self._stopping is not None or all(p.phase in _WAVE_ENDS for p in preds)
+            lambda: self._stopping is not None or all(p.phase in WAVE_ENDS for p in preds)
         )
         if self._stopping is not None or any(p.phase != WavePhase.COMPLETED for p in preds):
-            self._set_wave(
-                status,
-                WavePhase.SKIPPED,
-                "skipped: an earlier wave did not complete"
-                if self._stopping is None
-                else "skipped: the release is stopping",
+            why = (
+                "the release is stopping" if self._stopping else "an earlier wave did not complete"
             )
+            self._set_wave(status, WavePhase.SKIPPED, f"wave {wave.name} skipped: {why}")
             return
         status.started_at = workflow.now()
         try:
             if wave.approval is not None:
                 await self._await_gate(wave, status)
-            self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
-            for target_name in wave.targets:
-                if self._stopping is not None:
-                    raise StopRelease
-                await self._deploy_target(wave, status, target_name)
+            await self._deploy(wave, status)
         except StopRelease:
-            if status.phase not in _WAVE_ENDS:
+            if status.phase not in WAVE_ENDS:
                 self._set_wave(status, WavePhase.CANCELLED, f"wave {wave.name} stopped")
             return
-        except ActivityError as err:
-            await self._wave_failed(wave, status, _cause(err))
-            return
         status.finished_at = workflow.now()
-        self._set_wave(status, WavePhase.COMPLETED, f"wave {wave.name} completed")
 
     async def _await_gate(self, wave: Wave, status: WaveStatus) -> None:
-        assert wave.approval is not None
+        gate = wave.approval
+        assert gate is not None
         self._set_wave(
             status,
             WavePhase.AWAITING_APPROVAL,
             f"wave {wave.name} awaiting approval from "
-            + ", ".join(f"{n} of {g}" for g, n in wave.approval.groups.items()),
+            + ", ".join(f"{n} of {g}" for g, n in gate.groups.items()),
         )
 
         def decided() -> bool:
             return (
                 self._stopping is not None
                 or any(a.decision == "rejected" for a in status.approvals)
-                or not gates.missing_approvals(
-                    self._plan, status.required_approvals, status.approvals
-                )
+                or not gates.gate_missing(self._plan, status)
             )
 
-        try:
-            await workflow.wait_condition(decided, timeout=wave.approval.timeout)
-        except TimeoutError:
-            self._event(
-                "approval_timeout",
-                f"wave {wave.name} approval timed out after {wave.approval.timeout}; rejecting",
-                actor=SYSTEM_ACTOR,
-                wave=wave.name,
-            )
-            self._stop_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
-            raise StopRelease from None
+        timeout = gate.timeout
+        while True:
+            status.approval_deadline = workflow.now() + timeout if timeout else None
+            self._refresh()
+            try:
+                await workflow.wait_condition(
+                    decided, timeout=timeout, timeout_summary=f"approval of wave {wave.name}"
+                )
+                break
+            except TimeoutError:
+                if gate.on_timeout == "escalate" and not status.escalated_to:
+                    status.escalated_to = dict(gate.escalate_to)
+                    timeout = gate.escalation_timeout or gate.timeout
+                    self._event(
+                        "approval_escalated",
+                        f"wave {wave.name} approval escalated to "
+                        + ", ".join(f"{n} of {g}" for g, n in gate.escalate_to.items()),
+                        actor=SYSTEM_ACTOR,
+                        wave=wave.name,
+                    )
+                    continue
+                self._event(
+                    "approval_timeout",
+                    f"wave {wave.name} approval timed out; rejecting",
+                    actor=SYSTEM_ACTOR,
+                    wave=wave.name,
+                )
+                self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
+                raise StopRelease from None
+        status.approval_deadline = None
         if self._stopping is not None:
             raise StopRelease
-        rejection = next((a for a in status.approvals if a.decision == "rejected"), None)
-        if rejection is not None:
-            self._stop_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
+        if any(a.decision == "rejected" for a in status.approvals):
+            self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
             raise StopRelease
         self._event("gate_passed", f"wave {wave.name} approved", actor=SYSTEM_ACTOR, wave=wave.name)
 
-    def _stop_release(self, status: WaveStatus, end: ReleasePhase, wave_end: WavePhase) -> None:
-        self._stopping = end
-        self._rollback_requested = end != ReleasePhase.REJECTED or (
-            self._plan.on_rejection == "rollback"
-        )
-        status.finished_at = workflow.now()
-        self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}")
+    async def _deploy(self, wave: Wave, status: WaveStatus) -> None:
+        """Run the wave's child until it completes, applying ``on_failure`` to failures."""
+        targets = [resolved_target(self._plan, wave, self._plan.target(t)) for t in wave.targets]
+        dept = self._plan.departments.get(wave.department)
+        start_step, skipped, attempt = 0, [], 0
+        while True:
+            attempt += 1
+            self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
+            child_input = WaveInput(
+                release_id=self._plan.id,
+                parent_id=workflow.info().workflow_id,
+                wave=wave,
+                targets=targets,
+                skipped=skipped,
+                freezes=self._status.freezes,
+                snapshots={c.target.name: c.snapshot for c in self._saga if c.wave == wave.name},
+                start_step=start_step,
+                paused=self._status.paused,
+                override_window=wave.name in self._overrides,
+                override_freeze=self._overrides.get(wave.name, False),
+                alarm_region=dept.region if dept else None,
+                alarm_role_arn=dept.role_arn if dept else None,
+                alarm_external_id=dept.external_id if dept else None,
+            )
+            handle = await workflow.start_child_workflow(
+                WaveWorkflow.run,
+                child_input,
+                id=f"{self._plan.id}.{wave.name}.{attempt}",
+                static_summary=f"wave {wave.name} of {self._plan.id}",
+            )
+            self._children[wave.name] = handle
+            outcome: WaveOutcome = await handle
+            del self._children[wave.name]
+            self._merge_targets(status, outcome.targets)
+            self._status.timeline.extend(outcome.events)
+            if outcome.outcome == "completed":
+                self._set_wave(status, WavePhase.COMPLETED, f"wave {wave.name} completed")
+                return
+            if outcome.outcome == "stopped":
+                raise StopRelease
+            decision = await self._wave_failed(wave, status, outcome.error or "failed")
+            if decision is None:
+                return
+            start_step = outcome.failed_step or 0
+            if isinstance(decision, TargetActionInput):
+                skipped.append(decision.target)
+                self._status.target(decision.target).phase = TargetPhase.SKIPPED
 
-    async def _deploy_target(self, wave: Wave, status: WaveStatus, name: str) -> None:
-        target = self._resolved(wave, self._plan.target(name))
-        tstatus = next(t for t in status.targets if t.name == name)
-        tstatus.phase = TargetPhase.APPLYING
-        self._refresh()
-        try:
-            snapshot = await workflow.execute_activity(
-                SNAPSHOT_TARGET,
-                TargetInput(release_id=self._plan.id, target=target),
-                result_type=Snapshot,
-                start_to_close_timeout=SNAPSHOT_TIMEOUT,
-                retry_policy=APPLY_RETRY,
-            )
-            tstatus.before = snapshot.display
-            # Recorded before applying: if the worker dies mid-apply, rollback still knows
-            # exactly what to restore.
-            self._saga.append(Compensation(wave=wave.name, target=target, snapshot=snapshot))
-            result = await workflow.execute_activity(
-                APPLY_TARGET,
-                ApplyInput(release_id=self._plan.id, target=target, snapshot=snapshot),
-                result_type=ApplyResult,
-                start_to_close_timeout=APPLY_TIMEOUT,
-                retry_policy=APPLY_RETRY,
-            )
-        except ActivityError as err:
-            tstatus.phase = TargetPhase.FAILED
-            tstatus.error = _cause(err)
-            self._event(
-                "target_failed",
-                f"{tstatus.resource}: {tstatus.error}",
-                actor=SYSTEM_ACTOR,
-                wave=wave.name,
-                target=name,
-            )
-            raise
-        tstatus.after = result.display
-        tstatus.phase = TargetPhase.APPLIED
-        self._event(
-            "target_applied",
-            f"{result.resource}: {tstatus.before} -> {result.display}",
-            actor=SYSTEM_ACTOR,
-            wave=wave.name,
-            target=name,
-        )
-
-    async def _wave_failed(self, wave: Wave, status: WaveStatus, error: str) -> None:
+    async def _wave_failed(
+        self, wave: Wave, status: WaveStatus, error: str
+    ) -> WaveActionInput | TargetActionInput | None:
+        """Apply ``on_failure``; return the operator's retry/skip decision, if any."""
         self._status.error = f"wave {wave.name}: {error}"
-        status.finished_at = workflow.now()
+        status.error = error
         if wave.on_failure == "rollback_wave":
             self._set_wave(status, WavePhase.FAILED, f"wave {wave.name} failed; rolling it back")
             await self._rollback([c for c in self._saga if c.wave == wave.name])
             self._set_wave(status, WavePhase.ROLLED_BACK, f"wave {wave.name} rolled back")
-        else:
-            self._stop_release(status, ReleasePhase.ROLLED_BACK, WavePhase.FAILED)
+            return None
+        if wave.on_failure == "pause" and self._stopping is None:
+            self._failed_waves.add(wave.name)
+            self._set_wave(
+                status,
+                WavePhase.PAUSED,
+                f"wave {wave.name} failed and waits for an operator: relman retry, "
+                f"rollback or skip-target ({error})",
+            )
+            await workflow.wait_condition(
+                lambda: wave.name in self._decisions or self._stopping is not None
+            )
+            self._failed_waves.discard(wave.name)
+            action, decision = self._decisions.pop(wave.name, ("stop", None))
+            if action in ("retry", "skip"):
+                status.error = None
+                return decision
+        self._wave_stops_release(status, ReleasePhase.ROLLED_BACK, WavePhase.FAILED)
+        raise StopRelease
 
-    async def _rollback(self, changes: list[Compensation]) -> None:
-        """Compensate ``changes`` newest first; a permanent failure is recorded, not dropped."""
+    def _wave_stops_release(
+        self, status: WaveStatus, end: ReleasePhase, wave_end: WavePhase
+    ) -> None:
+        status.finished_at = workflow.now()
+        self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}")
+        self._stop_release(end)
+
+    def _stop_release(self, end: ReleasePhase) -> None:
+        if self._stopping is not None:
+            return
+        self._stopping = end
+        self._rollback_requested = end != ReleasePhase.REJECTED or (
+            self._plan.on_rejection == "rollback"
+        )
+        for handle in self._children.values():
+            # Waves stop at their next safe point and report what they changed.
+            asyncio.ensure_future(handle.signal("stop", OperatorInput(actor=SYSTEM_ACTOR)))
+
+    async def _rollback(self, changes: list[Change]) -> None:
+        """Compensate ``changes`` newest first; a permanent failure waits for an operator."""
         if not changes:
             return
         self._rollbacks_running += 1
@@ -396,70 +601,105 @@ class ReleaseWorkflow:
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
         )
         self._upsert_visibility()
-        for change in reversed(changes):
-            tstatus = self._status.target(change.target.name)
-            if tstatus.phase == TargetPhase.ROLLED_BACK:
-                continue
-            tstatus.phase = TargetPhase.ROLLING_BACK
-            try:
-                result = await workflow.execute_activity(
-                    COMPENSATE_TARGET,
-                    CompensateInput(
-                        release_id=self._plan.id, target=change.target, snapshot=change.snapshot
-                    ),
-                    result_type=CompensateResult,
-                    start_to_close_timeout=COMPENSATE_TIMEOUT,
-                    retry_policy=COMPENSATE_RETRY,
-                )
-            except ActivityError as err:
-                tstatus.phase = TargetPhase.ROLLBACK_FAILED
-                tstatus.error = f"{_cause(err)}; it should be restored to {change.snapshot.display}"
-                self._status.error = f"rollback of {change.snapshot.resource} failed"
-                self._event(
-                    "rollback_failed",
-                    f"{change.snapshot.resource}: {tstatus.error}",
-                    actor=SYSTEM_ACTOR,
-                    wave=change.wave,
-                    target=change.target.name,
-                )
-                continue
-            tstatus.phase = TargetPhase.ROLLED_BACK
-            tstatus.after = result.display
+        while True:
+            failed = 0
+            for change in reversed(changes):
+                failed += not await self._compensate(change)
+            if not failed:
+                break
+            self._status.phase = ReleasePhase.ROLLBACK_FAILED
+            self._status.error = f"rollback of {failed} resource(s) failed; see targets"
+            self._upsert_visibility()
+            self._retry_rollback = False
+            await workflow.wait_condition(lambda: self._retry_rollback)
+            self._status.phase = ReleasePhase.ROLLING_BACK
+        self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
+        for name in dict.fromkeys(c.wave for c in changes):
+            w = self._status.wave(name)
+            if w.phase == WavePhase.COMPLETED and all(
+                t.phase in (TargetPhase.ROLLED_BACK, TargetPhase.SKIPPED) for t in w.targets
+            ):
+                self._set_wave(w, WavePhase.ROLLED_BACK, f"wave {name} rolled back")
+        self._rollbacks_running -= 1
+        self._refresh()
+
+    async def _compensate(self, change: Change) -> bool:
+        """Restore one resource; False if it cannot be restored (recorded, not dropped)."""
+        tstatus = self._status.target(change.target.name)
+        if tstatus.phase in (TargetPhase.ROLLED_BACK, TargetPhase.SKIPPED):
+            return True
+        retrying = tstatus.phase == TargetPhase.ROLLBACK_FAILED
+        tstatus.phase = TargetPhase.ROLLING_BACK
+        try:
+            result = await workflow.execute_activity(
+                COMPENSATE_TARGET,
+                CompensateInput(
+                    release_id=self._plan.id, target=change.target, snapshot=change.snapshot
+                ),
+                result_type=CompensateResult,
+                start_to_close_timeout=COMPENSATE_TIMEOUT,
+                retry_policy=COMPENSATE_RETRY,
+                summary=f"restore {change.snapshot.resource}",
+            )
+        except ActivityError as err:
+            tstatus.phase = TargetPhase.ROLLBACK_FAILED
+            tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"
             self._event(
-                "target_restored",
-                f"{result.resource} restored to {result.display}",
+                "rollback_failed",
+                f"{change.snapshot.resource}: {tstatus.error}",
                 actor=SYSTEM_ACTOR,
                 wave=change.wave,
                 target=change.target.name,
             )
-        self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
-        # A wave that had completed and is now fully undone must not still read "completed".
-        for name in dict.fromkeys(c.wave for c in changes):
-            w = self._status.wave(name)
-            if w.phase == WavePhase.COMPLETED and all(
-                t.phase == TargetPhase.ROLLED_BACK for t in w.targets
-            ):
-                self._set_wave(w, WavePhase.ROLLED_BACK, f"wave {name} rolled back")
-        self._rollbacks_running -= 1
-
-    # --- helpers -------------------------------------------------------------------------
-
-    def _resolved(self, wave: Wave, target: Target) -> Target:
-        """The target with region and account inherited from its wave's department."""
-        dept = self._plan.departments.get(wave.department)
-        if dept is None:
-            return target
-        return target.model_copy(
-            update={
-                "region": target.region or dept.region,
-                "role_arn": target.role_arn or dept.role_arn,
-                "external_id": target.external_id or dept.external_id,
-            }
+            return False
+        tstatus.phase = TargetPhase.ROLLED_BACK
+        if retrying:  # the apply failure it may show stays; the rollback failure is over
+            tstatus.error = None
+        tstatus.after = result.display
+        tstatus.percent = 0
+        self._event(
+            "target_restored",
+            f"{result.resource} restored to {result.display}"
+            + ("" if result.changed else " (it already was)"),
+            actor=SYSTEM_ACTOR,
+            wave=change.wave,
+            target=change.target.name,
         )
+        return True
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _wave_status(self, name: str) -> WaveStatus:
+        wave = next((w for w in self._status.waves if w.name == name), None)
+        if wave is None:
+            names = ", ".join(w.name for w in self._status.waves)
+            raise ValueError(f"release {self._plan.id} has no wave {name!r} (waves: {names})")
+        return wave
+
+    async def _signal_waves(self, signal: str, input: OperatorInput) -> None:
+        for handle in list(self._children.values()):
+            await handle.signal(signal, input)
+
+    def _merge_targets(self, wave: WaveStatus, targets: list) -> None:  # type: ignore[type-arg]
+        for reported in targets:
+            current = next(t for t in wave.targets if t.name == reported.name)
+            if current.phase in (TargetPhase.ROLLED_BACK, TargetPhase.ROLLBACK_FAILED):
+                continue
+            if reported.phase == TargetPhase.SKIPPED and current.phase != TargetPhase.PENDING:
+                continue
+            current.phase, current.percent = reported.phase, reported.percent
+            current.before = reported.before or current.before
+            current.after, current.error = reported.after, reported.error
 
     def _set_wave(self, status: WaveStatus, phase: WavePhase, message: str) -> None:
         status.phase = phase
         self._event(f"wave_{phase.value}", message, actor=SYSTEM_ACTOR, wave=status.name)
+        self._refresh()
+
+    def _operator_event(
+        self, kind: str, message: str, input: OperatorInput, wave: str | None = None
+    ) -> None:
+        self._event(kind, message, actor=input.actor, wave=wave, comment=input.reason or None)
         self._refresh()
 
     def _event(self, kind: str, message: str, **fields: str | None) -> None:
@@ -471,26 +711,15 @@ class ReleaseWorkflow:
         """Recompute the release phase and pending approvals from the waves."""
         if self._status.phase in FINAL_PHASES:
             return
-        pending = []
-        for w in self._status.waves:
-            if w.phase == WavePhase.AWAITING_APPROVAL:
-                pending.append(
-                    PendingApproval(
-                        wave=w.name,
-                        missing=gates.missing_approvals(
-                            self._plan, w.required_approvals, w.approvals
-                        ),
-                        eligible_approvers=gates.eligible_approvers(self._plan, w),
-                        waiting_since=w.started_at,
-                        deadline=_deadline(self._plan.wave(w.name), w),
-                    )
-                )
-        self._status.pending_approvals = pending
+        self._status.pending_approvals = pending_approvals(self._plan, self._status)
         if not self._rollbacks_running:
-            phases = {w.phase for w in self._status.waves}
-            self._status.phase = next(
-                (rp for wp, rp in _PHASE_PRIORITY if wp in phases), ReleasePhase.PENDING
-            )
+            self._status.phase = active_phase(self._status, self._status.paused)
+        details = "; ".join(
+            f"waiting for {', '.join(f'{n} more from {g}' for g, n in p.missing.items())} "
+            f"on wave {p.wave}"
+            for p in self._status.pending_approvals
+        )
+        workflow.set_current_details(details or f"release {self._status.phase.value}")
         self._upsert_visibility()
 
     def _upsert_visibility(self) -> None:
@@ -502,45 +731,5 @@ class ReleaseWorkflow:
             {a for p in self._status.pending_approvals for a in p.eligible_approvers}
         )
         workflow.upsert_search_attributes(
-            [
-                SA_PHASE.value_set(self._status.phase.value),
-                SA_APPROVERS.value_set(approvers),
-            ]
+            [SA_PHASE.value_set(self._status.phase.value), SA_APPROVERS.value_set(approvers)]
         )
-
-
-_WAVE_ENDS = frozenset(
-    {
-        WavePhase.COMPLETED,
-        WavePhase.REJECTED,
-        WavePhase.FAILED,
-        WavePhase.ROLLED_BACK,
-        WavePhase.SKIPPED,
-        WavePhase.CANCELLED,
-    }
-)
-# The release shows the most active thing any of its waves is doing.
-_PHASE_PRIORITY = (
-    (WavePhase.DEPLOYING, ReleasePhase.DEPLOYING),
-    (WavePhase.BAKING, ReleasePhase.BAKING),
-    (WavePhase.PAUSED, ReleasePhase.PAUSED),
-    (WavePhase.AWAITING_APPROVAL, ReleasePhase.AWAITING_APPROVAL),
-    (WavePhase.WAITING_FOR_WINDOW, ReleasePhase.WAITING_FOR_WINDOW),
-)
-
-
-def _deadline(wave: Wave, status: WaveStatus):  # type: ignore[no-untyped-def]
-    if wave.approval is None or wave.approval.timeout is None or status.started_at is None:
-        return None
-    return status.started_at + wave.approval.timeout
-
-
-def _cause(err: BaseException) -> str:
-    """The message of the error an activity raised (not of the errors it was raised from).
-
-    An activity raises ``ApplicationError("ssm:PutParameter on ... failed: ...") from`` the
-    botocore error; the chain's innermost message would lose the call and the resource.
-    """
-    if isinstance(err, ActivityError) and err.__cause__ is not None:
-        err = err.__cause__
-    return err.message if isinstance(err, ApplicationError) else str(err)

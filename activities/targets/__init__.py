@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from activities.aws import AwsClients
 from activities.targets.base import TargetHandler
+from activities.targets.ecs_service import EcsServiceHandler
+from activities.targets.elbv2_weights import Elbv2WeightsHandler
+from activities.targets.lambda_alias import LambdaAliasHandler
+from activities.targets.route53_weighted import Route53WeightedHandler
+from activities.targets.s3_artifact import S3ArtifactHandler
 from activities.targets.ssm_parameter import SsmParameterHandler
 
 _HANDLER_CLASSES: dict[str, type[TargetHandler]] = {
-    SsmParameterHandler.kind: SsmParameterHandler,
+    cls.kind: cls
+    for cls in (
+        SsmParameterHandler,
+        LambdaAliasHandler,
+        Elbv2WeightsHandler,
+        Route53WeightedHandler,
+        EcsServiceHandler,
+        S3ArtifactHandler,
+    )
 }
 SUPPORTED_KINDS = frozenset(_HANDLER_CLASSES)
 

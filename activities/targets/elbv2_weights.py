@@ -1,0 +1,199 @@
+"""ELBv2 listeners: traffic moves from a blue to a green target group by forward weights.
+
+The listener's default forward action gets ``TargetGroups`` blue = 100 - percent and
+green = percent, keeping its stickiness settings and every other default action. The
+snapshot is the listener's complete ``DefaultActions`` list, which compensation writes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import aws_call, error_code, translate
+from activities.targets.base import TargetHandler
+from models.messages import ApplyResult, CompensateResult, Snapshot
+from models.plan import Elbv2WeightsTarget
+
+# ELBv2 accepts forward weights 0..999; moto accepts anything, so check before writing.
+MAX_WEIGHT = 999
+
+
+class TargetGroupNotFound(Exception):
+    """The plan names a blue or green target group that does not exist."""
+
+
+class ListenerNotForwarding(Exception):
+    """The listener's default action does not forward to the blue/green target groups."""
+
+
+class InvalidWeight(Exception):
+    """A forward weight outside ELBv2's 0..999."""
+
+
+def _invalid(target: Elbv2WeightsTarget, error: type[Exception], reason: str) -> ApplicationError:
+    return ApplicationError(f"{target.resource}: {reason}", type=error.__name__, non_retryable=True)
+
+
+def _forward_groups(action: dict[str, Any]) -> dict[str, int]:
+    """Target group ARN -> weight of a forward action, in either of its two spellings."""
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups")
+    if groups:
+        return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
+    return {action["TargetGroupArn"]: 1} if action.get("TargetGroupArn") else {}
+
+
+def _stickiness(action: dict[str, Any]) -> dict[str, Any]:
+    config = (action.get("ForwardConfig") or {}).get("TargetGroupStickinessConfig") or {}
+    if not config.get("Enabled"):
+        return {"Enabled": False}  # AWS and moto spell "off" with or without the block
+    return {"Enabled": True, "DurationSeconds": config.get("DurationSeconds")}
+
+
+def _canonical(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Default actions in one spelling, so equal configurations compare equal."""
+    canonical = []
+    for action in sorted(actions, key=lambda a: a.get("Order", 0)):
+        rest = {k: v for k, v in action.items() if k not in ("TargetGroupArn", "ForwardConfig")}
+        if action["Type"] == "forward":
+            rest["groups"] = _forward_groups(action)
+            rest["stickiness"] = _stickiness(action)
+        canonical.append(rest)
+    return canonical
+
+
+def _forward_index(target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> int:
+    """Where in ``actions`` the forward to blue/green is; an error if there is none."""
+    wanted = {target.blue_target_group_arn, target.green_target_group_arn}
+    forwards = [i for i, a in enumerate(actions) if a["Type"] == "forward"]
+    if len(forwards) != 1:
+        raise _invalid(
+            target,
+            ListenerNotForwarding,
+            f"expected one default forward action, found {len(forwards)}",
+        )
+    groups = set(_forward_groups(actions[forwards[0]]))
+    if not groups or not groups <= wanted:
+        others = ", ".join(sorted(groups - wanted)) or "nothing"
+        raise _invalid(
+            target,
+            ListenerNotForwarding,
+            f"default action forwards to {others}, not to the blue/green target groups",
+        )
+    return forwards[0]
+
+
+def _check_weights(target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> None:
+    for action in actions:
+        if action["Type"] != "forward":
+            continue
+        for arn, weight in _forward_groups(action).items():
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise _invalid(
+                    target,
+                    InvalidWeight,
+                    f"weight {weight} for {arn} is outside 0..{MAX_WEIGHT}",
+                )
+
+
+class Elbv2WeightsHandler(TargetHandler):
+    """``elbv2_weights`` targets."""
+
+    kind = "elbv2_weights"
+
+    def _default_actions(self, target: Elbv2WeightsTarget) -> list[dict[str, Any]]:
+        with aws_call("elbv2:DescribeListeners", target.resource):
+            listeners = self.client("elbv2", target).describe_listeners(
+                ListenerArns=[target.listener_arn]
+            )["Listeners"]
+        return list(listeners[0]["DefaultActions"])
+
+    def _check_target_groups(self, target: Elbv2WeightsTarget) -> None:
+        # Checked one by one so the error names the missing group; ModifyListener in moto
+        # would accept an unknown ARN and forward to nothing.
+        for color, arn in (
+            ("blue", target.blue_target_group_arn),
+            ("green", target.green_target_group_arn),
+        ):
+            try:
+                self.client("elbv2", target).describe_target_groups(TargetGroupArns=[arn])
+            except ClientError as exc:
+                if error_code(exc) == "TargetGroupNotFound":
+                    raise _invalid(
+                        target, TargetGroupNotFound, f"{color} target group {arn} does not exist"
+                    ) from exc
+                raise translate(exc, "elbv2:DescribeTargetGroups", arn) from exc
+
+    def _describe(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> str:
+        """``blue 90 / green 10``: the forward weights, by color where the group has one."""
+        names = {target.blue_target_group_arn: "blue", target.green_target_group_arn: "green"}
+        forward = next((a for a in actions if a["Type"] == "forward"), None)
+        if forward is None:
+            return "(no forward action)"
+        groups = _forward_groups(forward)
+        return " / ".join(f"{names.get(arn, arn)} {weight}" for arn, weight in groups.items())
+
+    def _write(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> None:
+        _check_weights(target, actions)
+        with aws_call("elbv2:ModifyListener", target.resource):
+            self.client("elbv2", target).modify_listener(
+                ListenerArn=target.listener_arn, DefaultActions=actions
+            )
+
+    def snapshot(self, target: Elbv2WeightsTarget) -> Snapshot:
+        actions = self._default_actions(target)
+        self._check_target_groups(target)
+        _forward_index(target, actions)
+        return Snapshot(
+            resource=target.resource,
+            exists=True,
+            state={"default_actions": actions},
+            display=self._describe(target, actions),
+        )
+
+    def apply(self, target: Elbv2WeightsTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+        actions = self._default_actions(target)
+        self._check_target_groups(target)
+        index = _forward_index(target, actions)
+        forward = actions[index]
+        config: dict[str, Any] = {
+            "TargetGroups": [
+                {"TargetGroupArn": target.blue_target_group_arn, "Weight": 100 - percent},
+                {"TargetGroupArn": target.green_target_group_arn, "Weight": percent},
+            ]
+        }
+        if "TargetGroupStickinessConfig" in (forward.get("ForwardConfig") or {}):
+            config["TargetGroupStickinessConfig"] = forward["ForwardConfig"][
+                "TargetGroupStickinessConfig"
+            ]
+        # A top-level TargetGroupArn may only repeat a single-group ForwardConfig: drop it.
+        wanted_forward = {
+            **{k: v for k, v in forward.items() if k not in ("TargetGroupArn", "ForwardConfig")},
+            "ForwardConfig": config,
+        }
+        wanted = [*actions[:index], wanted_forward, *actions[index + 1 :]]
+
+        unchanged = _canonical(actions) == _canonical(wanted)
+        if not unchanged:
+            self._write(target, wanted)
+            actions = self._default_actions(target)
+        return ApplyResult(
+            resource=target.resource,
+            changed=not unchanged,
+            display=self._describe(target, actions),
+        )
+
+    def compensate(self, target: Elbv2WeightsTarget, snapshot: Snapshot) -> CompensateResult:
+        previous = snapshot.state["default_actions"]
+        actions = self._default_actions(target)
+        unchanged = _canonical(actions) == _canonical(previous)
+        if not unchanged:
+            self._write(target, previous)
+            actions = self._default_actions(target)
+        return CompensateResult(
+            resource=target.resource,
+            changed=not unchanged,
+            display=self._describe(target, actions),
+        )

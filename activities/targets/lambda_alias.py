@@ -1,0 +1,145 @@
+"""Lambda aliases: traffic moves to a new function version through weighted routing.
+
+Between 0 and 100 % the alias keeps pointing at the version it had before the release and
+sends ``percent`` of invocations to the new one (``RoutingConfig.AdditionalVersionWeights``);
+at 100 % the alias points at the new version alone. Compensation restores the previous
+``FunctionVersion`` and routing weights exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import aws_call, error_code, translate
+from activities.targets.base import TargetHandler
+from models.messages import ApplyResult, CompensateResult, Snapshot
+from models.plan import LambdaAliasTarget
+
+
+class LambdaVersionNotFound(Exception):
+    """The plan names a function version that was never published (or was deleted)."""
+
+
+class InvalidTrafficPercent(Exception):
+    """A traffic step outside 0..100 %."""
+
+
+def _weights(alias: dict[str, Any]) -> dict[str, float]:
+    # AWS omits RoutingConfig on an alias that never had one; moto returns an empty map
+    # after it is cleared. Both mean "no additional version".
+    return dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
+
+
+def _same_weights(a: dict[str, float], b: dict[str, float]) -> bool:
+    # Weights are floats that travel through JSON: compare them with a tolerance.
+    return a.keys() == b.keys() and all(math.isclose(a[v], b[v], abs_tol=1e-9) for v in a)
+
+
+def _describe(version: str, weights: dict[str, float]) -> str:
+    """``1: 90% / 2: 10%``: how invocations are split between versions."""
+    shares = [(version, 1 - sum(weights.values()))] + sorted(weights.items())
+    return " / ".join(f"{v}: {round(share * 100, 2):g}%" for v, share in shares)
+
+
+class LambdaAliasHandler(TargetHandler):
+    """``lambda_alias`` targets."""
+
+    kind = "lambda_alias"
+
+    def _alias(self, target: LambdaAliasTarget) -> dict[str, Any]:
+        with aws_call("lambda:GetAlias", target.resource):
+            return dict(
+                self.client("lambda", target).get_alias(
+                    FunctionName=target.function, Name=target.alias
+                )
+            )
+
+    def _check_version_exists(self, target: LambdaAliasTarget) -> None:
+        # UpdateAlias does not check the versions named in AdditionalVersionWeights (moto
+        # checks none at all), so a typo would route traffic to nothing.
+        try:
+            self.client("lambda", target).get_function_configuration(
+                FunctionName=target.function, Qualifier=target.version
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise ApplicationError(
+                    f"{target.resource}: version {target.version} of function "
+                    f"{target.function} does not exist (publish it before the release)",
+                    type=LambdaVersionNotFound.__name__,
+                    non_retryable=True,
+                ) from exc
+            raise translate(exc, "lambda:GetFunctionConfiguration", target.resource) from exc
+
+    def _update(
+        self,
+        target: LambdaAliasTarget,
+        alias: dict[str, Any],
+        version: str,
+        weights: dict[str, float],
+    ) -> dict[str, Any]:
+        with aws_call("lambda:UpdateAlias", target.resource):
+            # RevisionId makes AWS refuse the write (PreconditionFailedException, retried)
+            # if someone changed the alias since we read it; the retry reads it again.
+            self.client("lambda", target).update_alias(
+                FunctionName=target.function,
+                Name=target.alias,
+                FunctionVersion=version,
+                RoutingConfig={"AdditionalVersionWeights": weights},
+                RevisionId=alias["RevisionId"],
+            )
+        return self._alias(target)
+
+    def snapshot(self, target: LambdaAliasTarget) -> Snapshot:
+        alias = self._alias(target)
+        version, weights = alias["FunctionVersion"], _weights(alias)
+        return Snapshot(
+            resource=target.resource,
+            exists=True,
+            state={"function_version": version, "additional_version_weights": weights},
+            display=_describe(version, weights),
+        )
+
+    def apply(self, target: LambdaAliasTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+        if not 0 <= percent <= 100:
+            raise ApplicationError(
+                f"{target.resource}: traffic percent {percent} is outside 0..100",
+                type=InvalidTrafficPercent.__name__,
+                non_retryable=True,
+            )
+        self._check_version_exists(target)
+        previous: str = snapshot.state["function_version"]
+        weights: dict[str, float]
+        if percent == 100 or previous == target.version:
+            version, weights = target.version, {}
+        elif percent == 0:
+            version, weights = previous, {}
+        else:
+            version, weights = previous, {target.version: percent / 100}
+
+        alias = self._alias(target)
+        unchanged = alias["FunctionVersion"] == version and _same_weights(_weights(alias), weights)
+        if not unchanged:
+            alias = self._update(target, alias, version, weights)
+        return ApplyResult(
+            resource=target.resource,
+            changed=not unchanged,
+            display=_describe(alias["FunctionVersion"], _weights(alias)),
+        )
+
+    def compensate(self, target: LambdaAliasTarget, snapshot: Snapshot) -> CompensateResult:
+        version = snapshot.state["function_version"]
+        weights = dict(snapshot.state["additional_version_weights"])
+        alias = self._alias(target)
+        unchanged = alias["FunctionVersion"] == version and _same_weights(_weights(alias), weights)
+        if not unchanged:
+            alias = self._update(target, alias, version, weights)
+        return CompensateResult(
+            resource=target.resource,
+            changed=not unchanged,
+            display=_describe(alias["FunctionVersion"], _weights(alias)),
+        )

@@ -1,0 +1,197 @@
+"""ELBv2 blue/green forward weights against a moto server.
+
+moto accepts any weight and any target group ARN in ModifyListener, so the refusals tested
+here are the handler's own checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.aws import AwsClients
+from activities.targets.elbv2_weights import Elbv2WeightsHandler
+from models.plan import Elbv2WeightsTarget
+
+READS = ("Get", "List", "Describe", "Head")
+
+
+def writes_of(client: Any) -> list[str]:
+    """The writing API operations ``client`` sends from now on, by name."""
+    writes: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        if not model.name.startswith(READS):
+            writes.append(model.name)
+
+    client.meta.events.register("before-call", record)
+    return writes
+
+
+@dataclass
+class Stack:
+    load_balancer: str
+    blue: str
+    green: str
+    other: str
+
+
+@pytest.fixture
+def stack(aws: AwsClients) -> Stack:
+    """A load balancer and three target groups: blue, green and an unrelated one."""
+    ec2, elbv2 = aws.client("ec2"), aws.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    lb = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]
+
+    def group(name: str) -> str:
+        created = elbv2.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=vpc)
+        return str(created["TargetGroups"][0]["TargetGroupArn"])
+
+    return Stack(lb["LoadBalancerArn"], group("blue"), group("green"), group("other"))
+
+
+def listener(aws: AwsClients, stack: Stack, actions: list[dict[str, Any]]) -> str:
+    created = aws.client("elbv2").create_listener(
+        LoadBalancerArn=stack.load_balancer, Protocol="HTTP", Port=80, DefaultActions=actions
+    )
+    return str(created["Listeners"][0]["ListenerArn"])
+
+
+def describe(aws: AwsClients, listener_arn: str) -> dict[str, Any]:
+    answer = aws.client("elbv2").describe_listeners(ListenerArns=[listener_arn])
+    return dict(answer["Listeners"][0])
+
+
+def weights(aws: AwsClients, listener_arn: str) -> dict[str, int]:
+    (action,) = describe(aws, listener_arn)["DefaultActions"]
+    return {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+
+
+def target(stack: Stack, listener_arn: str, green: str | None = None) -> Elbv2WeightsTarget:
+    return Elbv2WeightsTarget(
+        name="web-listener",
+        kind="elbv2_weights",
+        listener_arn=listener_arn,
+        blue_target_group_arn=stack.blue,
+        green_target_group_arn=green or stack.green,
+    )
+
+
+def test_snapshot_records_the_default_actions(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+
+    snapshot = Elbv2WeightsHandler(aws).snapshot(target(stack, arn))
+
+    assert snapshot.state == {
+        "default_actions": [{"Type": "forward", "TargetGroupArn": stack.blue}]
+    }
+    assert snapshot.display == "blue 1"
+
+
+def test_apply_shifts_weights_in_steps_and_reruns_write_nothing(
+    aws: AwsClients, stack: Stack
+) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    before = describe(aws, arn)
+    snapshot = handler.snapshot(new)
+
+    for percent in (10, 50, 100):
+        result = handler.apply(new, snapshot, percent)
+        assert result.changed
+        assert result.display == f"blue {100 - percent} / green {percent}"
+        assert weights(aws, arn) == {stack.blue: 100 - percent, stack.green: percent}
+
+        writes = writes_of(aws.client("elbv2"))
+        rerun = handler.apply(new, snapshot, percent)
+        assert not rerun.changed
+        assert rerun.display == result.display
+        assert writes == []
+
+    # Back to the single-group spelling the listener started with.
+    assert handler.compensate(new, snapshot).changed
+    assert describe(aws, arn) == before
+
+
+def test_compensate_restores_actions_and_stickiness_exactly(aws: AwsClients, stack: Stack) -> None:
+    sticky = {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": [{"TargetGroupArn": stack.blue, "Weight": 7}],
+            "TargetGroupStickinessConfig": {"Enabled": True, "DurationSeconds": 600},
+        },
+    }
+    arn = listener(aws, stack, [sticky])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    before = describe(aws, arn)
+    snapshot = handler.snapshot(new)
+
+    handler.apply(new, snapshot, 50)
+    (action,) = describe(aws, arn)["DefaultActions"]
+    assert action["ForwardConfig"]["TargetGroupStickinessConfig"] == {
+        "Enabled": True,
+        "DurationSeconds": 600,
+    }
+    handler.apply(new, snapshot, 100)
+
+    restored = handler.compensate(new, snapshot)
+    assert restored.changed
+    assert restored.display == "blue 7"
+    assert describe(aws, arn) == before
+
+    writes = writes_of(aws.client("elbv2"))
+    again = handler.compensate(new, snapshot)
+    assert not again.changed
+    assert writes == []
+    assert describe(aws, arn) == before
+
+
+def test_missing_target_group_is_refused_before_any_change(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    missing = stack.green.replace("/green/", "/gone/")
+    before = describe(aws, arn)
+
+    with pytest.raises(ApplicationError) as raised:
+        Elbv2WeightsHandler(aws).snapshot(target(stack, arn, green=missing))
+
+    assert raised.value.message == (
+        f"elbv2 listener {arn}: green target group {missing} does not exist"
+    )
+    assert raised.value.type == "TargetGroupNotFound"
+    assert raised.value.non_retryable
+    assert describe(aws, arn) == before
+
+
+def test_listener_forwarding_elsewhere_is_refused(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.other}])
+
+    with pytest.raises(ApplicationError) as raised:
+        Elbv2WeightsHandler(aws).snapshot(target(stack, arn))
+
+    assert raised.value.message == (
+        f"elbv2 listener {arn}: default action forwards to {stack.other}, "
+        "not to the blue/green target groups"
+    )
+    assert raised.value.type == "ListenerNotForwarding"
+
+
+def test_weight_out_of_range_is_refused(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.apply(new, handler.snapshot(new), 150)
+
+    assert raised.value.message == (
+        f"elbv2 listener {arn}: weight -50 for {stack.blue} is outside 0..999"
+    )
+    assert raised.value.type == "InvalidWeight"

@@ -1,0 +1,123 @@
+"""A release's status as plain functions: initial status, phase, pending approvals, targets.
+
+No Temporal here; the workflow calls these with ``workflow.now()`` and its own state.
+"""
+
+from __future__ import annotations
+
+from models.plan import ReleasePlan, Target, Wave
+from models.status import (
+    PendingApproval,
+    ReleasePhase,
+    ReleaseStatus,
+    TargetStatus,
+    WavePhase,
+    WaveStatus,
+)
+from workflows import gates
+
+WAVE_ENDS = frozenset(
+    {
+        WavePhase.COMPLETED,
+        WavePhase.REJECTED,
+        WavePhase.FAILED,
+        WavePhase.ROLLED_BACK,
+        WavePhase.SKIPPED,
+        WavePhase.CANCELLED,
+    }
+)
+# The release shows the most active thing any of its waves is doing.
+_PHASE_PRIORITY = (
+    (WavePhase.DEPLOYING, ReleasePhase.DEPLOYING),
+    (WavePhase.BAKING, ReleasePhase.BAKING),
+    (WavePhase.PAUSED, ReleasePhase.PAUSED),
+    (WavePhase.AWAITING_APPROVAL, ReleasePhase.AWAITING_APPROVAL),
+    (WavePhase.WAITING_FOR_WINDOW, ReleasePhase.WAITING_FOR_WINDOW),
+)
+
+
+def initial_status(plan: ReleasePlan) -> ReleaseStatus:
+    """Every wave and target pending."""
+    return ReleaseStatus(
+        release_id=plan.id,
+        application=plan.application,
+        version=plan.version,
+        requested_by=plan.requested_by,
+        freezes=list(plan.freezes),
+        waves=[
+            WaveStatus(
+                name=w.name,
+                department=w.department,
+                after=list(w.after),
+                required_approvals=dict(w.approval.groups) if w.approval else {},
+                targets=[
+                    TargetStatus(name=t, kind=plan.target(t).kind, resource=plan.target(t).resource)
+                    for t in w.targets
+                ],
+            )
+            for w in plan.waves
+        ],
+    )
+
+
+def active_phase(status: ReleaseStatus, paused: bool) -> ReleasePhase:
+    """The phase of a release still in progress, from what its waves are doing."""
+    phases = {w.phase for w in status.waves}
+    phase = next((rp for wp, rp in _PHASE_PRIORITY if wp in phases), ReleasePhase.PENDING)
+    if paused and phase not in (ReleasePhase.DEPLOYING, ReleasePhase.BAKING):
+        return ReleasePhase.PAUSED
+    return phase
+
+
+def pending_approvals(plan: ReleasePlan, status: ReleaseStatus) -> list[PendingApproval]:
+    """Gates waiting for decisions, with who may still decide."""
+    return [
+        PendingApproval(
+            wave=w.name,
+            missing=gates.gate_missing(plan, w),
+            eligible_approvers=gates.eligible_approvers(plan, w),
+            waiting_since=w.started_at,
+            deadline=w.approval_deadline,
+        )
+        for w in status.waves
+        if w.phase == WavePhase.AWAITING_APPROVAL
+    ]
+
+
+def resolved_target(plan: ReleasePlan, wave: Wave, target: Target) -> Target:
+    """The target with region and account inherited from its wave's department."""
+    dept = plan.departments.get(wave.department)
+    if dept is None:
+        return target
+    return target.model_copy(
+        update={
+            "region": target.region or dept.region,
+            "role_arn": target.role_arn or dept.role_arn,
+            "external_id": target.external_id or dept.external_id,
+        }
+    )
+
+
+def operator_refusal(
+    plan: ReleasePlan, status: ReleaseStatus, actor: str, action: str, override: bool = False
+) -> str | None:
+    """Why ``actor`` may not ``action`` this release, or None.
+
+    The requester and members of the plan's operator groups may operate a release; only
+    operator-group members may override a rollout window.
+    """
+    if status.phase in (
+        ReleasePhase.COMPLETED,
+        ReleasePhase.ROLLED_BACK,
+        ReleasePhase.REJECTED,
+        ReleasePhase.FAILED,
+        ReleasePhase.CANCELLED,
+    ):
+        return f"release {plan.id} has already ended ({status.phase.value})"
+    operators = {m for g in plan.operator_groups for m in plan.approver_groups.get(g, [])}
+    if override and actor not in operators:
+        groups = ", ".join(plan.operator_groups) or "none in this plan"
+        return f"{actor} may not {action}: only operator groups may ({groups})"
+    if actor != plan.requested_by and actor not in operators:
+        return f"{actor} may not {action} release {plan.id}: not its requester or an operator"
+    return None

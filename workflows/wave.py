@@ -1,0 +1,396 @@
+"""WaveWorkflow: one wave's deployment, run as a child of its release.
+
+A child per wave keeps each release's history bounded however many waves and targets it has:
+the release records gates and the saga; each wave records its own snapshots, traffic steps
+and bakes. Before the first change the wave snapshots all its targets and signals them to the
+release, so the release can roll back even if this child is cancelled or terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.durations import format_duration
+    from models.messages import (
+        APPLY_TARGET,
+        CHECK_ALARMS,
+        SNAPSHOT_TARGET,
+        WATCH_ALARMS,
+        AlarmCheckInput,
+        AlarmCheckResult,
+        ApplyInput,
+        ApplyResult,
+        BakeInput,
+        BakeResult,
+        Change,
+        FreezeInput,
+        OperatorInput,
+        OverrideInput,
+        Snapshot,
+        SnapshotsRecorded,
+        TargetInput,
+        WaveInput,
+        WaveOutcome,
+        WaveProgress,
+        WaveReport,
+    )
+    from models.plan import TRAFFIC_KINDS, Target
+    from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
+    from workflows import windows
+
+SNAPSHOT_TIMEOUT = timedelta(minutes=2)
+APPLY_TIMEOUT = timedelta(minutes=5)
+ALARM_CHECK_TIMEOUT = timedelta(minutes=2)
+# A bake heartbeats every poll; three missed polls mean the worker is gone.
+BAKE_HEARTBEATS_MISSED = 3
+BAKE_MARGIN = timedelta(minutes=5)
+# Applying gives up after a bounded number of attempts so the wave's failure policy runs.
+APPLY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=6,
+)
+RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
+WAVE_PROGRESS_SIGNAL = "wave_progress"
+SYSTEM_ACTOR = "relman"
+
+
+class WaveFailed(Exception):
+    """A step of the wave failed; the release applies the wave's ``on_failure`` policy."""
+
+
+class WaveStopped(Exception):
+    """The release asked the wave to stop (abort, rejection elsewhere, cancellation)."""
+
+
+@workflow.defn
+class WaveWorkflow:
+    """Snapshot, then shift each traffic step and bake, inside the window and out of freezes."""
+
+    @workflow.init
+    def __init__(self, input: WaveInput) -> None:
+        self._input = input
+        self._paused = input.paused
+        self._stop = False
+        self._freezes = list(input.freezes)
+        self._override_window = input.override_window
+        self._override_freeze = input.override_freeze
+        self._wake = 0  # bumped by every signal that may change what a wait waits for
+        self._progress = WaveProgress(
+            phase=WavePhase.DEPLOYING,
+            step=input.start_step,
+            percent=0,
+            targets=[
+                TargetStatus(
+                    name=t.name,
+                    kind=t.kind,
+                    resource=t.resource,
+                    phase=TargetPhase.SKIPPED if t.name in input.skipped else TargetPhase.PENDING,
+                )
+                for t in input.targets
+            ],
+        )
+        self._events: list[TimelineEvent] = []
+        self._parent = workflow.get_external_workflow_handle(input.parent_id)
+
+    # --- signals from the release and the query ----------------------------------------------
+
+    @workflow.signal
+    def pause(self, input: OperatorInput) -> None:
+        """Stop at the next safe point (between target steps)."""
+        self._paused = True
+        self._wake += 1
+
+    @workflow.signal
+    def resume(self, input: OperatorInput) -> None:
+        """Go on after a pause."""
+        self._paused = False
+        self._wake += 1
+
+    @workflow.signal
+    def stop(self, input: OperatorInput) -> None:
+        """Finish the step in progress and return what was changed."""
+        self._stop = True
+        self._wake += 1
+
+    @workflow.signal
+    def add_freeze(self, input: FreezeInput) -> None:
+        """Respect a freeze added to the running release, including in current waits."""
+        self._freezes.append(input.freeze)
+        self._wake += 1
+
+    @workflow.signal
+    def override_window(self, input: OverrideInput) -> None:
+        """Start outside the window (and a freeze, if included)."""
+        self._override_window = True
+        self._override_freeze = self._override_freeze or input.include_freeze
+        self._wake += 1
+
+    @workflow.query
+    def progress(self) -> WaveProgress:
+        """The wave's live phase, step, traffic and targets."""
+        return self._progress
+
+    # --- the deployment ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: WaveInput) -> WaveOutcome:
+        """Deploy; never fails the workflow: the outcome tells the release what happened."""
+        wave = input.wave
+        try:
+            if wave.alarms and input.start_step == 0:
+                await self._alarms_quiet_before_start()
+            await self._snapshot_all()
+            for step in range(input.start_step, len(wave.traffic)):
+                percent = wave.traffic[step]
+                await self._safe_point(first_step=step == 0)
+                self._progress.step = step
+                self._progress.phase = WavePhase.DEPLOYING
+                await self._report()
+                await self._apply_step(step, percent)
+                self._progress.percent = percent
+                self._event("traffic_shifted", f"wave {wave.name} at {percent}%")
+                if wave.bake > timedelta(0):
+                    await self._bake(percent)
+        except WaveFailed as failure:
+            self._progress.phase = WavePhase.FAILED
+            return self._outcome("failed", error=str(failure))
+        except WaveStopped:
+            return self._outcome("stopped")
+        except asyncio.CancelledError:
+            # The release was cancelled: it holds every snapshot and rolls back itself.
+            return self._outcome("stopped")
+        self._progress.phase = WavePhase.COMPLETED
+        return self._outcome("completed")
+
+    async def _alarms_quiet_before_start(self) -> None:
+        result = await workflow.execute_activity(
+            CHECK_ALARMS,
+            self._alarm_input(),
+            result_type=AlarmCheckResult,
+            start_to_close_timeout=ALARM_CHECK_TIMEOUT,
+            retry_policy=APPLY_RETRY,
+            summary=f"check alarms of wave {self._input.wave.name}",
+        )
+        if result.firing:
+            names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
+            raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
+
+    async def _snapshot_all(self) -> None:
+        """Snapshot every target not yet snapshotted, then have the release record them."""
+        missing = [t for t in self._active_targets() if t.name not in self._input.snapshots]
+        if not missing:
+            return
+        self._progress.waiting_for = f"snapshotting {len(missing)} target(s)"
+        try:
+            snapshots = await asyncio.gather(
+                *(
+                    workflow.execute_activity(
+                        SNAPSHOT_TARGET,
+                        TargetInput(release_id=self._input.release_id, target=t),
+                        result_type=Snapshot,
+                        start_to_close_timeout=SNAPSHOT_TIMEOUT,
+                        retry_policy=APPLY_RETRY,
+                        summary=f"snapshot {t.resource}",
+                    )
+                    for t in missing
+                )
+            )
+        except ActivityError as err:
+            raise WaveFailed(cause(err)) from None
+        changes = [
+            Change(wave=self._input.wave.name, target=t, snapshot=s)
+            for t, s in zip(missing, snapshots, strict=True)
+        ]
+        for change in changes:
+            self._input.snapshots[change.target.name] = change.snapshot
+            self._target(change.target.name).before = change.snapshot.display
+        # The release must hold every snapshot before anything changes (saga record).
+        await self._parent.signal(RECORD_SNAPSHOTS_SIGNAL, SnapshotsRecorded(changes=changes))
+        self._progress.waiting_for = None
+        await self._report()
+
+    async def _apply_step(self, step: int, percent: int) -> None:
+        """Apply the step to every target in parallel; all must succeed."""
+        due = [t for t in self._active_targets() if step == 0 or t.kind in TRAFFIC_KINDS]
+        results = await asyncio.gather(
+            *(self._apply(t, percent) for t in due), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise WaveFailed("; ".join(str(e) for e in errors))
+
+    async def _apply(self, target: Target, percent: int) -> None:
+        status = self._target(target.name)
+        status.phase = TargetPhase.APPLYING
+        try:
+            result = await workflow.execute_activity(
+                APPLY_TARGET,
+                ApplyInput(
+                    release_id=self._input.release_id,
+                    target=target,
+                    snapshot=self._input.snapshots[target.name],
+                    percent=percent,
+                ),
+                result_type=ApplyResult,
+                start_to_close_timeout=APPLY_TIMEOUT,
+                retry_policy=APPLY_RETRY,
+                summary=f"apply {target.resource} at {percent}%",
+            )
+        except ActivityError as err:
+            status.phase = TargetPhase.FAILED
+            status.error = cause(err)
+            self._event("target_failed", f"{target.resource}: {status.error}", target.name)
+            raise WaveFailed(status.error) from None
+        status.phase = TargetPhase.APPLIED
+        status.error = None
+        status.after = result.display
+        status.percent = percent if target.kind in TRAFFIC_KINDS else 100
+        self._event(
+            "target_applied",
+            f"{result.resource}: {status.before} -> {result.display}"
+            + (f" ({percent}%)" if target.kind in TRAFFIC_KINDS else ""),
+            target.name,
+        )
+
+    async def _bake(self, percent: int) -> None:
+        wave = self._input.wave
+        self._progress.phase = WavePhase.BAKING
+        self._progress.waiting_for = f"baking {format_duration(wave.bake)} at {percent}%"
+        await self._report()
+        if not wave.alarms:
+            # Nothing to watch: a durable timer (skipped by time-skipping tests).
+            await workflow.wait_condition(lambda: self._stop, timeout=wave.bake)
+        else:
+            interval = self._input.bake_interval
+            try:
+                result = await workflow.execute_activity(
+                    WATCH_ALARMS,
+                    BakeInput(
+                        **self._alarm_input().model_dump(), duration=wave.bake, interval=interval
+                    ),
+                    result_type=BakeResult,
+                    start_to_close_timeout=wave.bake + BAKE_MARGIN,
+                    heartbeat_timeout=interval * BAKE_HEARTBEATS_MISSED,
+                    retry_policy=APPLY_RETRY,
+                    summary=f"bake {wave.name} at {percent}% watching {', '.join(wave.alarms)}",
+                )
+            except ActivityError as err:
+                raise WaveFailed(cause(err)) from None
+            if result.firing:
+                names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
+                self._event("alarm", f"alarm in ALARM while baking at {percent}%: {names}")
+                raise WaveFailed(f"alarm in ALARM while baking at {percent}%: {names}")
+        self._progress.waiting_for = None
+        if self._stop:
+            raise WaveStopped
+
+    async def _safe_point(self, first_step: bool) -> None:
+        """Wait while paused or outside the window / inside a freeze; stop if asked."""
+        wave = self._input.wave
+        while True:
+            if self._stop:
+                raise WaveStopped
+            if self._paused:
+                self._progress.phase = WavePhase.PAUSED
+                self._progress.waiting_for = "paused by an operator"
+                await self._report()
+                await workflow.wait_condition(lambda: not self._paused or self._stop)
+                continue
+            now = workflow.now()
+            window = wave.window
+            if self._override_window or not (first_step or wave.on_window_close == "pause"):
+                window = None
+            freezes = [] if self._override_freeze else self._freezes
+            start = windows.next_start(window, freezes, now)
+            if start is None:
+                raise WaveFailed(
+                    f"wave {wave.name} can never start: its window does not open "
+                    "again outside freezes within a year"
+                )
+            if start <= now:
+                self._progress.next_start = None
+                self._progress.waiting_for = None
+                return
+            freeze = windows.active_freeze(freezes, now)
+            reason = (
+                f"freeze: {freeze.reason}"
+                if freeze
+                else (f"window {windows.describe_window(wave.window)}" if wave.window else "window")
+            )
+            self._progress.phase = WavePhase.WAITING_FOR_WINDOW
+            self._progress.next_start = start
+            self._progress.waiting_for = f"{reason}; next start {start.isoformat()}"
+            self._event(
+                "waiting_for_window", f"wave {wave.name} waits until {start.isoformat()} ({reason})"
+            )
+            await self._report()
+            wake = self._wake
+            await workflow.wait_condition(
+                lambda wake=wake: self._wake != wake, timeout=start - now, timeout_summary=reason
+            )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _active_targets(self) -> list[Target]:
+        return [t for t in self._input.targets if t.name not in self._input.skipped]
+
+    def _target(self, name: str) -> TargetStatus:
+        return next(t for t in self._progress.targets if t.name == name)
+
+    def _alarm_input(self) -> AlarmCheckInput:
+        return AlarmCheckInput(
+            release_id=self._input.release_id,
+            wave=self._input.wave.name,
+            alarms=self._input.wave.alarms,
+            region=self._input.alarm_region,
+            role_arn=self._input.alarm_role_arn,
+            external_id=self._input.alarm_external_id,
+        )
+
+    def _event(self, kind: str, message: str, target: str | None = None) -> None:
+        self._events.append(
+            TimelineEvent(
+                at=workflow.now(),
+                kind=kind,
+                message=message,
+                actor=SYSTEM_ACTOR,
+                wave=self._input.wave.name,
+                target=target,
+            )
+        )
+
+    async def _report(self) -> None:
+        """Tell the release where this wave stands and what happened since the last report.
+
+        One signal per phase change keeps the release's status (and visibility) live while
+        its history grows by a handful of events per step, not per target.
+        """
+        events, self._events = self._events, []
+        await self._parent.signal(
+            WAVE_PROGRESS_SIGNAL,
+            WaveReport(wave=self._input.wave.name, progress=self._progress, events=events),
+        )
+
+    def _outcome(self, outcome: str, error: str | None = None) -> WaveOutcome:
+        return WaveOutcome(
+            outcome=outcome,
+            failed_step=self._progress.step if outcome == "failed" else None,
+            error=error,
+            targets=self._progress.targets,
+            events=self._events,
+        )
+
+
+def cause(err: BaseException) -> str:
+    """The message of the error an activity raised (not of the errors it was raised from)."""
+    if isinstance(err, ActivityError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err.message if isinstance(err, ApplicationError) else str(err)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from client.commands import approvals, plan, releases
+from client.commands import approvals, operations, plan, releases
 from client.errors import EXIT_BAD_INPUT, CliError
 
 app = typer.Typer(
@@ -26,6 +26,14 @@ app.command("history")(releases.history)
 app.command("approvals")(approvals.approvals)
 app.command("approve")(approvals.approve)
 app.command("reject")(approvals.reject)
+app.command("pause")(operations.pause)
+app.command("resume")(operations.resume)
+app.command("abort")(operations.abort)
+app.add_typer(operations.freeze_app, name="freeze")
+app.command("override-window")(operations.override_window)
+app.command("retry")(operations.retry)
+app.command("rollback")(operations.rollback)
+app.command("skip-target")(operations.skip_target)
 
 
 def _register_late() -> None:

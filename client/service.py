@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.connection import connect, connect_config, task_queue
 from client.errors import BadInput, CliError
-from models.messages import DecisionInput, DecisionResult, ReleaseInput
+from models.messages import DecisionInput, DecisionResult, OperatorResult, ReleaseInput
 from models.plan import ReleasePlan
 from models.status import PendingApproval, ReleasePhase, ReleaseStatus
 from workflows.release import (
@@ -142,6 +142,24 @@ async def watch(
             await asyncio.sleep(interval)
 
 
+async def _update(
+    release_id: str, update: Any, arg: BaseModel, what: str, update_id: str | None = None
+) -> Any:
+    """Send an Update; a refusal by its validator becomes a CLI error naming ``what``."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        try:
+            return await _known(
+                release_id, lambda: handle.execute_update(update, arg, id=update_id)
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause or exc)
+            raise CliError(f"cannot {what} {release_id}: {message}") from None
+
+
 async def decide(
     release_id: str, wave: str, user: str, comment: str, approve: bool
 ) -> DecisionResult:
@@ -150,25 +168,33 @@ async def decide(
     The update id is derived from release, wave, user and decision, so a retried command
     (after a timeout, say) is applied once.
     """
-    from temporalio.client import WorkflowUpdateFailedError
-
     verb = "approve" if approve else "reject"
-    update = ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject
-    async with temporal() as client:
-        handle = _handle(client, release_id)
-        try:
-            return await _known(
-                release_id,
-                lambda: handle.execute_update(
-                    update,
-                    DecisionInput(wave=wave, approver=user, comment=comment),
-                    id=f"{verb}:{wave}:{user}",
-                ),
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            message = getattr(cause, "message", None) or str(cause or exc)
-            raise CliError(f"cannot {verb} wave {wave!r} of {release_id}: {message}") from None
+    return await _update(
+        release_id,
+        ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject,
+        DecisionInput(wave=wave, approver=user, comment=comment),
+        f"{verb} wave {wave!r} of",
+        update_id=f"{verb}:{wave}:{user}",
+    )
+
+
+# Operator actions: the Update each sends, and how an error names it.
+OPERATIONS = {
+    "pause": (ReleaseWorkflow.pause, "pause"),
+    "resume": (ReleaseWorkflow.resume, "resume"),
+    "abort": (ReleaseWorkflow.abort, "abort"),
+    "add_freeze": (ReleaseWorkflow.add_freeze, "add a freeze to"),
+    "override_window": (ReleaseWorkflow.override_window, "override a window of"),
+    "retry": (ReleaseWorkflow.retry, "retry"),
+    "rollback": (ReleaseWorkflow.rollback, "roll back"),
+    "skip_target": (ReleaseWorkflow.skip_target, "skip a target of"),
+}
+
+
+async def operate(release_id: str, operation: str, arg: BaseModel) -> OperatorResult:
+    """Run an operator action (pause, abort, override_window, ...) on a release."""
+    update, what = OPERATIONS[operation]
+    return await _update(release_id, update, arg, what)
 
 
 def _query(filters: dict[str, str | None], running_only: bool = False) -> str:

@@ -62,7 +62,8 @@ class PlanCheckView:
     path: str
     plan: ReleasePlan
     order: list[str]
-    schedule: list[dict[str, Any]] = field(default_factory=list)
+    schedule: list[Any] = field(default_factory=list)
+    now: datetime | None = None
 
     def to_json(self) -> Any:
         return {
@@ -70,7 +71,7 @@ class PlanCheckView:
             "valid": True,
             "release_id": self.plan.id,
             "wave_order": self.order,
-            "schedule": self.schedule,
+            "schedule": [s.to_json() for s in self.schedule],
         }
 
     def render(self, console: Any) -> None:
@@ -105,6 +106,28 @@ class PlanCheckView:
         console.print(table)
         for freeze in plan.freezes:
             console.print(f"freeze {when(freeze.start)} -> {when(freeze.end)}: {freeze.reason}")
+        if self.schedule and self.now is not None:
+            self._render_schedule(console)
+
+    def _render_schedule(self, console: Any) -> None:
+        from client.schedule import timeline_rows
+
+        table = Table(
+            title=f"Projected schedule if submitted {when(self.now)} "
+            "(gates assumed to pass at once)"
+        )
+        for column in ("wave", "window", "could start", "done by", "held by"):
+            table.add_column(column)
+        for s in self.schedule:
+            table.add_row(s.wave, s.window, when(s.start), when(s.end), s.held_by or "-")
+        console.print(table)
+        assert self.now is not None
+        header, rows = timeline_rows(self.plan, self.schedule, self.now.date())
+        width = max([len("day (UTC)"), *(len(w) for w, _ in rows)])
+        console.print(f"{'day (UTC)':<{width}}  {header}", markup=False)
+        for wave, strip in rows:
+            console.print(f"{wave:<{width}}  {strip}", markup=False)
+        console.print(f"{'':<{width}}  # deploying   . window open   * frozen", markup=False)
 
 
 @dataclass
@@ -148,33 +171,31 @@ class StatusView:
         console.print(header)
         if st.error:
             console.print(f"[red]error:[/red] {st.error}", highlight=False)
+        if st.paused:
+            console.print("[yellow]paused by an operator[/yellow]")
         waves = Table(title="Waves")
-        for column in (
-            "wave",
-            "department",
-            "phase",
-            "approvals",
-            "target",
-            "phase ",
-            "before",
-            "after",
-        ):
+        for column in ("wave", "department", "phase", "gate", "target", "state", "traffic",
+                       "before", "after"):  # fmt: skip
             waves.add_column(column)
         for w in st.waves:
-            approvals = ", ".join(f"{a.approver} {a.decision}" for a in w.approvals) or (
+            gate = ", ".join(f"{a.approver} {a.decision}" for a in w.approvals) or (
                 "-" if not w.required_approvals else "none yet"
             )
+            wave_phase = phase_text(w.phase)
+            if w.waiting_for:
+                wave_phase.append(f"\n{w.waiting_for}", style="dim")
             for i, t in enumerate(w.targets):
                 first = i == 0
                 waves.add_row(
                     w.name if first else "",
                     w.department if first else "",
-                    phase_text(w.phase) if first else Text(""),
-                    approvals if first else "",
+                    wave_phase if first else Text(""),
+                    gate if first else "",
                     f"{t.name}\n{t.resource}",
                     phase_text(t.phase),
+                    f"{t.percent}%",
                     t.before or "-",
-                    t.after or "-",
+                    (t.after or "-") + (f"\n{t.error}" if t.error else ""),
                 )
         console.print(waves)
         for p in st.pending_approvals:
@@ -182,6 +203,11 @@ class StatusView:
             who = ", ".join(p.eligible_approvers) or "nobody eligible"
             deadline = f"; deadline {when(p.deadline)}" if p.deadline else ""
             console.print(f"waiting on wave [bold]{p.wave}[/bold]: {missing} ({who}){deadline}")
+        for w in st.waves:
+            if w.next_start:
+                console.print(f"wave [bold]{w.name}[/bold] next starts {when(w.next_start)}")
+        for f in st.freezes:
+            console.print(f"freeze {when(f.start)} -> {when(f.end)}: {f.reason}")
         tail = st.timeline[-self.timeline_tail :]
         console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {len(st.timeline)})"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -28,14 +29,25 @@ def load(path: Path):  # type: ignore[no-untyped-def]
 @app.command("check")
 def check(
     plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="the plan's YAML file")],
+    starting: Annotated[
+        datetime | None,
+        typer.Option("--from", help="project the schedule from this time (default: now)"),
+    ] = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Validate PLAN and print its waves, gates, windows and schedule."""
+    from datetime import UTC, datetime
+
+    from client.schedule import project
     from client.views import PlanCheckView
     from models.validation import wave_order
 
     plan = load(plan_path)
-    emit(PlanCheckView(str(plan_path), plan, wave_order(plan)), output)
+    now = starting or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    view = PlanCheckView(str(plan_path), plan, wave_order(plan), project(plan, now), now)
+    emit(view, output)
 
 
 @app.command("schema")

@@ -196,3 +196,88 @@ async def test_unknown_release_exits_2(dev_env: WorkflowEnvironment, args: list[
     result = await arelman(*args, env=env)
     assert result.returncode == 2
     assert "unknown release 'nope'" in result.stderr
+
+
+def test_plan_check_projects_waves_past_windows_and_freezes(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        DEMO.read_text().replace(
+            "    after: [finance]\n",
+            "    after: [finance]\n"
+            "    window: {timezone: Europe/Berlin, days: mon-fri, start: '09:00', end: '17:00'}\n",
+        )
+        + "freezes:\n  - {start: '2026-11-27T00:00:00Z', end: '2026-11-30T00:00:00Z', "
+        "reason: black friday}\n"
+    )
+    result = relman("plan", "check", str(plan), "--from", "2026-11-26T18:00:00+00:00", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    schedule = {s["wave"]: s for s in json.loads(result.stdout)["schedule"]}
+    # Thursday 18:00 UTC: finance (no window) would start now but for nothing; operations
+    # waits past the freeze (Fri-Sun) to Monday 09:00 Berlin = 08:00 UTC.
+    assert schedule["finance"]["start"] == "2026-11-26T18:00:00+00:00"
+    assert schedule["operations"]["start"] == "2026-11-30T08:00:00+00:00"
+    assert schedule["operations"]["held_by"] == "waiting for its window"
+
+
+def test_freeze_add_needs_an_offset() -> None:
+    result = relman(
+        "freeze", "add", "some-release", "--start", "2026-12-20T00:00", "--end",
+        "2027-01-04T00:00:00Z", "--reason", "year end", "--as", "alice",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--start: '2026-12-20T00:00' needs a time zone offset" in result.stderr
+
+
+async def test_operator_controls_through_the_cli(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str, tmp_path: Path
+) -> None:
+    _seed(aws)
+    plan = tmp_path / "plan.yaml"
+    release_id = f"payments-ops-{task_queue[-8:]}"
+    plan.write_text(DEMO.read_text().replace("id: payments-2.4.0", f"id: {release_id}"))
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RELMAN_TASK_QUEUE": task_queue,
+        "RELMAN_HOME": str(tmp_path / "home"),
+    }
+    async with make_worker(dev_env, aws):
+        assert (await arelman("submit", str(plan), env=env)).returncode == 0
+
+        outsider = await arelman("pause", release_id, "--reason", "x", "--as", "mallory", env=env)
+        assert outsider.returncode == 1
+        assert f"mallory may not pause release {release_id}" in outsider.stderr
+
+        paused = await arelman(
+            "pause", release_id, "--reason", "incident INC-7", "--as", "alice", env=env
+        )
+        assert paused.returncode == 0, paused.stderr
+        again = await arelman("pause", release_id, "--reason", "x", "--as", "alice", env=env)
+        assert again.returncode == 1
+        assert f"release {release_id} is already paused" in again.stderr
+        st = json.loads((await arelman("status", release_id, "-o", "json", env=env)).stdout)
+        assert st["paused"] is True and st["phase"] == "paused"
+
+        resumed = await arelman(
+            "resume", release_id, "--reason", "resolved", "--as", "alice", env=env
+        )
+        assert resumed.returncode == 0, resumed.stderr
+
+        aborted = await arelman(
+            "abort", release_id, "--reason", "wrong build", "--as", "alice", env=env
+        )
+        assert aborted.returncode == 0, aborted.stderr
+
+        async def cancelled() -> dict[str, Any] | None:
+            out = await arelman("status", release_id, "-o", "json", env=env)
+            data = json.loads(out.stdout)
+            return data if data["phase"] == "cancelled" else None
+
+        st = await _eventually(cancelled)
+        assert st, "release was not cancelled"
+        aborted_event = next(e for e in st["timeline"] if e["kind"] == "aborted")
+        assert aborted_event["actor"] == "alice" and aborted_event["comment"] == "wrong build"
+        # Nothing had been deployed: every parameter still holds its old value.
+        version = aws.client("ssm", "eu-central-1").get_parameter(
+            Name="/payments/finance/api/version"
+        )
+        assert version["Parameter"]["Value"] == "2.3.0"

@@ -30,6 +30,13 @@ _NON_RETRYABLE_CODES = {
     "HierarchyTypeMismatchException",
     "UnsupportedParameterType",
     "InvalidKeyId",
+    # Route 53: the zone is gone, or the change batch / request cannot ever be accepted.
+    "NoSuchHostedZone",
+    "InvalidChangeBatch",
+    "InvalidInput",
+    # ECS answers ClientException for requests that are wrong as sent (an unknown task
+    # definition, a bad parameter); its transient failures are ServerException.
+    "ClientException",
 }
 
 

@@ -28,9 +28,11 @@ from workflows.release import (
     SA_DEPARTMENTS,
     SA_PHASE,
     SA_REQUESTER,
+    SA_TARGETS,
     SA_VERSION,
     ReleaseWorkflow,
 )
+from workflows.release_state import target_keys
 
 T = TypeVar("T")
 QUERY_RETRY_SECONDS = 0.5
@@ -95,17 +97,59 @@ def start_search_attributes(plan: ReleasePlan) -> TypedSearchAttributes:
             SearchAttributePair(SA_PHASE, ReleasePhase.PENDING.value),
             SearchAttributePair(SA_APPROVERS, []),
             SearchAttributePair(SA_DEPARTMENTS, sorted({w.department for w in plan.waves})),
+            SearchAttributePair(SA_TARGETS, target_keys(plan)),
         ]
     )
 
 
+async def overlapping_releases(client: Client, plan: ReleasePlan) -> list[ReleaseSummary]:
+    """Running releases that deploy at least one of the plan's resources.
+
+    Visibility is eventually consistent: two submissions within a second of each other may
+    both pass this check.
+    """
+    keys = target_keys(plan)
+    found: dict[str, ReleaseSummary] = {}
+    # Visibility queries have a size limit: ask in batches of keys.
+    for i in range(0, len(keys), 50):
+        batch = ", ".join(f"'{k}'" for k in keys[i : i + 50])
+        query = (
+            f"WorkflowType = 'ReleaseWorkflow' AND ExecutionStatus = 'Running' "
+            f"AND {SA_TARGETS.name} IN ({batch})"
+        )
+        async for execution in client.list_workflows(query):
+            if execution.id != plan.id:
+                found[execution.id] = _summary(execution)
+    return list(found.values())
+
+
 async def submit(plan: ReleasePlan, queue: str | None = None) -> str:
-    """Start the release; its id is the plan's id, usable once only (an audit trail)."""
+    """Start the release; its id is the plan's id, usable once only (an audit trail).
+
+    A running release that deploys one of the same resources blocks the submission, or,
+    with ``queue: true`` in the plan, the new release waits for it to end.
+    """
     async with temporal() as client:
+        try:
+            overlapping = await overlapping_releases(client, plan)
+        except RPCError as exc:
+            # Temporal's time-skipping test server has no visibility: nothing to check there.
+            if exc.status != RPCStatusCode.UNIMPLEMENTED:
+                raise CliError(f"cannot check for overlapping releases: {exc.message}") from None
+            overlapping = []
+        if overlapping and not plan.queue:
+            names = ", ".join(
+                f"{r.release_id} ({r.application} {r.version}, {r.phase})" for r in overlapping
+            )
+            raise CliError(
+                f"release {plan.id} deploys resources that running release(s) {names} also "
+                "deploy; wait for them to end, or set `queue: true` in the plan to queue "
+                "behind them"
+            )
         try:
             await client.start_workflow(
                 ReleaseWorkflow.run,
-                ReleaseInput(plan=plan),
+                ReleaseInput(plan=plan, queued_behind=[r.release_id for r in overlapping]),
                 id=plan.id,
                 task_queue=queue or task_queue(),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -197,6 +241,19 @@ async def operate(release_id: str, operation: str, arg: BaseModel) -> OperatorRe
     return await _update(release_id, update, arg, what)
 
 
+def _summary(execution: Any) -> ReleaseSummary:
+    sa = execution.typed_search_attributes
+    return ReleaseSummary(
+        release_id=execution.id,
+        application=sa.get(SA_APPLICATION),
+        version=sa.get(SA_VERSION),
+        phase=sa.get(SA_PHASE),
+        requested_by=sa.get(SA_REQUESTER),
+        started_at=execution.start_time,
+        status=(execution.status or WorkflowExecutionStatus.RUNNING).name.lower(),
+    )
+
+
 def _query(filters: dict[str, str | None], running_only: bool = False) -> str:
     clauses = ["WorkflowType = 'ReleaseWorkflow'"]
     for attribute, value in filters.items():
@@ -226,18 +283,7 @@ async def list_releases(
         out = []
         try:
             async for execution in client.list_workflows(query, limit=limit):
-                sa = execution.typed_search_attributes
-                out.append(
-                    ReleaseSummary(
-                        release_id=execution.id,
-                        application=sa.get(SA_APPLICATION),
-                        version=sa.get(SA_VERSION),
-                        phase=sa.get(SA_PHASE),
-                        requested_by=sa.get(SA_REQUESTER),
-                        started_at=execution.start_time,
-                        status=(execution.status or WorkflowExecutionStatus.RUNNING).name.lower(),
-                    )
-                )
+                out.append(_summary(execution))
         except RPCError as exc:
             raise CliError(f"cannot list releases: {exc.message}") from None
         return out

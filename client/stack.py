@@ -41,6 +41,7 @@ SEARCH_ATTRIBUTE_TYPES = {
     "RelmanPhase": "Keyword",
     "RelmanApprovers": "KeywordList",
     "RelmanDepartments": "KeywordList",
+    "RelmanTargets": "KeywordList",
 }
 # Credentials for the local endpoint only: the embedded worker must never reach real AWS.
 LOCAL_AWS_ENV = {

@@ -299,3 +299,47 @@ class DecisionView:
 
     def render(self, console: Any) -> None:
         console.print(f"{self.release_id} wave {self.result.wave}: {self.result.message}")
+
+
+@dataclass
+class PlanIamView:
+    """``relman plan iam``: the least-privilege IAM policy of each set of credentials."""
+
+    path: str
+    release_id: str
+    policies: list[Any]  # models.iam.IamPolicy, imported lazily like the command does
+
+    def to_json(self) -> Any:
+        return [policy.to_json() for policy in self.policies]
+
+    def render(self, console: Any) -> None:
+        import json
+
+        from models.iam import WORKER_ACCOUNT
+
+        console.print(
+            f"{self.path}: release [bold]{self.release_id}[/bold] needs "
+            f"{len(self.policies)} IAM {'policy' if len(self.policies) == 1 else 'policies'}"
+        )
+        for policy in self.policies:
+            console.print()
+            if policy.role_arn is None:
+                heading = f"The worker's own credentials (account {WORKER_ACCOUNT})"
+            else:
+                heading = f"Role {policy.role_arn} (account {policy.account})"
+            console.print(Text(heading, style="bold"))
+            for use in policy.used_by:
+                console.print(f"  for {use}", markup=False)
+            # soft_wrap: a long ARN must not be broken, so the JSON can be copied as is.
+            console.print(
+                json.dumps(policy.document(), indent=2),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print()
+        console.print(
+            f"{WORKER_ACCOUNT} is an IAM policy variable: IAM fills in the account of the "
+            "credentials the policy is attached to. Region * where the plan names none.",
+            markup=False,
+        )

@@ -12,9 +12,14 @@ from models.status import ReleasePhase, TargetStatus, TimelineEvent, WavePhase
 
 
 class ReleaseInput(BaseModel):
-    """Start a release of ``plan``."""
+    """Start a release of ``plan``.
+
+    ``queued_behind`` names running releases that deploy some of the same targets; with
+    ``queue: true`` in the plan the release waits for them to end before its first wave.
+    """
 
     plan: ReleasePlan
+    queued_behind: list[str] = Field(default_factory=list)
 
 
 class ReleaseResult(BaseModel):
@@ -282,3 +287,15 @@ class SnapshotsRecorded(BaseModel):
     """Signal from a wave to its release: these changes must be undone on rollback."""
 
     changes: list[Change]
+
+
+# --- releases that share targets ------------------------------------------------------------
+
+WAIT_FOR_RELEASES = "wait_for_releases"
+
+
+class WaitForReleasesInput(BaseModel):
+    """Wait until these releases (which deploy some of the same targets) have ended."""
+
+    release_ids: list[str]
+    poll_interval: timedelta | None = None

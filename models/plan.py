@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -289,8 +290,17 @@ class Wave(PlanModel):
     traffic: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=lambda: [100])
     bake: Duration = timedelta(0)
     alarms: list[str] = Field(default_factory=list)
+    # How often a bake polls the wave's alarms (the bake activity heartbeats each poll).
+    bake_interval: Duration = timedelta(seconds=10)
     on_failure: Literal["rollback_release", "rollback_wave", "pause"] = "rollback_release"
     on_window_close: Literal["pause", "finish_wave"] = "pause"
+
+    @field_validator("bake_interval")
+    @classmethod
+    def _positive_bake_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("bake_interval must be positive")
+        return value
 
 
 class ReleasePlan(PlanModel):
@@ -303,6 +313,9 @@ class ReleasePlan(PlanModel):
     description: str = ""
     allow_self_approval: bool = False
     on_rejection: Literal["rollback", "keep"] = "rollback"
+    # When another running release deploys one of this plan's targets: refuse the
+    # submission (default), or queue this release behind it.
+    queue: bool = False
     approver_groups: dict[str, list[str]] = Field(default_factory=dict)
     # Members of these groups (and the requester) may pause, resume, abort, add freezes and
     # decide guided failures; only they may override a rollout window.

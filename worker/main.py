@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from activities.aws import AwsClients
 from activities.health import HealthActivities
 from activities.release import TargetActivities
+from activities.releases import ReleaseActivities
 from client.connection import connect, task_queue
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
@@ -35,7 +36,11 @@ def build_worker(
         client,
         task_queue=queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[*TargetActivities(aws).all(), *HealthActivities(aws).all()],
+        activities=[
+            *TargetActivities(aws).all(),
+            *HealthActivities(aws).all(),
+            *ReleaseActivities(client).all(),
+        ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )

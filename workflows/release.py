@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         COMPENSATE_TARGET,
+        WAIT_FOR_RELEASES,
         Change,
         CompensateInput,
         CompensateResult,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseResult,
         SnapshotsRecorded,
         TargetActionInput,
+        WaitForReleasesInput,
         WaveActionInput,
         WaveInput,
         WaveOutcome,
@@ -68,6 +70,8 @@ SA_REQUESTER = SearchAttributeKey.for_keyword("RelmanRequester")
 SA_PHASE = SearchAttributeKey.for_keyword("RelmanPhase")
 SA_APPROVERS = SearchAttributeKey.for_keyword_list("RelmanApprovers")
 SA_DEPARTMENTS = SearchAttributeKey.for_keyword_list("RelmanDepartments")
+# Short digests of the resources a release deploys (see release_state.target_keys).
+SA_TARGETS = SearchAttributeKey.for_keyword_list("RelmanTargets")
 SEARCH_ATTRIBUTES = (
     SA_APPLICATION,
     SA_VERSION,
@@ -75,7 +79,10 @@ SEARCH_ATTRIBUTES = (
     SA_PHASE,
     SA_APPROVERS,
     SA_DEPARTMENTS,
+    SA_TARGETS,
 )
+QUEUE_WAIT_TIMEOUT = timedelta(days=30)
+QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
 COMPENSATE_TIMEOUT = timedelta(minutes=5)
 # Compensation must not give up on transient errors: it retries until it succeeds, or a
@@ -386,6 +393,8 @@ class ReleaseWorkflow:
         )
         self._refresh()
         try:
+            if input.queued_behind:
+                await self._wait_in_queue(input.queued_behind)
             await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
             if self._rollback_requested:
                 await self._rollback(self._saga)
@@ -403,6 +412,22 @@ class ReleaseWorkflow:
         self._finish(final)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
+
+    async def _wait_in_queue(self, releases: list[str]) -> None:
+        """Wait until running releases that deploy the same targets have ended."""
+        self._event(
+            "queued",
+            f"queued behind {', '.join(releases)}: they deploy some of the same targets",
+            actor=SYSTEM_ACTOR,
+        )
+        await workflow.execute_activity(
+            WAIT_FOR_RELEASES,
+            WaitForReleasesInput(release_ids=releases),
+            start_to_close_timeout=QUEUE_WAIT_TIMEOUT,
+            heartbeat_timeout=QUEUE_HEARTBEAT_TIMEOUT,
+            summary=f"wait for {', '.join(releases)} to end",
+        )
+        self._event("dequeued", "releases ahead have ended; starting", actor=SYSTEM_ACTOR)
 
     def _final_phase(self) -> ReleasePhase:
         if self._stopping is not None:
@@ -518,6 +543,7 @@ class ReleaseWorkflow:
                 alarm_region=dept.region if dept else None,
                 alarm_role_arn=dept.role_arn if dept else None,
                 alarm_external_id=dept.external_id if dept else None,
+                bake_interval=wave.bake_interval,
             )
             handle = await workflow.start_child_workflow(
                 WaveWorkflow.run,
@@ -568,7 +594,10 @@ class ReleaseWorkflow:
             self._failed_waves.discard(wave.name)
             action, decision = self._decisions.pop(wave.name, ("stop", None))
             if action in ("retry", "skip"):
+                # The operator dealt with the failure: neither wave nor release shows it now.
                 status.error = None
+                if self._status.error == f"wave {wave.name}: {error}":
+                    self._status.error = None
                 return decision
         self._wave_stops_release(status, ReleasePhase.ROLLED_BACK, WavePhase.FAILED)
         raise StopRelease

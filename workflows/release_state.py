@@ -5,6 +5,8 @@ No Temporal here; the workflow calls these with ``workflow.now()`` and its own s
 
 from __future__ import annotations
 
+import hashlib
+
 from models.plan import ReleasePlan, Target, Wave
 from models.status import (
     PendingApproval,
@@ -96,6 +98,21 @@ def resolved_target(plan: ReleasePlan, wave: Wave, target: Target) -> Target:
             "external_id": target.external_id or dept.external_id,
         }
     )
+
+
+def target_keys(plan: ReleasePlan) -> list[str]:
+    """Short, stable digests of the resources the plan deploys (region and resource).
+
+    Two releases that share a key deploy the same resource. Digests keep the search
+    attribute small however many targets a plan has.
+    """
+    keys = []
+    for wave in plan.waves:
+        for name in wave.targets:
+            target = resolved_target(plan, wave, plan.target(name))
+            identity = f"{target.role_arn or ''}|{target.region or ''}|{target.resource}"
+            keys.append(hashlib.sha256(identity.encode()).hexdigest()[:20])
+    return sorted(set(keys))
 
 
 def operator_refusal(

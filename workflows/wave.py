@@ -9,13 +9,18 @@ release, so the release can roll back even if this child is cancelled or termina
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    # `from workflows import windows` would load the module inside the sandbox (the package
+    # `workflows` already lives there as this module's parent), where ZoneInfo is a
+    # restricted proxy that datetime refuses; naming the module in full passes it through.
+    import workflows.windows as windows
     from models.durations import format_duration
     from models.messages import (
         APPLY_TARGET,
@@ -42,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.plan import TRAFFIC_KINDS, Target
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
-    from workflows import windows
 
 SNAPSHOT_TIMEOUT = timedelta(minutes=2)
 APPLY_TIMEOUT = timedelta(minutes=5)
@@ -171,14 +175,19 @@ class WaveWorkflow:
         return self._outcome("completed")
 
     async def _alarms_quiet_before_start(self) -> None:
-        result = await workflow.execute_activity(
-            CHECK_ALARMS,
-            self._alarm_input(),
-            result_type=AlarmCheckResult,
-            start_to_close_timeout=ALARM_CHECK_TIMEOUT,
-            retry_policy=APPLY_RETRY,
-            summary=f"check alarms of wave {self._input.wave.name}",
-        )
+        try:
+            result = await workflow.execute_activity(
+                CHECK_ALARMS,
+                self._alarm_input(),
+                result_type=AlarmCheckResult,
+                start_to_close_timeout=ALARM_CHECK_TIMEOUT,
+                retry_policy=APPLY_RETRY,
+                summary=f"check alarms of wave {self._input.wave.name}",
+            )
+        except ActivityError as err:
+            # A missing alarm (or any check that cannot succeed) fails the wave, so the
+            # release applies on_failure, rather than failing this workflow unhandled.
+            raise failure_of(err) from None
         if result.firing:
             names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
             raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
@@ -204,7 +213,7 @@ class WaveWorkflow:
                 )
             )
         except ActivityError as err:
-            raise WaveFailed(cause(err)) from None
+            raise failure_of(err) from None
         changes = [
             Change(wave=self._input.wave.name, target=t, snapshot=s)
             for t, s in zip(missing, snapshots, strict=True)
@@ -224,6 +233,8 @@ class WaveWorkflow:
             *(self._apply(t, percent) for t in due), return_exceptions=True
         )
         errors = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(e, WaveStopped) for e in errors):
+            raise WaveStopped
         if errors:
             raise WaveFailed("; ".join(str(e) for e in errors))
 
@@ -245,6 +256,8 @@ class WaveWorkflow:
                 summary=f"apply {target.resource} at {percent}%",
             )
         except ActivityError as err:
+            if isinstance(failure_of(err), WaveStopped):
+                raise WaveStopped from None
             status.phase = TargetPhase.FAILED
             status.error = cause(err)
             self._event("target_failed", f"{target.resource}: {status.error}", target.name)
@@ -267,7 +280,7 @@ class WaveWorkflow:
         await self._report()
         if not wave.alarms:
             # Nothing to watch: a durable timer (skipped by time-skipping tests).
-            await workflow.wait_condition(lambda: self._stop, timeout=wave.bake)
+            await wait_or_timeout(lambda: self._stop, wave.bake)
         else:
             interval = self._input.bake_interval
             try:
@@ -283,7 +296,7 @@ class WaveWorkflow:
                     summary=f"bake {wave.name} at {percent}% watching {', '.join(wave.alarms)}",
                 )
             except ActivityError as err:
-                raise WaveFailed(cause(err)) from None
+                raise failure_of(err) from None
             if result.firing:
                 names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
                 self._event("alarm", f"alarm in ALARM while baking at {percent}%: {names}")
@@ -333,9 +346,7 @@ class WaveWorkflow:
             )
             await self._report()
             wake = self._wake
-            await workflow.wait_condition(
-                lambda wake=wake: self._wake != wake, timeout=start - now, timeout_summary=reason
-            )
+            await wait_or_timeout(lambda wake=wake: self._wake != wake, start - now, reason)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -387,6 +398,33 @@ class WaveWorkflow:
             targets=self._progress.targets,
             events=self._events,
         )
+
+
+async def wait_or_timeout(
+    condition: Callable[[], bool], timeout: timedelta, summary: str | None = None
+) -> bool:
+    """Wait for ``condition`` at most ``timeout``; False when the time ran out.
+
+    ``workflow.wait_condition`` raises ``TimeoutError`` at its timeout, which would fail
+    the workflow; for a bake or a window wait running out is the normal way to go on.
+    """
+    try:
+        await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+    except TimeoutError:
+        return False
+    return True
+
+
+def failure_of(err: ActivityError) -> WaveFailed | WaveStopped:
+    """What an activity's failure means for the wave.
+
+    An activity cancelled because the wave itself was cancelled (the release was cancelled)
+    stops the wave: it is no failure for ``on_failure`` to act on, nor to wait on an operator.
+    An activity that ends cancelled for any other reason (its worker shut down) fails it.
+    """
+    if isinstance(err.cause, CancelledError) and workflow.cancellation_reason() is not None:
+        return WaveStopped()
+    return WaveFailed(cause(err))
 
 
 def cause(err: BaseException) -> str:

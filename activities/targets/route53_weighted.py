@@ -8,14 +8,11 @@ check...), which compensation UPSERTs back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import AwsOperationError, aws_call, error_code
+from activities.errors import aws_call
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import Route53WeightedTarget
@@ -37,27 +34,6 @@ def _invalid(
     target: Route53WeightedTarget, error: type[Exception], reason: str
 ) -> ApplicationError:
     return ApplicationError(f"{target.resource}: {reason}", type=error.__name__, non_retryable=True)
-
-
-# Route 53's own names for errors that retrying cannot fix, which the shared list lacks.
-_PERMANENT_CODES = {"NoSuchHostedZone", "InvalidChangeBatch", "InvalidInput"}
-
-
-@contextmanager
-def _route53_call(call: str, resource: str) -> Iterator[None]:
-    """``aws_call``, also treating Route 53's permanent error codes as permanent."""
-    try:
-        with aws_call(call, resource):
-            yield
-    except ClientError as exc:
-        if error_code(exc) not in _PERMANENT_CODES:
-            raise
-        message = exc.response.get("Error", {}).get("Message", "")
-        raise ApplicationError(
-            f"{call} on {resource} failed: {error_code(exc)}: {message}",
-            type=AwsOperationError.__name__,
-            non_retryable=True,
-        ) from exc
 
 
 def _dns_name(name: str) -> str:
@@ -97,7 +73,7 @@ class Route53WeightedHandler(TargetHandler):
         }
         # Listing starts at (name, type) in Route 53's order; page until we pass it.
         while True:
-            with _route53_call("route53:ListResourceRecordSets", target.resource):
+            with aws_call("route53:ListResourceRecordSets", target.resource):
                 page = self.client("route53", target).list_resource_record_sets(**params)
             sets = page["ResourceRecordSets"]
             for record in sets:
@@ -143,7 +119,7 @@ class Route53WeightedHandler(TargetHandler):
                     f"is outside 0..{MAX_WEIGHT}",
                 )
         changes = [{"Action": "UPSERT", "ResourceRecordSet": r} for r in records]
-        with _route53_call("route53:ChangeResourceRecordSets", target.resource):
+        with aws_call("route53:ChangeResourceRecordSets", target.resource):
             self.client("route53", target).change_resource_record_sets(
                 HostedZoneId=target.hosted_zone_id,
                 ChangeBatch={"Comment": "relman", "Changes": changes},

@@ -1,4 +1,4 @@
-"""``relman plan``: check a plan, print its JSON Schema."""
+"""``relman plan``: check a plan, print the IAM policies it needs, print its JSON Schema."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import typer
 from client.commands.common import OutputOption
 from client.output import OutputFormat, emit
 
-app = typer.Typer(help="Validate release plans and print their schema.", no_args_is_help=True)
+app = typer.Typer(
+    help="Validate release plans, print their IAM policies and schema.", no_args_is_help=True
+)
 
 
 def load(path: Path):  # type: ignore[no-untyped-def]
@@ -48,6 +50,19 @@ def check(
         now = now.replace(tzinfo=UTC)
     view = PlanCheckView(str(plan_path), plan, wave_order(plan), project(plan, now), now)
     emit(view, output)
+
+
+@app.command("iam")
+def iam(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="the plan's YAML file")],
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """Print the least-privilege IAM policy a worker needs for PLAN, per account and role."""
+    from client.views import PlanIamView
+    from models.iam import plan_policies
+
+    plan = load(plan_path)
+    emit(PlanIamView(str(plan_path), plan.id, plan_policies(plan)), output)
 
 
 @app.command("schema")

@@ -281,3 +281,51 @@ async def test_operator_controls_through_the_cli(
             Name="/payments/finance/api/version"
         )
         assert version["Parameter"]["Value"] == "2.3.0"
+
+
+async def test_overlapping_release_is_refused_or_queued(
+    dev_env: WorkflowEnvironment,
+    aws: AwsClients,
+    make_worker,
+    task_queue: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELMAN_QUEUE_POLL_SECONDS", "0.5")
+    _seed(aws)
+    first_id, second_id = f"pay-first-{task_queue[-8:]}", f"pay-second-{task_queue[-8:]}"
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(DEMO.read_text().replace("id: payments-2.4.0", f"id: {first_id}"))
+    second.write_text(DEMO.read_text().replace("id: payments-2.4.0", f"id: {second_id}"))
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RELMAN_TASK_QUEUE": task_queue,
+        "RELMAN_HOME": str(tmp_path / "home"),
+    }
+    async with make_worker(dev_env, aws):
+        assert (await arelman("submit", str(first), env=env)).returncode == 0
+
+        async def refused() -> subprocess.CompletedProcess[str] | None:
+            out = await arelman("submit", str(second), env=env)
+            return out if out.returncode == 1 else None
+
+        out = await _eventually(refused)  # visibility needs a moment to index the first
+        assert out is not None, "overlapping release was not refused"
+        assert f"running release(s) {first_id} (payments 2.4.0" in out.stderr
+        assert "set `queue: true` in the plan" in out.stderr
+
+        second.write_text(second.read_text() + "queue: true\n")
+        queued = await arelman("submit", str(second), env=env)
+        assert queued.returncode == 0, queued.stderr
+        st = json.loads((await arelman("status", second_id, "-o", "json", env=env)).stdout)
+        assert st["phase"] == "pending"
+        assert any(e["kind"] == "queued" and first_id in e["message"] for e in st["timeline"])
+
+        await arelman("abort", first_id, "--reason", "superseded", "--as", "alice", env=env)
+
+        async def second_at_its_gate() -> bool:
+            out = await arelman("status", second_id, "-o", "json", env=env)
+            return json.loads(out.stdout)["phase"] == "awaiting_approval"
+
+        assert await _eventually(second_at_its_gate)
+        await arelman("abort", second_id, "--reason", "test over", "--as", "alice", env=env)

@@ -164,7 +164,13 @@ def _spawn(
             env=env,
             start_new_session=True,  # survives this CLI; `dev down` signals the group
         )
+    _started[process.pid] = process
     return Component(name=name, pid=process.pid, port=port, log=str(log_path), binary=cmd[0])
+
+
+# Processes this CLI started: right after fork, before exec, /proc shows this Python's
+# command line, so liveness while starting comes from the process handle itself.
+_started: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _log_tail(component: Component, lines: int = 15) -> str:
@@ -177,7 +183,9 @@ def _log_tail(component: Component, lines: int = 15) -> str:
 def _wait_until(component: Component, ready, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        if not is_running(component):
+        process = _started.get(component.pid)
+        alive = process.poll() is None if process is not None else is_running(component)
+        if not alive:
             raise StackError(
                 f"{component.name} exited while starting; last lines of {component.log}:\n"
                 + _log_tail(component)
@@ -212,6 +220,45 @@ def _temporal_ready(address: str) -> bool:
         return True
 
     return asyncio.run(probe())
+
+
+def register_search_attributes(address: str) -> list[str]:
+    """Add relman's search attributes the server lacks; return the names added.
+
+    ``start-dev --search-attribute`` registers them only in a new database: a
+    ``temporal.db`` from an older relman would miss attributes added since.
+    """
+    import asyncio
+
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+    from temporalio.client import Client
+
+    kinds = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+    }
+
+    async def register() -> list[str]:
+        client = await Client.connect(address)
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
+        missing = {
+            name: kinds[kind]
+            for name, kind in SEARCH_ATTRIBUTE_TYPES.items()
+            if name not in existing.custom_attributes
+        }
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace="default", search_attributes=missing)
+            )
+        return sorted(missing)
+
+    return asyncio.run(register())
 
 
 def _worker_polling(address: str, queue: str) -> bool:
@@ -281,6 +328,9 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
         state.components["temporal"] = component
         _write_state(config, state)
         _wait_until(component, lambda: _temporal_ready(state.temporal_address), "answer")
+    added = register_search_attributes(state.temporal_address)
+    if added:
+        progress(f"registered search attributes {', '.join(added)}")
 
     if "aws" not in running:
         binary = find_binary("moto_server")

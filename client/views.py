@@ -42,6 +42,20 @@ def when(at: datetime | None) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
 
 
+def countdown(at: datetime, now: datetime | None = None) -> str:
+    """``in 2d 3h 5m`` until ``at`` (``now`` once it has passed)."""
+    seconds = int((at - (now or datetime.now(UTC))).total_seconds())
+    if seconds <= 0:
+        return "now"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = (
+        [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"] * bool(minutes)
+    )
+    return "in " + (" ".join(parts) if parts else f"{seconds}s")
+
+
 def gate_text(wave: Wave) -> str:
     """``finance-cab x2, it-leads x1; timeout 48h -> reject``."""
     if wave.approval is None:
@@ -205,7 +219,10 @@ class StatusView:
             console.print(f"waiting on wave [bold]{p.wave}[/bold]: {missing} ({who}){deadline}")
         for w in st.waves:
             if w.next_start:
-                console.print(f"wave [bold]{w.name}[/bold] next starts {when(w.next_start)}")
+                console.print(
+                    f"wave [bold]{w.name}[/bold] next starts {when(w.next_start)} "
+                    f"({countdown(w.next_start)})"
+                )
         for f in st.freezes:
             console.print(f"freeze {when(f.start)} -> {when(f.end)}: {f.reason}")
         tail = st.timeline[-self.timeline_tail :]

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
 from models.loader import parse_plan
 from models.messages import DecisionInput, ReleaseInput
-from models.plan import ReleasePlan
-from models.status import ReleaseStatus
+from models.plan import WEEKDAYS, ReleasePlan
+from models.status import ReleaseStatus, TimelineEvent
 from workflows.release import ReleaseWorkflow
 
 # Approver groups most test plans use; alice is the requester.
@@ -190,3 +193,52 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[ReleaseWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
+
+
+# --- workflow time (time-skipping server) and timelines -----------------------------------
+
+
+def local(day: date, wall: str, tz: str) -> datetime:
+    """The UTC instant of local wall-clock ``wall`` (HH:MM) on ``day`` in ``tz``."""
+    hour, minute = (int(part) for part in wall.split(":"))
+    return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def next_weekday(after: datetime, weekday: str, tz: str) -> date:
+    """The first local date strictly after ``after``'s local date that falls on ``weekday``
+    (``mon`` .. ``sun``)."""
+    today = after.astimezone(ZoneInfo(tz)).date()
+    ahead = (WEEKDAYS.index(weekday) - today.weekday() - 1) % 7 + 1  # type: ignore[arg-type]
+    return today + timedelta(days=ahead)
+
+
+async def skip_to(env: WorkflowEnvironment, when: datetime) -> None:
+    """Move the time-skipping server's clock to ``when``; timers due meanwhile fire.
+
+    Every workflow with a timer due in between needs a running worker: the server does not
+    skip past a workflow task nobody polls.
+    """
+    now = await env.get_current_time()
+    if when > now:
+        await env.sleep(when - now)
+
+
+def events(status: ReleaseStatus, kind: str, wave: str | None = None) -> list[TimelineEvent]:
+    """The release's timeline events of ``kind`` (of ``wave`` if given), in workflow time."""
+    found = [e for e in status.timeline if e.kind == kind and (wave is None or e.wave == wave)]
+    return sorted(found, key=lambda e: e.at)
+
+
+def near(at: datetime | None, expected: datetime, slack: timedelta = timedelta(seconds=5)) -> bool:
+    """Whether ``at`` is ``expected`` or at most ``slack`` later: the real time a workflow
+    task takes (the time-skipping server's clock moves with the wall clock between skips)."""
+    return at is not None and expected <= at <= expected + slack
+
+
+async def update_refusal(update: Awaitable[Any]) -> str:
+    """The message with which a workflow update's validator refused ``update``."""
+    try:
+        await update
+    except WorkflowUpdateFailedError as err:
+        return str(getattr(err.cause, "message", err.cause))
+    raise AssertionError("the update was accepted")

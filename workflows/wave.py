@@ -332,7 +332,10 @@ class WaveWorkflow:
                 self._progress.next_start = None
                 self._progress.waiting_for = None
                 return
-            freeze = windows.active_freeze(freezes, now)
+            # The freeze in force now, or the one whose end is the start it put off.
+            freeze = windows.active_freeze(freezes, now) or next(
+                (f for f in freezes if f.end == start), None
+            )
             reason = (
                 f"freeze: {freeze.reason}"
                 if freeze

@@ -1,0 +1,218 @@
+"""Recorded histories of finished releases replay against today's workflow code.
+
+A release lives for days, so a worker running new relman code picks up releases that older
+code started and replays their histories. If the new code issues different commands
+(another activity, a timer moved, a child started in another order) the replay fails with a
+non-determinism error, and so would every release in flight. Such a change must go behind
+``workflow.patched()``; this test is what notices when it did not.
+
+``histories/`` holds, as Temporal's JSON history format, each release's history
+(``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``):
+
+- ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
+  moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
+  approved by the escalation group; ends ``completed``.
+- ``rel-replay-rejected``: a window overridden by on-call, a wave deployed, the next wave
+  rejected; its deployed changes rolled back; ends ``rejected``.
+- ``rel-replay-failed``: an apply that AWS refuses; every change rolled back newest first;
+  ends ``rolled_back``.
+
+Regenerate them (only on purpose: after a change released behind ``workflow.patched()``,
+keep the old files and add new ones) with::
+
+    RELMAN_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py -k record
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from models.messages import FreezeInput, OperatorInput, OverrideInput
+from models.plan import Freeze, ReleasePlan
+from models.status import ReleasePhase
+from tests.helpers import (
+    APPROVER_GROUPS,
+    approve,
+    local,
+    make_plan,
+    next_weekday,
+    reject,
+    seed,
+    skip_to,
+    ssm,
+    start_release,
+    wait_for,
+    wait_for_gate,
+    wave,
+)
+from workflows.release import ReleaseWorkflow
+from workflows.wave import WaveWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORDED = sorted(HISTORIES.glob("*.json"))
+BERLIN = "Europe/Berlin"
+OFFICE = {"timezone": BERLIN, "days": "mon-fri", "start": "09:00", "end": "17:00"}
+GROUPS = APPROVER_GROUPS | {"on-call": ["olga"], "cfo-office": ["frank"]}
+# An SSM name AWS refuses to write ("/aws" is reserved): the apply fails for good.
+RESERVED = "/aws/payments/flag"
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=[ReleaseWorkflow, WaveWorkflow], data_converter=pydantic_data_converter
+    )
+    # Raises on a non-determinism error; a failed workflow task would too.
+    await replayer.replay_workflow(history)
+
+
+def test_every_scenario_is_recorded_with_its_waves() -> None:
+    names = {p.stem for p in RECORDED}
+    for release in ("rel-replay-approved", "rel-replay-rejected", "rel-replay-failed"):
+        assert release in names
+        assert any(n.startswith(f"{release}.") for n in names), f"no wave history of {release}"
+    for path in RECORDED:
+        last = json.loads(path.read_text())["events"][-1]["eventType"]
+        assert last == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", path.name
+
+
+# --- recording (RELMAN_RECORD_HISTORIES=1) ------------------------------------------------------
+
+
+def plan(
+    release_id: str, targets: list[dict[str, Any]], waves: list[dict[str, Any]]
+) -> ReleasePlan:
+    return make_plan(
+        targets, waves, id=release_id, approver_groups=GROUPS, operator_groups=["on-call"]
+    )
+
+
+async def approved(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+    saturday = next_weekday(await env.get_current_time(), "sat", BERLIN)
+    monday, tuesday = saturday + timedelta(days=2), saturday + timedelta(days=3)
+    await skip_to(env, local(saturday, "10:00", BERLIN))
+    release = plan(
+        "rel-replay-approved",
+        [ssm("fin", "/replay/fin", "2.4.0"), ssm("ops", "/replay/ops", "2.4.0")],
+        [
+            wave(
+                "finance",
+                ["fin"],
+                groups={"finance-cab": 1},
+                timeout="48h",
+                window=OFFICE,
+                traffic=[50, 100],
+                bake="1h",
+            ),
+            wave(
+                "operations",
+                ["ops"],
+                after=["finance"],
+                approval={
+                    "groups": {"ops-leads": 1},
+                    "timeout": "24h",
+                    "on_timeout": "escalate",
+                    "escalate_to": {"cfo-office": 1},
+                },
+            ),
+        ],
+    )
+    handle = await start_release(env.client, release, queue)
+    await wait_for_gate(handle, "finance")
+    await approve(handle, "finance", "bob", "numbers reconciled")
+    await wait_for(handle, lambda s: s.wave("finance").next_start is not None)
+    freeze = Freeze(
+        start=local(monday, "00:00", BERLIN), end=local(monday, "10:00", BERLIN), reason="batch"
+    )
+    await handle.execute_update(
+        ReleaseWorkflow.add_freeze, FreezeInput(actor="olga", reason="batch run", freeze=freeze)
+    )
+    await wait_for(handle, lambda s: s.wave("finance").next_start == freeze.end)
+    await skip_to(env, local(monday, "10:30", BERLIN))
+    await wait_for(handle, lambda s: s.wave("finance").percent == 50)
+    await handle.execute_update(ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="check"))
+    await skip_to(env, local(monday, "12:00", BERLIN))
+    await wait_for(handle, lambda s: s.phase == ReleasePhase.PAUSED)
+    await handle.execute_update(ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="ok"))
+    await skip_to(env, local(tuesday, "14:00", BERLIN))
+    await wait_for(handle, lambda s: s.wave("operations").escalated_to != {})
+    await approve(handle, "operations", "frank", "CFO sign-off")
+    return handle
+
+
+async def rejected(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+    saturday = next_weekday(await env.get_current_time(), "sat", BERLIN)
+    await skip_to(env, local(saturday, "10:00", BERLIN))
+    release = plan(
+        "rel-replay-rejected",
+        [ssm("fin", "/replay/fin", "2.4.0"), ssm("ops", "/replay/ops", "2.4.0")],
+        [
+            wave("finance", ["fin"], groups={"finance-cab": 1}, window=OFFICE),
+            wave("operations", ["ops"], after=["finance"], groups={"ops-leads": 1}),
+        ],
+    )
+    handle = await start_release(env.client, release, queue)
+    await wait_for_gate(handle, "finance")
+    await approve(handle, "finance", "carol")
+    await wait_for(handle, lambda s: s.wave("finance").next_start is not None)
+    await handle.execute_update(
+        ReleaseWorkflow.override_window,
+        OverrideInput(actor="olga", reason="hotfix", wave="finance"),
+    )
+    await wait_for_gate(handle, "operations")
+    await reject(handle, "operations", "erin", "ops not staffed")
+    return handle
+
+
+async def failed(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-failed",
+        [
+            ssm("a1", "/replay/a1", "new"),
+            ssm("b1", "/replay/b1", "new"),
+            ssm("b2", RESERVED, "on"),
+        ],
+        [wave("first", ["a1"]), wave("second", ["b1", "b2"], after=["first"])],
+    )
+    return await start_release(env.client, release, queue)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("RELMAN_RECORD_HISTORIES"), reason="set RELMAN_RECORD_HISTORIES=1"
+)
+async def test_record_histories(time_skipping_env, aws, make_worker, task_queue) -> None:
+    env = time_skipping_env
+    seed(aws, {"/replay/fin": "2.3.1", "/replay/ops": "2.3.1", "/replay/a1": "old"})
+    HISTORIES.mkdir(exist_ok=True)
+    for old in HISTORIES.glob("*.json"):
+        old.unlink()
+    expected = {approved: "completed", rejected: "rejected", failed: "rolled_back"}
+    async with make_worker(env, aws):
+        for scenario, end in expected.items():
+            handle = await scenario(env, task_queue)
+            assert (await handle.result()).phase == end
+            await write_histories(env, handle)
+
+
+async def write_histories(env: Any, handle: WorkflowHandle[Any, Any]) -> None:
+    """The release's history and each of its children's, as ``<workflow id>.json``."""
+    history = await handle.fetch_history()
+    ids = [handle.id] + [
+        e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+        for e in history.events
+        if e.HasField("child_workflow_execution_started_event_attributes")
+    ]
+    for workflow_id in ids:
+        found = await env.client.get_workflow_handle(workflow_id).fetch_history()
+        text = json.dumps(json.loads(found.to_json()), indent=1, sort_keys=True)
+        (HISTORIES / f"{workflow_id}.json").write_text(text + "\n")

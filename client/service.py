@@ -195,13 +195,24 @@ async def _update(
     async with temporal() as client:
         handle = _handle(client, release_id)
         try:
-            return await _known(
-                release_id, lambda: handle.execute_update(update, arg, id=update_id)
-            )
+            return await handle.execute_update(update, arg, id=update_id)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)
             raise CliError(f"cannot {what} {release_id}: {message}") from None
+        except RPCError as exc:
+            # The server answers an Update to a closed workflow before any validator runs.
+            try:
+                described = await handle.describe()
+            except RPCError:
+                raise BadInput(f"unknown release {release_id!r}") from None
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                phase = (described.typed_search_attributes.get(SA_PHASE) or "").strip()
+                ended = f" ({phase})" if phase else ""
+                raise CliError(
+                    f"cannot {what} {release_id}: the release has already ended{ended}"
+                ) from None
+            raise CliError(f"cannot {what} {release_id}: {exc.message}") from None
 
 
 async def decide(

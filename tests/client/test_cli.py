@@ -183,6 +183,13 @@ async def test_release_through_the_cli(
         assert text.returncode == 0
         assert "completed" in text.stdout
 
+    late = await arelman("approve", release_id, "--wave", "finance", "--as", "carol", env=env)
+    assert late.returncode == 1
+    assert (
+        f"cannot approve wave 'finance' of {release_id}: the release has already ended "
+        "(completed)" in late.stderr
+    )
+
     unknown = await arelman("status", "no-such-release", env=env)
     assert unknown.returncode == 2
     assert "unknown release 'no-such-release'" in unknown.stderr

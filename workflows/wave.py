@@ -388,6 +388,12 @@ class WaveWorkflow:
         its history grows by a handful of events per step, not per target.
         """
         events, self._events = self._events, []
+        progress = self._progress
+        workflow.set_current_details(
+            f"wave {self._input.wave.name}: {progress.phase.value}, step {progress.step + 1}"
+            f"/{len(self._input.wave.traffic)} at {progress.percent}%"
+            + (f"; {progress.waiting_for}" if progress.waiting_for else "")
+        )
         await self._parent.signal(
             WAVE_PROGRESS_SIGNAL,
             WaveReport(wave=self._input.wave.name, progress=self._progress, events=events),

@@ -93,6 +93,9 @@ COMPENSATE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
 )
 SYSTEM_ACTOR = "relman"
+# workflow.patched() ids of behaviour changes that releases in flight must not see.
+RESTORE_TARGETS_SKIPPED_WHILE_DEPLOYING = "restore-targets-skipped-while-deploying"
+COMPENSATION_OUTLIVES_CANCEL = "compensation-outlives-cancel"
 
 
 class StopRelease(Exception):
@@ -119,6 +122,9 @@ class ReleaseWorkflow:
         self._retry_rollback = False
         self._children: dict[str, workflow.ChildWorkflowHandle] = {}  # type: ignore[type-arg]
         self._failed_waves: set[str] = set()
+        # Targets whose rollback an operator skipped. A target skipped while deploying is
+        # not among them: it may have shifted traffic in earlier steps, so it is restored.
+        self._rollback_skipped: set[str] = set()
 
     # --- queries, approvals ----------------------------------------------------------------
 
@@ -320,6 +326,7 @@ class ReleaseWorkflow:
         target = self._status.target(input.target)
         if target.phase == TargetPhase.ROLLBACK_FAILED:
             target.phase = TargetPhase.SKIPPED
+            self._rollback_skipped.add(input.target)
             self._operator_event(
                 "rollback_skipped",
                 f"{target.resource}: rollback skipped; restore it by hand ({target.error})",
@@ -655,21 +662,36 @@ class ReleaseWorkflow:
     async def _compensate(self, change: Change) -> bool:
         """Restore one resource; False if it cannot be restored (recorded, not dropped)."""
         tstatus = self._status.target(change.target.name)
-        if tstatus.phase in (TargetPhase.ROLLED_BACK, TargetPhase.SKIPPED):
+        if tstatus.phase == TargetPhase.ROLLED_BACK or change.target.name in self._rollback_skipped:
             return True
+        if tstatus.phase == TargetPhase.SKIPPED and not workflow.patched(
+            RESTORE_TARGETS_SKIPPED_WHILE_DEPLOYING
+        ):
+            return True  # how releases started before the patch treat a skipped target
         retrying = tstatus.phase == TargetPhase.ROLLBACK_FAILED
         tstatus.phase = TargetPhase.ROLLING_BACK
+        outlives_cancel = workflow.patched(COMPENSATION_OUTLIVES_CANCEL)
+        restore = workflow.start_activity(
+            COMPENSATE_TARGET,
+            CompensateInput(
+                release_id=self._plan.id, target=change.target, snapshot=change.snapshot
+            ),
+            result_type=CompensateResult,
+            start_to_close_timeout=COMPENSATE_TIMEOUT,
+            retry_policy=COMPENSATE_RETRY,
+            summary=f"restore {change.snapshot.resource}",
+        )
         try:
-            result = await workflow.execute_activity(
-                COMPENSATE_TARGET,
-                CompensateInput(
-                    release_id=self._plan.id, target=change.target, snapshot=change.snapshot
-                ),
-                result_type=CompensateResult,
-                start_to_close_timeout=COMPENSATE_TIMEOUT,
-                retry_policy=COMPENSATE_RETRY,
-                summary=f"restore {change.snapshot.resource}",
-            )
+            if not outlives_cancel:
+                result = await restore
+            else:
+                try:
+                    result = await asyncio.shield(restore)
+                except asyncio.CancelledError:
+                    # The release was cancelled in the middle of its rollback: cancelling
+                    # this compensation would leave the resource half restored (and the
+                    # target rollback_failed), so it runs to its end.
+                    result = await restore
         except ActivityError as err:
             tstatus.phase = TargetPhase.ROLLBACK_FAILED
             tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # `from workflows import windows` would load the module inside the sandbox (the package
@@ -64,6 +64,8 @@ APPLY_RETRY = RetryPolicy(
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 SYSTEM_ACTOR = "relman"
+# workflow.patched() id of a behaviour change that waves in flight must not see.
+BAKE_WAITS_FOR_CANCEL = "bake-waits-for-cancel"
 
 
 class WaveFailed(Exception):
@@ -283,6 +285,13 @@ class WaveWorkflow:
             await wait_or_timeout(lambda: self._stop, wave.bake)
         else:
             interval = self._input.bake_interval
+            # A cancelled wave ends once its bake has stopped polling (within a poll), so
+            # no bake outlives its wave.
+            cancellation = (
+                workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if workflow.patched(BAKE_WAITS_FOR_CANCEL)
+                else workflow.ActivityCancellationType.TRY_CANCEL
+            )
             try:
                 result = await workflow.execute_activity(
                     WATCH_ALARMS,
@@ -293,6 +302,7 @@ class WaveWorkflow:
                     start_to_close_timeout=wave.bake + BAKE_MARGIN,
                     heartbeat_timeout=interval * BAKE_HEARTBEATS_MISSED,
                     retry_policy=APPLY_RETRY,
+                    cancellation_type=cancellation,
                     summary=f"bake {wave.name} at {percent}% watching {', '.join(wave.alarms)}",
                 )
             except ActivityError as err:
@@ -427,11 +437,12 @@ async def wait_or_timeout(
 def failure_of(err: ActivityError) -> WaveFailed | WaveStopped:
     """What an activity's failure means for the wave.
 
-    An activity cancelled because the wave itself was cancelled (the release was cancelled)
-    stops the wave: it is no failure for ``on_failure`` to act on, nor to wait on an operator.
-    An activity that ends cancelled for any other reason (its worker shut down) fails it.
+    Once the wave itself was cancelled (the release was cancelled), an activity that ends
+    (cancelled, or timed out on a dead worker) stops the wave: it is no failure for
+    ``on_failure`` to act on, nor to wait on an operator. An activity that ends cancelled
+    for any other reason (its worker shut down) fails it.
     """
-    if isinstance(err.cause, CancelledError) and workflow.cancellation_reason() is not None:
+    if workflow.cancellation_reason() is not None:
         return WaveStopped()
     return WaveFailed(cause(err))
 

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         gc.collect()
         typer.secho(f"error: {failure[0]}", fg=typer.colors.RED, err=True)
         sys.exit(failure[1])
+    gc.collect()
     sys.exit(0)
 
 

@@ -206,20 +206,23 @@ def _http_ok(url: str) -> bool:
         return 200 <= response.status < 300
 
 
+def _temporal(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``temporal`` CLI against ``address``.
+
+    The stack probes through the CLI rather than an in-process client: a Temporal client
+    created in short-lived event loops can crash this process at interpreter exit.
+    """
+    return subprocess.run(
+        [find_binary("temporal"), *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def _temporal_ready(address: str) -> bool:
-    import asyncio
-
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client
-
-    async def probe() -> bool:
-        client = await Client.connect(address)
-        await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace="default")
-        )
-        return True
-
-    return asyncio.run(probe())
+    done = _temporal(address, "operator", "namespace", "describe", "--namespace", "default")
+    return done.returncode == 0
 
 
 def register_search_attributes(address: str) -> list[str]:
@@ -228,59 +231,26 @@ def register_search_attributes(address: str) -> list[str]:
     ``start-dev --search-attribute`` registers them only in a new database: a
     ``temporal.db`` from an older relman would miss attributes added since.
     """
-    import asyncio
-
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import (
-        AddSearchAttributesRequest,
-        ListSearchAttributesRequest,
-    )
-    from temporalio.client import Client
-
-    kinds = {
-        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
-    }
-
-    async def register() -> list[str]:
-        client = await Client.connect(address)
-        existing = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace="default")
+    listed = _temporal(address, "operator", "search-attribute", "list", "-o", "json")
+    if listed.returncode != 0:
+        raise StackError(f"cannot list search attributes: {listed.stderr.strip()}")
+    existing = json.loads(listed.stdout).get("customAttributes") or {}
+    added = []
+    for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+        if name in existing:
+            continue
+        created = _temporal(
+            address, "operator", "search-attribute", "create", "--name", name, "--type", kind
         )
-        missing = {
-            name: kinds[kind]
-            for name, kind in SEARCH_ATTRIBUTE_TYPES.items()
-            if name not in existing.custom_attributes
-        }
-        if missing:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace="default", search_attributes=missing)
-            )
-        return sorted(missing)
-
-    return asyncio.run(register())
+        if created.returncode != 0:
+            raise StackError(f"cannot register search attribute {name}: {created.stderr.strip()}")
+        added.append(name)
+    return added
 
 
 def _worker_polling(address: str, queue: str) -> bool:
-    import asyncio
-
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    from temporalio.client import Client
-
-    async def probe() -> bool:
-        client = await Client.connect(address)
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace="default",
-                task_queue=TaskQueue(name=queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
-        )
-        return len(response.pollers) > 0
-
-    return asyncio.run(probe())
+    described = _temporal(address, "task-queue", "describe", "--task-queue", queue, "-o", "json")
+    return described.returncode == 0 and bool(json.loads(described.stdout).get("pollers"))
 
 
 def _check_port(port: int, what: str, env_name: str) -> None:

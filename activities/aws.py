@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
 ENDPOINT_ENV = "RELMAN_AWS_ENDPOINT_URL"
 MAX_ATTEMPTS_ENV = "RELMAN_AWS_MAX_ATTEMPTS"
@@ -54,25 +56,39 @@ class AwsClients:
     def _session(self, role_arn: str | None, external_id: str | None) -> boto3.Session:
         key = (role_arn, external_id)
         if key not in self._sessions:
-            if role_arn is None:
-                self._sessions[key] = boto3.Session()
-            else:
-                sts = boto3.Session().client(
-                    "sts", endpoint_url=self.endpoint_url, config=self._config()
-                )
-                params: dict[str, Any] = {
-                    "RoleArn": role_arn,
-                    "RoleSessionName": ASSUMED_ROLE_SESSION_NAME,
-                }
-                if external_id:
-                    params["ExternalId"] = external_id
-                creds = sts.assume_role(**params)["Credentials"]
-                self._sessions[key] = boto3.Session(
-                    aws_access_key_id=creds["AccessKeyId"],
-                    aws_secret_access_key=creds["SecretAccessKey"],
-                    aws_session_token=creds["SessionToken"],
-                )
+            self._sessions[key] = (
+                boto3.Session() if role_arn is None else self._assumed(role_arn, external_id)
+            )
         return self._sessions[key]
+
+    def _assumed(self, role_arn: str, external_id: str | None) -> boto3.Session:
+        """A session in ``role_arn``'s account whose credentials renew themselves.
+
+        Assumed-role credentials expire (an hour by default) while a release runs for days:
+        botocore's refreshable credentials assume the role again shortly before expiry.
+        """
+        base = boto3.Session()
+        endpoint_url, config = self.endpoint_url, self._config()
+
+        def sts_client(service_name: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("endpoint_url", endpoint_url)
+            kwargs.setdefault("config", config)
+            return base.client(service_name, **kwargs)
+
+        extra: dict[str, Any] = {"RoleSessionName": ASSUMED_ROLE_SESSION_NAME}
+        if external_id:
+            extra["ExternalId"] = external_id
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=sts_client,
+            source_credentials=base.get_credentials(),
+            role_arn=role_arn,
+            extra_args=extra,
+        )
+        botocore_session = botocore.session.get_session()
+        botocore_session._credentials = DeferredRefreshableCredentials(  # noqa: SLF001
+            method="assume-role", refresh_using=fetcher.fetch_credentials
+        )
+        return boto3.Session(botocore_session=botocore_session)
 
     def client(
         self,

@@ -182,6 +182,9 @@ async def test_release_through_the_cli(
         text = await arelman("status", release_id, env=env)
         assert text.returncode == 0
         assert "completed" in text.stdout
+        watched = await arelman("status", release_id, "--watch", env=env)
+        assert watched.returncode == 0  # the live view ends when the release has ended
+        assert "completed" in watched.stdout
 
     late = await arelman("approve", release_id, "--wave", "finance", "--as", "carol", env=env)
     assert late.returncode == 1

@@ -6,6 +6,7 @@ Each function returns models; the command modules turn them into text or JSON.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -36,6 +37,8 @@ from workflows.release_state import target_keys
 
 T = TypeVar("T")
 QUERY_RETRY_SECONDS = 0.5
+# How the release's validators refuse a wave or target name it does not have: bad input.
+_NAMES_NOTHING = re.compile(r"^release \S+ has no (wave|target) ")
 
 
 class ReleaseSummary(BaseModel):
@@ -64,9 +67,13 @@ class ApprovalWaiting(BaseModel):
 async def temporal() -> AsyncIterator[Client]:
     """A connected client, or a clear error naming the address that did not answer."""
     try:
+        config = connect_config()
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. a profile's TLS file is missing
+        raise CliError(f"invalid Temporal client configuration: {exc}") from None
+    try:
         client = await connect()
     except Exception as exc:  # the bridge raises RuntimeError with the transport error
-        address = connect_config().get("target_host")
+        address = config.get("target_host")
         raise CliError(
             f"cannot connect to Temporal at {address}: {exc}. Start the embedded stack with "
             "`relman dev up`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
@@ -199,6 +206,8 @@ async def _update(
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)
+            if _NAMES_NOTHING.search(message):  # a wave or target the release does not have
+                raise BadInput(f"cannot {what} {release_id}: {message}") from None
             raise CliError(f"cannot {what} {release_id}: {message}") from None
         except RPCError as exc:
             # The server answers an Update to a closed workflow before any validator runs.

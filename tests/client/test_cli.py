@@ -339,3 +339,16 @@ async def test_overlapping_release_is_refused_or_queued(
 
         assert await _eventually(second_at_its_gate)
         await arelman("abort", second_id, "--reason", "test over", "--as", "alice", env=env)
+
+
+def test_broken_temporal_profile_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "temporal.toml"
+    config.write_text(
+        '[profile.default]\naddress = "localhost:7233"\n[profile.default.tls]\n'
+        f'client_cert_path = "{tmp_path}/missing.pem"\nclient_key_path = "{tmp_path}/key.pem"\n'
+    )
+    result = relman("status", "x", env={"TEMPORAL_CONFIG_FILE": str(config)})
+    assert result.returncode == 1
+    assert "invalid Temporal client configuration" in result.stderr
+    assert "missing.pem" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,6 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
 
+# Benchmarks against a stack of their own (docs/benchmarks.md); `python -m bench --help`.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

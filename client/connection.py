@@ -14,6 +14,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime
 
 DEFAULT_ADDRESS = "localhost:7233"
 TASK_QUEUE_ENV = "RELMAN_TASK_QUEUE"
@@ -42,7 +43,20 @@ def _embedded_stack_address() -> str | None:
     return state.temporal_address if state else None
 
 
-async def connect() -> Client:
-    """A client using relman's pydantic data converter."""
+async def connect(runtime: Runtime | None = None) -> Client:
+    """A client using relman's pydantic data converter, traced with OpenTelemetry.
+
+    Tracing starts here: the span of starting a release is the root of the release's
+    trace, which the workers continue. Exporters come from ``OTEL_*`` (none by default).
+    ``runtime``: the worker's, which serves the SDK's metrics (default: the SDK's own).
+    """
+    from worker import telemetry  # lazily: OpenTelemetry stays out of `relman --help`
+
+    telemetry.configure_tracing()
     config = connect_config()
-    return await Client.connect(data_converter=pydantic_data_converter, **config)
+    return await Client.connect(
+        data_converter=pydantic_data_converter,
+        interceptors=[telemetry.tracing_interceptor()],
+        runtime=runtime,
+        **config,
+    )

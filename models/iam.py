@@ -105,6 +105,8 @@ KIND_CALLS: dict[str, tuple[AwsCall, ...]] = {
 ALARM_CALLS = (AwsCall("describe_alarms", ("cloudwatch:DescribeAlarms",)),)
 # activities/aws.py, with the worker's own credentials, once per role.
 ASSUME_ROLE_CALLS = (AwsCall("assume_role", ("sts:AssumeRole",)),)
+# activities/notify.py, for a plan whose notifications go to an SNS topic.
+NOTIFY_CALLS = (AwsCall("publish", ("sns:Publish",)),)
 
 
 class IamStatement(BaseModel):
@@ -461,6 +463,14 @@ def plan_policies(plan: ReleasePlan) -> list[IamPolicy]:
             policy = draft(where)
             policy.used_by.append(f"alarms of wave {wave.name}")
             policy.grants.extend(alarm_grants(wave.alarms, where))
+
+    notifications = plan.notifications
+    if notifications is not None and notifications.sns_topic_arn:
+        topic = notifications.sns_topic_arn
+        where = Where(role_arn=notifications.role_arn, region=ANY_REGION)
+        policy = draft(where)
+        policy.used_by.append(f"notifications to {topic}")
+        policy.grants.append(Grant("PublishReleaseNotifications", ("sns:Publish",), (topic,)))
 
     roles = [role for role in drafts if role is not None]
     if roles:

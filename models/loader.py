@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,14 @@ from pydantic import ValidationError
 
 from models.plan import TARGET_KINDS, ReleasePlan
 from models.validation import Problem, plan_problems
+
+# Limits that keep a hostile or broken file from hanging `plan check` or the worker: the
+# pure-Python YAML parser reads about 0.4 MB/s, and a few lines of anchors and aliases
+# ("billion laughs") describe a document of billions of values. Real plans are far below.
+MAX_PLAN_BYTES = 1024 * 1024
+MAX_NESTING = 50
+MAX_VALUES = 200_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PlanError(Exception):
@@ -30,7 +40,58 @@ class _PlanLoader(yaml.SafeLoader):
     object; plans keep both as strings and pydantic parses them with clear errors.
     """
 
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # The composer recurses per level: refuse deep nesting before Python's stack does.
+        if self._depth >= MAX_NESTING:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_NESTING} levels deep", mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()  # type: ignore[no-untyped-call]
+        if node is not None:
+            _check_size(node)
+        return node  # type: ignore[no-any-return]
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # Explicit tags reach constructors that fail with plain Python errors
+        # (`!!int abc`, `!!bool maybe`, `!!timestamp x`): report them as YAML problems.
+        try:
+            value = super().construct_object(node, deep=deep)  # type: ignore[no-untyped-call]
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            if isinstance(node, yaml.ScalarNode):
+                text = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+                what = repr(text)
+            else:
+                what = "this " + ("list" if isinstance(node, yaml.SequenceNode) else "mapping")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {what} as {tag}", node.start_mark
+            ) from None
+        # A "\ud800" escape makes a string no JSON encoder accepts: the release could
+        # never be submitted, so refuse it here.
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a \\u escape names a lone UTF-16 surrogate, not a character",
+                node.start_mark,
+            )
+        return value
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep=deep)  # reports "expected a mapping"
         seen: set[Any] = set()
         for key_node, _ in node.value:
             # `<<: *anchor` merge keys may repeat and be overridden; flatten_mapping handles them.
@@ -45,6 +106,36 @@ class _PlanLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a document of more than ``MAX_VALUES`` nodes once aliases are expanded.
+
+    Sizes are counted per distinct node (an alias is the node it names), so the count costs
+    time in the nodes written, not in the nodes they expand to.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_VALUES:
+                problem = (
+                    f"the document has more than {MAX_VALUES} values"
+                    if len(sizes) > MAX_VALUES
+                    else f"aliases expand the document to more than {MAX_VALUES} values"
+                )
+                raise yaml.composer.ComposerError(None, None, problem, None)
+        elif id(node) not in sizes:
+            sizes[id(node)] = 1  # until counted; an alias of an enclosing node counts once
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
 
 
 _PlanLoader.yaml_implicit_resolvers = {
@@ -122,12 +213,22 @@ def parse_plan(data: Any, source: str = "<plan>") -> ReleasePlan:
 
 def load_plan_text(text: str, source: str = "<plan>") -> ReleasePlan:
     """Parse and validate YAML plan text."""
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanError(source, [_too_large(len(text.encode("utf-8", "surrogatepass")))])
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - _PlanLoader is a SafeLoader
     except yaml.YAMLError as exc:
         problem = Problem("", f"invalid YAML: {_yaml_problem(exc, text)}")
         raise PlanError(source, [problem]) from None
     return parse_plan(data, source)
+
+
+def _too_large(size: int | None) -> Problem:
+    limit = f"{MAX_PLAN_BYTES // (1024 * 1024)} MiB"
+    if size is None:  # a device or a pipe: it has no size to tell
+        return Problem("", f"cannot read plan: it is larger than the {limit} a plan may be")
+    shown = f"{size / (1024 * 1024):.1f} MiB"
+    return Problem("", f"cannot read plan: it is {shown}, more than the {limit} a plan may be")
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
@@ -149,7 +250,14 @@ def load_plan(path: str | Path) -> ReleasePlan:
     """Read, parse and validate the plan file at ``path``."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Read at most one byte past the limit: a huge file (or /dev/zero) is refused unread.
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_PLAN_BYTES + 1)
+            info = os.fstat(stream.fileno())
+            size = info.st_size if stat.S_ISREG(info.st_mode) else None
+        if len(raw) > MAX_PLAN_BYTES:
+            raise PlanError(source, [_too_large(size)])
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise PlanError(source, [Problem("", f"cannot read plan: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:

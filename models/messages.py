@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.plan import Freeze, ReleasePlan, Target, Wave
+from models.plan import (
+    Freeze,
+    NotificationEvent,
+    Notifications,
+    ReleasePlan,
+    Target,
+    Wave,
+)
 from models.status import ReleasePhase, TargetStatus, TimelineEvent, WavePhase
 
 
@@ -299,3 +306,52 @@ class WaitForReleasesInput(BaseModel):
 
     release_ids: list[str]
     poll_interval: timedelta | None = None
+
+
+# --- notifications --------------------------------------------------------------------------
+
+NOTIFY = "notify"
+
+
+class ApprovalRequest(BaseModel):
+    """What an ``approval_needed`` notification asks for, of whom, and how to answer."""
+
+    groups: dict[str, int]  # approvals the gate still needs, per group
+    eligible_approvers: list[str]
+    command: str
+
+
+class Notification(BaseModel):
+    """The JSON message every destination receives (SNS message body, webhook POST body).
+
+    ``id`` is stable across retries and ``sequence`` counts the release's notifications, so
+    a receiver can drop duplicates (delivery is at least once) and restore their order.
+    """
+
+    id: str
+    sequence: int
+    release_id: str
+    application: str
+    version: str
+    event: NotificationEvent
+    wave: str | None = None
+    message: str
+    actor: str | None = None
+    time: datetime
+    approval: ApprovalRequest | None = None
+    # How the release ended (release_finished), and why it stopped (also rollback_started).
+    outcome: ReleasePhase | None = None
+    error: str | None = None
+
+
+class NotifyInput(BaseModel):
+    """Send ``notification`` to the plan's destinations; None: the worker's defaults."""
+
+    notification: Notification
+    destinations: Notifications | None = None
+
+
+class NotifyResult(BaseModel):
+    """Where the notification went (webhook URLs without path or query)."""
+
+    delivered: list[str] = Field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -303,6 +304,71 @@ class Wave(PlanModel):
         return value
 
 
+# --- notifications -----------------------------------------------------------------------
+
+NotificationEvent = Literal[
+    "approval_needed",
+    "wave_started",
+    "wave_completed",
+    "rollback_started",
+    "rollback_finished",
+    "release_finished",
+]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
+    "approval_needed",
+    "wave_started",
+    "wave_completed",
+    "rollback_started",
+    "rollback_finished",
+    "release_finished",
+)
+_SNS_TOPIC_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+)
+
+
+def check_sns_topic_arn(value: str) -> str:
+    """``value`` if it has the shape of an SNS topic ARN, else a clear error."""
+    if not _SNS_TOPIC_ARN_RE.match(value):
+        raise ValueError(f"{value!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)")
+    return value
+
+
+def check_webhook_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host, else a clear error."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("webhook_url must be an http:// or https:// URL with a host")
+    return value
+
+
+class Notifications(PlanModel):
+    """Where a release's notifications go (SNS topic, webhook or both) and which events."""
+
+    sns_topic_arn: Annotated[str, AfterValidator(check_sns_topic_arn)] | None = None
+    webhook_url: Annotated[str, AfterValidator(check_webhook_url)] | None = None
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1
+    )
+    # Where the topic is published from; the region defaults to the topic ARN's.
+    region: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    external_id: str | None = None
+
+    @model_validator(mode="after")
+    def _has_destination(self) -> Notifications:
+        if not self.sns_topic_arn and not self.webhook_url:
+            raise ValueError("notifications need an sns_topic_arn, a webhook_url or both")
+        return self
+
+    @property
+    def topic_region(self) -> str | None:
+        """The region to publish in: ``region``, else the topic ARN's."""
+        if self.region or not self.sns_topic_arn:
+            return self.region
+        return self.sns_topic_arn.split(":")[3]
+
+
 class ReleasePlan(PlanModel):
     """One release of one application version across waves of targets."""
 
@@ -324,6 +390,7 @@ class ReleasePlan(PlanModel):
     freezes: list[Freeze] = Field(default_factory=list)
     targets: list[Target] = Field(min_length=1)
     waves: list[Wave] = Field(min_length=1)
+    notifications: Notifications | None = None
 
     def target(self, name: str) -> Target:
         """The target named ``name`` (the plan was validated, so it exists)."""

@@ -12,14 +12,24 @@ from temporalio.worker import Worker
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
+from activities.notify import NotifyActivities, defaults_from_env
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
 from client.connection import connect, task_queue
+from client.errors import BadInput
+from models.plan import Notifications
+from worker import telemetry
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
 ACTIVITY_THREADS = 32
+# Each cached workflow keeps its sandboxed modules and state in memory (about 260 kB per
+# release parked at a gate, docs/benchmarks.md); an evicted one is replayed from its history
+# at its next task (an approval, a timer), which costs milliseconds. 500 bounds a worker at
+# about 230 MB however many releases wait (the SDK's default, 1,000, let 1,000 parked
+# releases take 350 MB).
+MAX_CACHED_WORKFLOWS = 500
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
@@ -30,8 +40,13 @@ def build_worker(
     queue: str,
     aws: AwsClients,
     executor: concurrent.futures.ThreadPoolExecutor,
+    notify_defaults: Notifications | None = None,
 ) -> Worker:
-    """A worker for ``queue`` running releases whose activities use ``aws``."""
+    """A worker for ``queue`` running releases whose activities use ``aws``.
+
+    ``notify_defaults`` is where notifications of plans without a ``notifications`` section
+    go (none: they are not sent).
+    """
     return Worker(
         client,
         task_queue=queue,
@@ -40,22 +55,30 @@ def build_worker(
             *TargetActivities(aws).all(),
             *HealthActivities(aws).all(),
             *ReleaseActivities(client).all(),
+            *NotifyActivities(aws, notify_defaults).all(),
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
+        interceptors=telemetry.worker_interceptors(client),
     )
 
 
 async def run_worker(queue: str | None = None) -> None:
     """Connect through Temporal's standard configuration and run until SIGINT/SIGTERM."""
-    client = await connect()
+    try:
+        notify_defaults = defaults_from_env()
+    except ValueError as exc:
+        raise BadInput(f"worker configuration: {exc}") from None
+    runtime = telemetry.configure_worker()
+    client = await connect(runtime=runtime)
     queue = queue or task_queue()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, queue, AwsClients.from_env(), executor)
+        worker = build_worker(client, queue, AwsClients.from_env(), executor, notify_defaults)
         log.info("relman worker polling task queue %r", queue)
         async with worker:
             await stop.wait()

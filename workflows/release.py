@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from models.messages import (
         WAIT_FOR_RELEASES,
         Change,
@@ -84,6 +85,8 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         # Targets whose rollback an operator skipped. A target skipped while deploying is
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
+        self._notifications_sent = 0
+        self._notifications_pending = 0
 
     @workflow.query
     def status(self) -> ReleaseStatus:
@@ -114,6 +117,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
             f"release {plan.id} of {plan.application} {plan.version} started",
             actor=plan.requested_by,
         )
+        metrics.release_started(plan.application)
         self._refresh()
         try:
             if input.queued_behind:
@@ -131,9 +135,11 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
                     self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
+            await self._notifications_delivered()
             raise
         self._finish(final)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._notifications_delivered()
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
 
     async def _wait_in_queue(self, releases: list[str]) -> None:
@@ -164,6 +170,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         self._status.finished_at = workflow.now()
         self._status.pending_approvals = []
         self._event("finished", f"release ended {phase.value}", actor=SYSTEM_ACTOR)
+        metrics.release_finished(self._plan.application, phase.value)
         self._upsert_visibility()
 
     async def _run_wave(self, wave: Wave) -> None:
@@ -214,6 +221,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
                 alarm_external_id=dept.external_id if dept else None,
                 bake_interval=wave.bake_interval,
             )
+            rollout_started = workflow.now()
             handle = await workflow.start_child_workflow(
                 WaveWorkflow.run,
                 child_input,
@@ -222,6 +230,13 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
             )
             self._children[wave.name] = handle
             outcome: WaveOutcome = await handle
+            metrics.wave_rolled_out(
+                self._plan.application,
+                wave.name,
+                wave.department,
+                outcome.outcome,
+                workflow.now() - rollout_started,
+            )
             del self._children[wave.name]
             self._merge_targets(status, outcome.targets)
             self._status.timeline.extend(outcome.events)

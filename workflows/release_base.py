@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
+        NOTIFY,
         Change,
+        Notification,
+        NotifyInput,
+        NotifyResult,
         OperatorInput,
         TargetActionInput,
         WaveActionInput,
@@ -24,10 +30,12 @@ with workflow.unsafe.imports_passed_through():
         WavePhase,
         WaveStatus,
     )
+    from workflows.notifications import notification_for, notified_event
     from workflows.release_state import (
         active_phase,
         pending_approvals,
     )
+    from workflows.wave import cause
 
 
 # Search attributes relman keeps current, for `relman list` and `relman approvals`.
@@ -50,6 +58,18 @@ SEARCH_ATTRIBUTES = (
 )
 SYSTEM_ACTOR = "relman"
 
+# Notifications run beside the release and never hold it up: a few attempts with backoff,
+# then the failure is recorded in the timeline (`notification_failed`) and the release goes on.
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+# workflow.patched() id: releases started before notifications existed do not send them.
+NOTIFICATIONS_PATCH = "notifications"
+
 
 class StopRelease(Exception):
     """Raised inside a wave to end it when the release is stopping."""
@@ -71,6 +91,8 @@ class ReleaseBase:
     _children: dict[str, workflow.ChildWorkflowHandle]  # type: ignore[type-arg]
     _failed_waves: set[str]
     _rollback_skipped: set[str]
+    _notifications_sent: int
+    _notifications_pending: int
 
     def _wave_status(self, name: str) -> WaveStatus:
         wave = next((w for w in self._status.waves if w.name == name), None)
@@ -106,9 +128,47 @@ class ReleaseBase:
         self._refresh()
 
     def _event(self, kind: str, message: str, **fields: str | None) -> None:
-        self._status.timeline.append(
-            TimelineEvent(at=workflow.now(), kind=kind, message=message, **fields)
-        )
+        entry = TimelineEvent(at=workflow.now(), kind=kind, message=message, **fields)
+        self._status.timeline.append(entry)
+        self._notify(entry)
+
+    def _notify(self, entry: TimelineEvent) -> None:
+        """Send a timeline entry as a notification if it is one, without waiting for it."""
+        if notified_event(self._plan, entry.kind) is None:
+            return
+        if not workflow.patched(NOTIFICATIONS_PATCH):
+            return
+        self._notifications_sent += 1
+        self._notifications_pending += 1
+        notification = notification_for(self._plan, self._status, self._notifications_sent, entry)
+        # Fire and forget: the release goes on while the notification is delivered (and
+        # retried); _notifications_delivered() keeps the workflow open until it has been.
+        asyncio.ensure_future(self._deliver(notification))
+
+    async def _deliver(self, notification: Notification) -> None:
+        try:
+            await workflow.execute_activity(
+                NOTIFY,
+                NotifyInput(notification=notification, destinations=self._plan.notifications),
+                result_type=NotifyResult,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {notification.event}"
+                + (f" of wave {notification.wave}" if notification.wave else ""),
+            )
+        except ActivityError as err:
+            self._event(
+                "notification_failed",
+                f"{notification.event} notification not delivered: {cause(err)}",
+                actor=SYSTEM_ACTOR,
+                wave=notification.wave,
+            )
+        finally:
+            self._notifications_pending -= 1
+
+    async def _notifications_delivered(self) -> None:
+        """Wait until every notification started is delivered or recorded as failed."""
+        await workflow.wait_condition(lambda: not self._notifications_pending)
 
     def _refresh(self) -> None:
         """Recompute the release phase and pending approvals from the waves."""

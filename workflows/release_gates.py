@@ -3,9 +3,12 @@ with its timeout and escalation."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from models.messages import (
         DecisionInput,
         DecisionResult,
@@ -111,6 +114,7 @@ class ApprovalGates(ReleaseBase):
             )
 
         timeout = gate.timeout
+        waiting_since = workflow.now()
         while True:
             status.approval_deadline = workflow.now() + timeout if timeout else None
             self._refresh()
@@ -137,12 +141,27 @@ class ApprovalGates(ReleaseBase):
                     actor=SYSTEM_ACTOR,
                     wave=wave.name,
                 )
+                self._gate_decided(wave, status, waiting_since, "timed_out")
                 self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
                 raise StopRelease from None
         status.approval_deadline = None
+        self._gate_decided(wave, status, waiting_since)
         if self._stopping is not None:
             raise StopRelease
         if any(a.decision == "rejected" for a in status.approvals):
             self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
             raise StopRelease
         self._event("gate_passed", f"wave {wave.name} approved", actor=SYSTEM_ACTOR, wave=wave.name)
+
+    def _gate_decided(
+        self, wave: Wave, status: WaveStatus, since: datetime, decision: str | None = None
+    ) -> None:
+        """Record how long the gate waited and how it ended (``relman.approval.wait.duration``)."""
+        if decision is None:
+            rejected = any(a.decision == "rejected" for a in status.approvals)
+            decision = (
+                "stopped" if self._stopping is not None else "rejected" if rejected else "approved"
+            )
+        metrics.approval_waited(
+            self._plan.application, wave.name, wave.department, decision, workflow.now() - since
+        )

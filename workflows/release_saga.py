@@ -10,6 +10,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from models.messages import (
         COMPENSATE_TARGET,
         Change,
@@ -56,6 +57,7 @@ class RollbackSaga(ReleaseBase):
         if not changes:
             return
         self._rollbacks_running += 1
+        rollback_started = workflow.now()
         self._status.phase = ReleasePhase.ROLLING_BACK
         self._event(
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
@@ -74,6 +76,7 @@ class RollbackSaga(ReleaseBase):
             await workflow.wait_condition(lambda: self._retry_rollback)
             self._status.phase = ReleasePhase.ROLLING_BACK
         self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
+        metrics.rollback_finished(self._plan.application, workflow.now() - rollback_started)
         for name in dict.fromkeys(c.wave for c in changes):
             w = self._status.wave(name)
             if w.phase == WavePhase.COMPLETED and all(

@@ -20,11 +20,12 @@ def submit(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Start a release from PLAN and print its id."""
-    from client import service
     from client.commands.plan import load
+
+    plan = load(plan_path)  # before importing the Temporal client: a bad plan fails fast
+    from client import service
     from client.views import SubmitView
 
-    plan = load(plan_path)
     emit(SubmitView(run(service.submit(plan))), output)
 
 

@@ -16,7 +16,13 @@ def worker(
     import asyncio
     import logging
 
+    from client.service import temporal
     from worker.main import LOG_FORMAT, run_worker
 
+    async def main() -> None:
+        async with temporal():  # a Temporal that does not answer is a message, not a traceback
+            pass
+        await run_worker(task_queue)
+
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    asyncio.run(run_worker(task_queue))
+    asyncio.run(main())

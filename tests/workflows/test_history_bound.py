@@ -22,6 +22,7 @@ from models.messages import (
     APPLY_TARGET,
     CHECK_ALARMS,
     COMPENSATE_TARGET,
+    NOTIFY,
     SNAPSHOT_TARGET,
     WATCH_ALARMS,
     AlarmCheckInput,
@@ -32,6 +33,8 @@ from models.messages import (
     BakeResult,
     CompensateInput,
     CompensateResult,
+    NotifyInput,
+    NotifyResult,
     Snapshot,
     TargetInput,
 )
@@ -77,6 +80,11 @@ async def watch_alarms(input: BakeInput) -> BakeResult:
     return BakeResult(polls=1, elapsed_seconds=input.duration.total_seconds())
 
 
+@activity.defn(name=NOTIFY)
+async def notify(input: NotifyInput) -> NotifyResult:
+    return NotifyResult()
+
+
 def large_plan() -> Any:
     """40 waves of 25 Lambda aliases each (traffic kind: every step applies every target)."""
     targets, waves = [], []
@@ -112,7 +120,14 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
         env.client,
         task_queue=queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[snapshot_target, apply_target, compensate_target, check_alarms, watch_alarms],
+        activities=[
+            snapshot_target,
+            apply_target,
+            compensate_target,
+            check_alarms,
+            watch_alarms,
+            notify,
+        ],
         max_concurrent_activities=200,
     ):
         handle = await start_release(env.client, plan, queue)

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
+from activities.notify import NotifyActivities
 from activities.release import TargetActivities
 from models.messages import FreezeInput, OperatorInput, OverrideInput
 from models.plan import Freeze, ReleasePlan
@@ -737,7 +738,11 @@ def uncached_worker(
         env.client,
         task_queue=task_queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[*TargetActivities(aws).all(), *HealthActivities(aws).all()],
+        activities=[
+            *TargetActivities(aws).all(),
+            *HealthActivities(aws).all(),
+            *NotifyActivities(aws).all(),
+        ],
         activity_executor=executor,
         max_cached_workflows=0,
     )

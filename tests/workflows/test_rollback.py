@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
+from activities.notify import NotifyActivities
 from activities.release import TargetActivities
 from models.messages import (
     COMPENSATE_TARGET,
@@ -807,6 +808,7 @@ async def test_rollback_finishes_on_a_new_worker_after_a_crash_mid_rollback(
             real.apply_target,
             crashing.compensate_target,
             *HealthActivities(aws).all(),
+            *NotifyActivities(aws).all(),
         ],
         activity_executor=activity_executor,
         # No sticky cache: the next worker gets the workflow's tasks straight away.
@@ -873,7 +875,12 @@ async def test_cancelling_in_the_middle_of_a_rollback_does_not_interrupt_it(
         time_skipping_env.client,
         task_queue=task_queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[real.snapshot_target, real.apply_target, slow.compensate_target],
+        activities=[
+            real.snapshot_target,
+            real.apply_target,
+            slow.compensate_target,
+            *NotifyActivities(aws).all(),
+        ],
         activity_executor=activity_executor,
     )
     async with worker:

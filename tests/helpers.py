@@ -242,3 +242,22 @@ async def update_refusal(update: Awaitable[Any]) -> str:
     except WorkflowUpdateFailedError as err:
         return str(getattr(err.cause, "message", err.cause))
     raise AssertionError("the update was accepted")
+
+
+# Operation-name prefixes of AWS calls that only read.
+READS = ("Get", "List", "Describe", "Head")
+
+
+def writes_of(client: Any) -> list[str]:
+    """The writing API operations ``client`` sends from now on, by name.
+
+    Idempotency tests re-run a step and assert this stays empty: no second write.
+    """
+    writes: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        if not model.name.startswith(READS):
+            writes.append(model.name)
+
+    client.meta.events.register("before-call", record)
+    return writes

@@ -6,29 +6,15 @@ moto's deployments are fake (they never roll), so the tests read the service's o
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
 from activities.targets.ecs_service import EcsServiceHandler
 from models.plan import EcsServiceTarget
+from tests.helpers import writes_of
 
-READS = ("Get", "List", "Describe", "Head")
 TASK_DEFINITION_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:{}"
-
-
-def writes_of(client: Any) -> list[str]:
-    """The writing API operations ``client`` sends from now on, by name."""
-    writes: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        if not model.name.startswith(READS):
-            writes.append(model.name)
-
-    client.meta.events.register("before-call", record)
-    return writes
 
 
 @pytest.fixture

@@ -15,20 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import AwsClients
 from activities.targets.elbv2_weights import Elbv2WeightsHandler
 from models.plan import Elbv2WeightsTarget
-
-READS = ("Get", "List", "Describe", "Head")
-
-
-def writes_of(client: Any) -> list[str]:
-    """The writing API operations ``client`` sends from now on, by name."""
-    writes: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        if not model.name.startswith(READS):
-            writes.append(model.name)
-
-    client.meta.events.register("before-call", record)
-    return writes
+from tests.helpers import writes_of
 
 
 @dataclass

@@ -254,14 +254,16 @@ def test_bake_polls_often_enough_to_meet_its_heartbeat_timeout(
     health: HealthActivities, cloudwatch: Any
 ) -> None:
     put_alarm(cloudwatch, "api-5xx")
-    env = env_with(heartbeat_timeout=timedelta(seconds=0.1))
+    env = env_with(heartbeat_timeout=timedelta(seconds=0.2))
     started = time.monotonic()
 
-    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.15, interval=600))
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.6, interval=600))
 
-    assert time.monotonic() - started < 1
+    # Polls come every 0.1 s (half the heartbeat timeout), not every 600 s: a busy machine
+    # may fit fewer than six into the bake, never only the first and the last.
+    assert time.monotonic() - started < 30
     assert result.ok
-    assert result.polls >= 4  # every 0.05 s, not every 600 s
+    assert result.polls >= 3
 
 
 def test_cancelling_a_bake_stops_its_wait(health: HealthActivities, cloudwatch: Any) -> None:

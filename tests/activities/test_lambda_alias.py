@@ -16,24 +16,10 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import AwsClients
 from activities.targets.lambda_alias import LambdaAliasHandler
 from models.plan import LambdaAliasTarget
+from tests.helpers import writes_of
 
 FUNCTION = "checkout"
 ALIAS = "live"
-
-
-READS = ("Get", "List", "Describe", "Head")
-
-
-def writes_of(client: Any) -> list[str]:
-    """The writing API operations ``client`` sends from now on, by name."""
-    writes: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        if not model.name.startswith(READS):
-            writes.append(model.name)
-
-    client.meta.events.register("before-call", record)
-    return writes
 
 
 def code(revision: int) -> bytes:

@@ -10,21 +10,9 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import AwsClients
 from activities.targets.route53_weighted import Route53WeightedHandler
 from models.plan import Route53WeightedTarget
+from tests.helpers import writes_of
 
-READS = ("Get", "List", "Describe", "Head")
 NAME = "app.example.com"
-
-
-def writes_of(client: Any) -> list[str]:
-    """The writing API operations ``client`` sends from now on, by name."""
-    writes: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        if not model.name.startswith(READS):
-            writes.append(model.name)
-
-    client.meta.events.register("before-call", record)
-    return writes
 
 
 def weighted(identifier: str, weight: int, value: str, ttl: int) -> dict[str, Any]:

@@ -167,11 +167,12 @@ def test_quiet_bake_returns_ok_after_its_duration_heartbeating_progress(
     beats: list[BakeProgress] = []
     env.on_heartbeat = lambda details: beats.append(BakeProgress.model_validate(details))
 
-    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.1, interval=0.03))
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=0.5, interval=0.1))
 
     assert result.ok
-    assert result.elapsed_seconds >= 0.1
-    assert result.polls == len(beats) >= 4  # at 0, 0.03, 0.06, 0.09 and the deadline
+    assert result.elapsed_seconds >= 0.5
+    # At 0, 0.1, ... and the deadline; a busy machine may fit fewer polls into the bake.
+    assert result.polls == len(beats) >= 3
     assert len({b.deadline for b in beats}) == 1
     assert [b.polls for b in beats] == list(range(1, len(beats) + 1))
     assert beats == sorted(beats, key=lambda b: b.elapsed_seconds)

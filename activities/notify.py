@@ -22,7 +22,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
 from activities.errors import error_code, is_permanent
-from models.messages import NOTIFY, Notification, NotifyInput, NotifyResult
+from models.messages import (
+    NOTIFY,
+    NOTIFY_DESTINATIONS,
+    Notification,
+    NotifyDestinationsInput,
+    NotifyDestinationsResult,
+    NotifyInput,
+    NotifyResult,
+)
 from models.plan import Notifications
 
 SNS_TOPIC_ENV = "RELMAN_NOTIFY_SNS_TOPIC_ARN"
@@ -222,6 +230,11 @@ class NotifyActivities:
             non_retryable=not retryable,
         )
 
+    @activity.defn(name=NOTIFY_DESTINATIONS)
+    def notification_destinations(self, input: NotifyDestinationsInput) -> NotifyDestinationsResult:
+        """Whether this worker has default destinations (for plans that name none)."""
+        return NotifyDestinationsResult(configured=self.defaults is not None)
+
     def all(self) -> list[object]:
         """Every activity, for worker registration."""
-        return [self.notify]
+        return [self.notify, self.notification_destinations]

@@ -311,6 +311,7 @@ class WaitForReleasesInput(BaseModel):
 # --- notifications --------------------------------------------------------------------------
 
 NOTIFY = "notify"
+NOTIFY_DESTINATIONS = "notification_destinations"
 
 
 class ApprovalRequest(BaseModel):
@@ -355,3 +356,15 @@ class NotifyResult(BaseModel):
     """Where the notification went (webhook URLs without path or query)."""
 
     delivered: list[str] = Field(default_factory=list)
+
+
+class NotifyDestinationsInput(BaseModel):
+    """Ask the worker whether it has notification destinations of its own."""
+
+    release_id: str
+
+
+class NotifyDestinationsResult(BaseModel):
+    """Whether the worker's configuration sends notifications when a plan names none."""
+
+    configured: bool

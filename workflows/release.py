@@ -85,6 +85,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         # Targets whose rollback an operator skipped. A target skipped while deploying is
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
+        self._worker_destinations = None
         self._notifications_sent = 0
         self._notifications_pending = 0
 

@@ -12,8 +12,11 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         NOTIFY,
+        NOTIFY_DESTINATIONS,
         Change,
         Notification,
+        NotifyDestinationsInput,
+        NotifyDestinationsResult,
         NotifyInput,
         NotifyResult,
         OperatorInput,
@@ -69,6 +72,7 @@ NOTIFY_RETRY = RetryPolicy(
 )
 # workflow.patched() id: releases started before notifications existed do not send them.
 NOTIFICATIONS_PATCH = "notifications"
+NOTIFY_DESTINATIONS_TIMEOUT = timedelta(seconds=30)
 
 
 class StopRelease(Exception):
@@ -91,6 +95,7 @@ class ReleaseBase:
     _children: dict[str, workflow.ChildWorkflowHandle]  # type: ignore[type-arg]
     _failed_waves: set[str]
     _rollback_skipped: set[str]
+    _worker_destinations: asyncio.Future[NotifyDestinationsResult] | None
     _notifications_sent: int
     _notifications_pending: int
 
@@ -146,6 +151,9 @@ class ReleaseBase:
         asyncio.ensure_future(self._deliver(notification))
 
     async def _deliver(self, notification: Notification) -> None:
+        if self._plan.notifications is None and not await self._worker_notifies():
+            self._notifications_pending -= 1
+            return
         try:
             await workflow.execute_activity(
                 NOTIFY,
@@ -165,6 +173,24 @@ class ReleaseBase:
             )
         finally:
             self._notifications_pending -= 1
+
+    async def _worker_notifies(self) -> bool:
+        """Whether the worker has destinations of its own, asked once per release.
+
+        A plan without a ``notifications`` section sends only where the worker's
+        configuration says; when that is nowhere, the release schedules no notify activity
+        at all. A local activity: one marker in the history, no task-queue round trip.
+        """
+        if self._worker_destinations is None:
+            self._worker_destinations = asyncio.ensure_future(
+                workflow.execute_local_activity(
+                    NOTIFY_DESTINATIONS,
+                    NotifyDestinationsInput(release_id=self._plan.id),
+                    result_type=NotifyDestinationsResult,
+                    start_to_close_timeout=NOTIFY_DESTINATIONS_TIMEOUT,
+                )
+            )
+        return (await self._worker_destinations).configured
 
     async def _notifications_delivered(self) -> None:
         """Wait until every notification started is delivered or recorded as failed."""

@@ -23,6 +23,7 @@ from models.messages import (
     CHECK_ALARMS,
     COMPENSATE_TARGET,
     NOTIFY,
+    NOTIFY_DESTINATIONS,
     SNAPSHOT_TARGET,
     WATCH_ALARMS,
     AlarmCheckInput,
@@ -33,6 +34,8 @@ from models.messages import (
     BakeResult,
     CompensateInput,
     CompensateResult,
+    NotifyDestinationsInput,
+    NotifyDestinationsResult,
     NotifyInput,
     NotifyResult,
     Snapshot,
@@ -85,6 +88,11 @@ async def notify(input: NotifyInput) -> NotifyResult:
     return NotifyResult()
 
 
+@activity.defn(name=NOTIFY_DESTINATIONS)
+async def notification_destinations(input: NotifyDestinationsInput) -> NotifyDestinationsResult:
+    return NotifyDestinationsResult(configured=False)
+
+
 def large_plan() -> Any:
     """40 waves of 25 Lambda aliases each (traffic kind: every step applies every target)."""
     targets, waves = [], []
@@ -127,6 +135,7 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
             check_alarms,
             watch_alarms,
             notify,
+            notification_destinations,
         ],
         max_concurrent_activities=200,
     ):

@@ -145,3 +145,50 @@ async def test_a_rejected_release_notifies_only_the_filtered_rollback_and_end(
     ]
     assert posted[0]["message"] == "rolling back 2 change(s)"
     assert (posted[2]["outcome"], posted[2]["wave"]) == ("rejected", None)
+
+
+async def _scheduled_activities(handle: Any) -> list[str]:
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_worker_defaults_notify_plans_without_a_section_and_nothing_is_scheduled_without(
+    time_skipping_env, aws, activity_executor, task_queue
+):
+    from models.plan import Notifications
+    from worker.main import build_worker
+
+    seed(aws, TWO_WAVE_BEFORE)
+    with webhook_receiver() as hook:
+        defaults = Notifications(webhook_url=hook.url)
+        worker = build_worker(
+            time_skipping_env.client, task_queue, aws, activity_executor, notify_defaults=defaults
+        )
+        async with worker:
+            plan = two_wave_plan()  # no notifications section: the worker's defaults apply
+            handle = await start_release(time_skipping_env.client, plan, task_queue)
+            await wait_for_gate(handle, "finance")
+            await reject(handle, "finance", "bob")
+            assert (await handle.result()).phase == ReleasePhase.REJECTED
+    assert [d.body["event"] for d in in_order_deliveries(hook)] == [
+        "approval_needed",
+        "release_finished",
+    ]
+
+    # A worker without defaults: the release asks once and schedules no notify activity.
+    worker = build_worker(time_skipping_env.client, task_queue, aws, activity_executor)
+    async with worker:
+        plan = two_wave_plan(id=f"{plan.id}-quiet")
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        await wait_for_gate(handle, "finance")
+        await reject(handle, "finance", "bob")
+        assert (await handle.result()).phase == ReleasePhase.REJECTED
+        assert "notify" not in await _scheduled_activities(handle)
+
+
+def in_order_deliveries(hook: Any) -> list[Any]:
+    return sorted(hook.deliveries, key=lambda d: d.body["sequence"])

@@ -24,12 +24,6 @@ from workflows.wave import WaveWorkflow
 
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
 ACTIVITY_THREADS = 32
-# Each cached workflow keeps its sandboxed modules and state in memory (about 260 kB per
-# release parked at a gate, docs/benchmarks.md); an evicted one is replayed from its history
-# at its next task (an approval, a timer), which costs milliseconds. 500 bounds a worker at
-# about 230 MB however many releases wait (the SDK's default, 1,000, let 1,000 parked
-# releases take 350 MB).
-MAX_CACHED_WORKFLOWS = 500
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
@@ -59,7 +53,6 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
-        max_cached_workflows=MAX_CACHED_WORKFLOWS,
         interceptors=telemetry.worker_interceptors(client),
     )
 

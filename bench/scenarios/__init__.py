@@ -1,0 +1,1 @@
+"""One module per benchmark; each ``run(stack, settings)`` returns its runs and table rows."""

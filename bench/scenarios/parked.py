@@ -1,0 +1,236 @@
+"""Parked releases: many releases waiting at an approval gate on one worker, then approved.
+
+The worker is ``python -m worker`` in a process of its own, so ``/proc/<pid>/status`` VmRSS
+is its memory alone. Once every release waits at its gate (counted through visibility), the
+bench reads the worker's RSS, then approves them all through the approval Update, at most
+``approval_concurrency`` in flight. The latency of one approval runs from its Update
+returning to the first activity of its wave (the snapshot) starting, as the wave's history
+records it (server time, same clock as this machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
+
+from bench.fixtures import APPROVER_OF, NEW_VALUE, OLD_VALUE, SEED_THREADS, one_wave_plan
+from bench.releases import ActivityTimes, start
+from bench.report import load_average, percentile, row
+from bench.settings import Settings
+from bench.stack import Stack, WorkerProcess, new_queue
+from models.messages import DecisionInput
+from models.plan import ReleasePlan
+from models.status import ReleasePhase
+from workflows.release import SA_PHASE, ReleaseWorkflow
+
+WAVE = "finance"
+APPROVER = APPROVER_OF["finance-cab"]
+START_CONCURRENCY = 50
+HISTORY_CONCURRENCY = 50
+PARK_LIMIT_SECONDS = 600.0
+# Let the worker's allocator settle after the burst of starts before reading RSS.
+SETTLE_SECONDS = 2.0
+UPDATE_ATTEMPTS = 5
+
+
+def _plans(stack: Stack, count: int, prefix: str) -> list[ReleasePlan]:
+    """One release per SSM parameter, each with one gated wave."""
+    ssm = stack.aws().client("ssm")
+    names = [f"/bench/parked/{prefix}/p{i}" for i in range(count)]
+    with concurrent.futures.ThreadPoolExecutor(SEED_THREADS) as pool:
+        list(
+            pool.map(
+                lambda n: ssm.put_parameter(Name=n, Value=OLD_VALUE, Type="String", Overwrite=True),
+                names,
+            )
+        )
+    return [
+        one_wave_plan(
+            [{"name": "api", "kind": "ssm_parameter", "parameter": name, "value": NEW_VALUE}],
+            approval={"groups": {"finance-cab": 1}},
+        )
+        for name in names
+    ]
+
+
+async def _bounded(limit: int, calls: list[Any]) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(call: Any) -> Any:
+        async with semaphore:
+            return await call()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+async def _count(client: Client, queue: str, phase: ReleasePhase) -> int:
+    query = f"TaskQueue = '{queue}' AND {SA_PHASE.name} = '{phase.value}'"
+    return (await client.count_workflows(query)).count
+
+
+async def _park(
+    client: Client, plans: list[ReleasePlan], queue: str
+) -> list[WorkflowHandle[Any, Any]]:
+    handles = await _bounded(
+        START_CONCURRENCY, [lambda p=p: start(client, p, queue) for p in plans]
+    )
+    deadline = time.monotonic() + PARK_LIMIT_SECONDS
+    while await _count(client, queue, ReleasePhase.AWAITING_APPROVAL) < len(plans):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every release reached its gate in {PARK_LIMIT_SECONDS}s")
+        await asyncio.sleep(0.2)
+    return handles
+
+
+async def _approve(handle: WorkflowHandle[Any, Any]) -> float:
+    """Approve; the wall time (epoch seconds) at which the Update returned.
+
+    On a loaded machine the Update's RPC may time out before the workflow task runs; the
+    same update id asks again and gets the first result (the server deduplicates).
+    """
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        try:
+            result = await handle.execute_update(
+                ReleaseWorkflow.approve,
+                DecisionInput(wave=WAVE, approver=APPROVER, comment="bench"),
+                id=f"approve:{WAVE}:{APPROVER}",
+            )
+            break
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if attempt == UPDATE_ATTEMPTS:
+                raise
+    if not result.satisfied:
+        raise RuntimeError(f"release {handle.id}: gate not satisfied: {result.message}")
+    return time.time()
+
+
+async def _first_activity(client: Client, release_id: str) -> float:
+    times = await ActivityTimes.of(client, f"{release_id}.{WAVE}.1")
+    return times.started_of()[0]
+
+
+def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subprocess.Popen | None:
+    """py-spy recording the worker (collapsed stacks, with idle threads left out)."""
+    if not settings.profile_dir:
+        return None
+    out = Path(settings.profile_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or "py-spy",
+            "record",
+            "--pid",
+            str(worker.process.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(out / f"parked-worker-{index}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, Any]:
+    client = stack.client
+    count = settings.parked
+    stack.moto.reset()
+    warm, *plans = _plans(stack, count + 1, f"r{index}")
+    queue = new_queue("parked")
+    worker = WorkerProcess(stack, queue)
+    try:
+        await worker.ready(client)
+        # One release through gate and deploy first, so the worker has imported and built
+        # everything it needs: the baseline is a worker in service, not a fresh process.
+        (handle,) = await _park(client, [warm], queue)
+        await _approve(handle)
+        await handle.result()
+        await asyncio.sleep(SETTLE_SECONDS)
+        idle = worker.memory()
+
+        load = load_average()
+        began = time.perf_counter()
+        handles = await _park(client, plans, queue)
+        park_seconds = time.perf_counter() - began
+        await asyncio.sleep(SETTLE_SECONDS)
+        parked = worker.memory()
+
+        profiler = _profile(settings, worker, index)
+        began, first_sent = time.perf_counter(), time.time()
+        returned = await _bounded(
+            settings.approval_concurrency, [lambda h=h: _approve(h) for h in handles]
+        )
+        approve_seconds = max(returned) - first_sent
+        results = await asyncio.gather(*(h.result() for h in handles))
+        all_done_seconds = time.perf_counter() - began
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+        failed = [r for r in results if r.phase != ReleasePhase.COMPLETED]
+        if failed:
+            raise RuntimeError(f"{len(failed)} releases did not complete: {failed[0]}")
+        after = worker.memory()
+        starts = await _bounded(
+            HISTORY_CONCURRENCY, [lambda p=p: _first_activity(client, p.id) for p in plans]
+        )
+    finally:
+        worker.stop()
+    latencies = [s - r for s, r in zip(starts, returned, strict=True)]
+    return {
+        "releases": count,
+        "load_avg": load,
+        "idle_rss_mb": idle["rss_kb"] / 1024,
+        "parked_rss_mb": parked["rss_kb"] / 1024,
+        "per_release_kb": (parked["rss_kb"] - idle["rss_kb"]) / count,
+        "peak_rss_mb": after["peak_rss_kb"] / 1024,
+        "park_seconds": round(park_seconds, 3),
+        "approvals_per_second": count / approve_seconds,
+        "all_deployed_seconds": round(all_done_seconds, 3),
+        "latency_p50": percentile(latencies, 50),
+        "latency_p99": percentile(latencies, 99),
+        "latency_max": max(latencies),
+    }
+
+
+async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], list[dict]]:
+    runs = [await _one_run(stack, settings, i) for i in range(settings.parked_runs)]
+    n = settings.parked
+
+    def values(key: str) -> list[float]:
+        return [r[key] for r in runs]
+
+    rows = [
+        row(f"worker RSS with {n} releases parked", values("parked_rss_mb"), "MB", "< 300 MB"),
+        row("worker RSS per parked release", values("per_release_kb"), "kB"),
+        row("worker RSS before parking (after one release)", values("idle_rss_mb"), "MB"),
+        row(f"time to start and park {n} releases", values("park_seconds"), "s"),
+        row("approval returned -> first deploy activity started, p50", values("latency_p50"), "s"),
+        row(
+            "approval returned -> first deploy activity started, p99",
+            values("latency_p99"),
+            "s",
+            "< 1 s",
+        ),
+        row(
+            f"approvals per second ({settings.approval_concurrency} in flight)",
+            values("approvals_per_second"),
+            "/s",
+        ),
+        row(
+            f"first approval sent -> all {n} releases completed",
+            values("all_deployed_seconds"),
+            "s",
+        ),
+        row("worker peak RSS (VmHWM) after deploying all", values("peak_rss_mb"), "MB"),
+    ]
+    return runs, rows

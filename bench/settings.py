@@ -1,0 +1,38 @@
+"""What a benchmark run measures and how often: the command line's flags, as one object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Settings:
+    """Sizes and run counts; ``smoke`` gives tiny ones that finish in seconds."""
+
+    runs: int = 5
+    sizes: list[int] = field(default_factory=lambda: [10, 50, 200])
+    parked: int = 1000
+    parked_runs: int = 3
+    # Approval Updates in flight at once while approving every parked release.
+    approval_concurrency: int = 50
+    rollback_targets: int = 20
+    bake_interval_seconds: int = 1
+    multiday_runs: int = 5
+    # Record the parked benchmark's worker with py-spy (installed by hand) into this folder.
+    profile_dir: str | None = None
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        return cls(
+            runs=1,
+            sizes=[3],
+            parked=5,
+            parked_runs=1,
+            approval_concurrency=5,
+            rollback_targets=3,
+            multiday_runs=1,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

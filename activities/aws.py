@@ -24,6 +24,8 @@ DEFAULT_REGION = "us-east-1"
 # retry policy handles longer outages, so keep this small.
 DEFAULT_MAX_ATTEMPTS = 3
 ASSUMED_ROLE_SESSION_NAME = "relman"
+# As many as the worker runs activity threads (worker.main.ACTIVITY_THREADS).
+MAX_POOL_CONNECTIONS = 32
 
 
 @dataclass
@@ -51,7 +53,12 @@ class AwsClients:
         return region or self.default_region or DEFAULT_REGION
 
     def _config(self) -> Config:
-        return Config(retries={"max_attempts": self.max_attempts, "mode": "standard"})
+        return Config(
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            # One connection per activity thread: botocore's default pool of 10 would make
+            # the rest of a wave's parallel calls open and drop connections.
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+        )
 
     def _session(self, role_arn: str | None, external_id: str | None) -> boto3.Session:
         key = (role_arn, external_id)

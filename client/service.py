@@ -33,7 +33,7 @@ from workflows.release import (
     SA_VERSION,
     ReleaseWorkflow,
 )
-from workflows.release_state import target_keys
+from workflows.release_state import application_key, target_keys
 
 T = TypeVar("T")
 QUERY_RETRY_SECONDS = 0.5
@@ -116,14 +116,21 @@ async def overlapping_releases(client: Client, plan: ReleasePlan) -> list[Releas
     both pass this check.
     """
     keys = target_keys(plan)
+    app_key = application_key(plan.application)
+    running = "WorkflowType = 'ReleaseWorkflow' AND ExecutionStatus = 'Running'"
+    if keys == [app_key]:
+        # Too many resources to list: any running release of the application overlaps.
+        queries = [f"{running} AND {SA_APPLICATION.name} = '{plan.application}'"]
+    else:
+        # A running release that claims the whole application overlaps too. Visibility
+        # queries have a size limit: ask in batches of keys.
+        keys = [*keys, app_key]
+        queries = [
+            f"{running} AND {SA_TARGETS.name} IN ({', '.join(repr(k) for k in keys[i : i + 50])})"
+            for i in range(0, len(keys), 50)
+        ]
     found: dict[str, ReleaseSummary] = {}
-    # Visibility queries have a size limit: ask in batches of keys.
-    for i in range(0, len(keys), 50):
-        batch = ", ".join(f"'{k}'" for k in keys[i : i + 50])
-        query = (
-            f"WorkflowType = 'ReleaseWorkflow' AND ExecutionStatus = 'Running' "
-            f"AND {SA_TARGETS.name} IN ({batch})"
-        )
+    for query in queries:
         async for execution in client.list_workflows(query):
             if execution.id != plan.id:
                 found[execution.id] = _summary(execution)

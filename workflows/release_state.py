@@ -100,19 +100,33 @@ def resolved_target(plan: ReleasePlan, wave: Wave, target: Target) -> Target:
     )
 
 
-def target_keys(plan: ReleasePlan) -> list[str]:
-    """Short, stable digests of the resources the plan deploys (region and resource).
+# Temporal limits a search attribute value to 2 KB (dev server and cluster defaults): at
+# about 11 bytes a digest in the encoded list, 150 digests fit with room to spare.
+MAX_TARGET_KEYS = 150
+TARGET_DIGEST_CHARS = 8
 
-    Two releases that share a key deploy the same resource. Digests keep the search
-    attribute small however many targets a plan has.
+
+def application_key(application: str) -> str:
+    """The key of a release too large to list its resources: it claims its application."""
+    return f"app:{application}"
+
+
+def target_keys(plan: ReleasePlan) -> list[str]:
+    """Short, stable digests of the resources the plan deploys (account, region, resource).
+
+    Two releases that share a key deploy the same resource. A plan with more resources than
+    fit in a search attribute claims its whole application instead: it then overlaps every
+    release of that application, which errs on the safe side.
     """
-    keys = []
+    keys = set()
     for wave in plan.waves:
         for name in wave.targets:
             target = resolved_target(plan, wave, plan.target(name))
             identity = f"{target.role_arn or ''}|{target.region or ''}|{target.resource}"
-            keys.append(hashlib.sha256(identity.encode()).hexdigest()[:20])
-    return sorted(set(keys))
+            keys.add(hashlib.sha256(identity.encode()).hexdigest()[:TARGET_DIGEST_CHARS])
+    if len(keys) > MAX_TARGET_KEYS:
+        return [application_key(plan.application)]
+    return sorted(keys)
 
 
 def operator_refusal(

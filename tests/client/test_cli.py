@@ -352,3 +352,42 @@ def test_broken_temporal_profile_is_a_clear_error(tmp_path: Path) -> None:
     assert "invalid Temporal client configuration" in result.stderr
     assert "missing.pem" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_release_too_large_to_list_its_resources_claims_its_application(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    names = [f"flag-{i}" for i in range(200)]
+    big = {
+        "id": f"payments-flags-{task_queue[-8:]}", "application": "payments", "version": "2.5.0",
+        "requested_by": "alice", "approver_groups": {"finance-cab": ["bob"]},
+        "targets": [
+            {"name": n, "kind": "ssm_parameter", "parameter": f"/payments/flags/{n}", "value": "on"}
+            for n in names
+        ],
+        "waves": [{"name": "flags", "department": "finance", "targets": names,
+                   "approval": {"groups": {"finance-cab": 1}}}],
+    }  # fmt: skip
+    big_plan, small_plan = tmp_path / "big.yaml", tmp_path / "small.yaml"
+    big_plan.write_text(yaml.safe_dump(big))
+    small_id = f"payments-small-{task_queue[-8:]}"
+    small_plan.write_text(DEMO.read_text().replace("id: payments-2.4.0", f"id: {small_id}"))
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RELMAN_TASK_QUEUE": task_queue,
+        "RELMAN_HOME": str(tmp_path / "home"),
+    }
+    async with make_worker(dev_env, aws):
+        submitted = await arelman("submit", str(big_plan), env=env)
+        assert submitted.returncode == 0, submitted.stderr
+
+        async def refused() -> subprocess.CompletedProcess[str] | None:
+            out = await arelman("submit", str(small_plan), env=env)
+            return out if out.returncode == 1 else None
+
+        out = await _eventually(refused)
+        assert out is not None, "a release of the same application was not refused"
+        assert f"running release(s) {big['id']} (payments 2.5.0" in out.stderr
+        await arelman("abort", big["id"], "--reason", "test over", "--as", "alice", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from models.status import ApprovalRecord, WavePhase, WaveStatus
 from tests.helpers import make_plan, ssm, wave
@@ -110,3 +111,31 @@ def test_refusal_reasons():
     )
     assert refusal("sam", gate(record("sam"))) == "sam has already decided on wave 'finance'"
     assert refusal("sam", gate(record("bob"))) is None
+
+
+def test_target_keys_fit_a_search_attribute_however_large_the_plan() -> None:
+    import json
+
+    from models.loader import parse_plan
+    from workflows.release_state import MAX_TARGET_KEYS, application_key, target_keys
+
+    def plan(targets: int) -> Any:
+        names = [f"t{i}" for i in range(targets)]
+        return parse_plan(
+            {
+                "id": "big",
+                "application": "shop",
+                "version": "1",
+                "requested_by": "alice",
+                "targets": [
+                    {"name": n, "kind": "ssm_parameter", "parameter": f"/shop/{n}", "value": "1"}
+                    for n in names
+                ],
+                "waves": [{"name": "all", "department": "ops", "targets": names}],
+            }  # fmt: skip
+        )
+
+    small = target_keys(plan(MAX_TARGET_KEYS))
+    assert len(small) == MAX_TARGET_KEYS
+    assert len(json.dumps(small)) < 2048  # Temporal's limit for one search attribute value
+    assert target_keys(plan(MAX_TARGET_KEYS + 1)) == [application_key("shop")]

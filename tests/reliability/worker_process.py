@@ -1,0 +1,87 @@
+"""``python -m worker`` for the crash tests, with the two waits a SIGKILL causes made short.
+
+A worker killed outright tells Temporal nothing. The server notices an activity attempt the
+worker was running only when that attempt's start-to-close timeout expires (5 minutes for an
+apply or a compensation), and a workflow cached on the worker only when its sticky queue's
+schedule-to-start timeout expires (10 s). Temporal's time-skipping server would skip those
+waits; the dev server the crash tests run on keeps real time. So this module runs relman's
+own worker (``worker.main.main``: same workflows, activities, configuration from the
+environment) with:
+
+- ``RELMAN_RELIABILITY_ATTEMPT_SECONDS``: the start-to-close timeout of activities that do
+  not heartbeat (snapshot, apply, compensate, alarm check) capped at this many seconds;
+- ``RELMAN_RELIABILITY_STICKY_SECONDS``: the sticky queue's schedule-to-start timeout.
+
+Unset, it is ``python -m worker`` exactly. Neither changes what a release does, only how soon
+a dead worker's share of it is handed to the next one; ``docs/reliability.md`` gives the
+figures with the real timeouts too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import timedelta
+from typing import Any
+
+from temporalio import worker as temporal_worker
+from temporalio.worker import (
+    Interceptor,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+ATTEMPT_ENV = "RELMAN_RELIABILITY_ATTEMPT_SECONDS"
+STICKY_ENV = "RELMAN_RELIABILITY_STICKY_SECONDS"
+
+
+def _seconds(name: str) -> timedelta | None:
+    value = float(os.environ.get(name) or 0)
+    return timedelta(seconds=value) if value > 0 else None
+
+
+ATTEMPT_CAP = _seconds(ATTEMPT_ENV)
+
+
+class _ShortAttempts(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput) -> Any:
+        timeout = input.start_to_close_timeout
+        if ATTEMPT_CAP and input.heartbeat_timeout is None and timeout and timeout > ATTEMPT_CAP:
+            input = dataclasses.replace(input, start_to_close_timeout=ATTEMPT_CAP)
+        return super().start_activity(input)
+
+
+class _Inbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_ShortAttempts(outbound))
+
+
+class ShortAttempts(Interceptor):
+    """Caps the start-to-close timeout of activities that do not heartbeat."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _Inbound
+
+
+def main() -> None:
+    import worker.main as relman_worker
+
+    sticky = _seconds(STICKY_ENV)
+
+    def worker(*args: Any, **options: Any) -> temporal_worker.Worker:
+        if ATTEMPT_CAP:
+            options["interceptors"] = [*options.get("interceptors", ()), ShortAttempts()]
+        if sticky:
+            options["sticky_queue_schedule_to_start_timeout"] = sticky
+        return temporal_worker.Worker(*args, **options)
+
+    relman_worker.Worker = worker  # type: ignore[misc,assignment]
+    relman_worker.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
@@ -59,29 +60,26 @@ def is_permanent(code: str) -> bool:
     )
 
 
-def translate(exc: ClientError, call: str, resource: str) -> Exception:
-    """A non-retryable ``ApplicationError`` for a permanent failure; else ``exc`` itself."""
+def raise_aws_error(exc: ClientError, call: str, resource: str) -> NoReturn:
+    """Raise ``exc`` as Temporal should see it.
+
+    A permanent failure becomes a non-retryable ``ApplicationError`` naming the call and the
+    resource; throttling, 5xx and connection errors are re-raised unchanged for the retry
+    policy. (Never ``raise exc from exc``: an error that is its own cause sends Temporal's
+    failure converter into endless recursion.)
+    """
     code = error_code(exc)
     if not is_permanent(code):
-        return exc
+        raise exc
     message = exc.response.get("Error", {}).get("Message", "")
     text = f"{call} on {resource} failed: {code}" + (f": {message}" if message else "")
-    return ApplicationError(text, type=AwsOperationError.__name__, non_retryable=True)
+    raise ApplicationError(text, type=AwsOperationError.__name__, non_retryable=True) from exc
 
 
 @contextmanager
 def aws_call(call: str, resource: str) -> Iterator[None]:
-    """Run AWS calls; turn permanent failures into non-retryable errors naming both.
-
-    Throttling, 5xx and connection errors propagate unchanged, so the activity's retry
-    policy backs off and tries again.
-    """
+    """Run AWS calls; turn permanent failures into non-retryable errors naming both."""
     try:
         yield
     except ClientError as exc:
-        translated = translate(exc, call, resource)
-        if translated is exc:
-            # ``raise exc from exc`` would make the error its own cause, and Temporal's
-            # failure converter would recurse forever walking that chain.
-            raise
-        raise translated from exc
+        raise_aws_error(exc, call, resource)

@@ -104,6 +104,9 @@ class Department(PlanModel):
     external_id: str | None = None
 
 
+FREEZE_YEARS = (1970, 9000)
+
+
 class Freeze(PlanModel):
     """A period in which no deployment step starts."""
 
@@ -116,6 +119,13 @@ class Freeze(PlanModel):
     def _end_after_start(self) -> Freeze:
         if self.end <= self.start:
             raise ValueError("freeze end must be after its start")
+        # Window arithmetic adds days to these instants: keep clear of datetime's limits.
+        for instant in (self.start, self.end):
+            if not FREEZE_YEARS[0] <= instant.year <= FREEZE_YEARS[1]:
+                raise ValueError(
+                    f"freeze times must lie between the years {FREEZE_YEARS[0]} and "
+                    f"{FREEZE_YEARS[1]} (got {instant.isoformat()})"
+                )
         return self
 
 
@@ -133,6 +143,9 @@ class Window(PlanModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Window:
+        repeated = sorted({d for d in self.days if self.days.count(d) > 1}, key=WEEKDAYS.index)
+        if repeated:
+            raise ValueError(f"window lists {', '.join(repeated)} more than once")
         if self.start == self.end:
             raise ValueError("window start and end must differ")
         if self.from_date and self.until_date and self.until_date < self.from_date:

@@ -79,6 +79,13 @@ async def run_worker(queue: str | None = None) -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -m worker``."""
+    """Entry point of ``python -m worker``: errors are one line and an exit code."""
+    from client.commands.worker import serve
+    from client.errors import CliError
+
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    asyncio.run(run_worker())
+    try:
+        asyncio.run(serve(None))
+    except CliError as exc:
+        log.error("%s", exc)
+        raise SystemExit(exc.exit_code) from None

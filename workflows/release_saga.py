@@ -29,7 +29,8 @@ with workflow.unsafe.imports_passed_through():
     )
 from workflows.release_base import SYSTEM_ACTOR, ReleaseBase
 
-COMPENSATE_TIMEOUT = timedelta(minutes=5)
+# Per attempt (the retry policy has no limit): a dead worker delays a restore by this much.
+COMPENSATE_TIMEOUT = timedelta(minutes=1)
 # Compensation must not give up on transient errors: it retries until it succeeds, or a
 # non-retryable error (access denied, resource gone) hands it to an operator.
 COMPENSATE_RETRY = RetryPolicy(

@@ -48,9 +48,11 @@ with workflow.unsafe.imports_passed_through():
     from models.plan import TRAFFIC_KINDS, Target
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
 
-SNAPSHOT_TIMEOUT = timedelta(minutes=2)
-APPLY_TIMEOUT = timedelta(minutes=5)
-ALARM_CHECK_TIMEOUT = timedelta(minutes=2)
+# Each attempt is a few AWS calls (botocore retries throttling inside it): a minute is
+# ample, and it is how long a worker that dies mid-activity holds the wave up.
+SNAPSHOT_TIMEOUT = timedelta(minutes=1)
+APPLY_TIMEOUT = timedelta(minutes=1)
+ALARM_CHECK_TIMEOUT = timedelta(minutes=1)
 # A bake heartbeats every poll; three missed polls mean the worker is gone.
 BAKE_HEARTBEATS_MISSED = 3
 BAKE_MARGIN = timedelta(minutes=5)
@@ -59,7 +61,9 @@ APPLY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
-    maximum_attempts=6,
+    # 1+2+4+...+60 s: an AWS outage of about four minutes is waited out before the wave
+    # fails and its on_failure policy runs.
+    maximum_attempts=10,
 )
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
 WAVE_PROGRESS_SIGNAL = "wave_progress"

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import aws_call, error_code, translate
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import EcsServiceTarget
@@ -76,7 +76,7 @@ class EcsServiceHandler(TargetHandler):
                     TaskDefinitionNotFound,
                     f"task definition {name!r} is not registered",
                 ) from exc
-            raise translate(exc, "ecs:DescribeTaskDefinition", target.resource) from exc
+            raise_aws_error(exc, "ecs:DescribeTaskDefinition", target.resource)
         return str(answer["taskDefinition"]["taskDefinitionArn"])
 
     def _current(self, target: EcsServiceTarget) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import aws_call, error_code, translate
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import Elbv2WeightsTarget
@@ -124,7 +124,7 @@ class Elbv2WeightsHandler(TargetHandler):
                     raise _invalid(
                         target, TargetGroupNotFound, f"{color} target group {arn} does not exist"
                     ) from exc
-                raise translate(exc, "elbv2:DescribeTargetGroups", arn) from exc
+                raise_aws_error(exc, "elbv2:DescribeTargetGroups", arn)
 
     def _describe(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> str:
         """``blue 90 / green 10``: the forward weights, by color where the group has one."""

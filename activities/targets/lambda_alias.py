@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import aws_call, error_code, translate
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import LambdaAliasTarget
@@ -73,7 +73,7 @@ class LambdaAliasHandler(TargetHandler):
                     type=LambdaVersionNotFound.__name__,
                     non_retryable=True,
                 ) from exc
-            raise translate(exc, "lambda:GetFunctionConfiguration", target.resource) from exc
+            raise_aws_error(exc, "lambda:GetFunctionConfiguration", target.resource)
 
     def _update(
         self,

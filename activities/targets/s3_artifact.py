@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import aws_call, error_code, translate
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import S3ArtifactTarget
@@ -93,7 +93,7 @@ class S3ArtifactHandler(TargetHandler):
                 return None
             if version_id is not None and error_code(exc) == "400":  # malformed version id
                 return None
-            raise translate(exc, "s3:HeadObject", f"s3://{target.bucket}/{key}") from exc
+            raise_aws_error(exc, "s3:HeadObject", f"s3://{target.bucket}/{key}")
 
     def _version(self, target: S3ArtifactTarget, key: str, version_id: str) -> dict[str, Any]:
         head = self._head(target, key, version_id)

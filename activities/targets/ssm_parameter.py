@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.errors import aws_call, error_code, translate
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import SsmParameterTarget
@@ -36,10 +36,7 @@ class SsmParameterHandler(TargetHandler):
         except ClientError as exc:
             if name is None and error_code(exc) == "ParameterNotFound":
                 return None
-            translated = translate(exc, "ssm:GetParameter", name or target.parameter)
-            if translated is exc:  # retryable: never make an error its own cause
-                raise
-            raise translated from exc
+            raise_aws_error(exc, "ssm:GetParameter", name or target.parameter)
 
     def _put(self, target: SsmParameterTarget, value: str, type_: str) -> None:
         with aws_call("ssm:PutParameter", target.resource):

@@ -9,7 +9,8 @@ own worker (``worker.main.main``: same workflows, activities, configuration from
 environment) with:
 
 - ``RELMAN_RELIABILITY_ATTEMPT_SECONDS``: the start-to-close timeout of activities that do
-  not heartbeat (snapshot, apply, compensate, alarm check) capped at this many seconds;
+  not heartbeat (snapshot, apply, compensate, alarm check) capped at this many seconds, and
+  the retry backoff at a third of it (the same number of attempts, closer together);
 - ``RELMAN_RELIABILITY_STICKY_SECONDS``: the sticky queue's schedule-to-start timeout.
 
 Unset, it is ``python -m worker`` exactly. Neither changes what a release does, only how soon
@@ -50,6 +51,12 @@ class _ShortAttempts(WorkflowOutboundInterceptor):
         timeout = input.start_to_close_timeout
         if ATTEMPT_CAP and input.heartbeat_timeout is None and timeout and timeout > ATTEMPT_CAP:
             input = dataclasses.replace(input, start_to_close_timeout=ATTEMPT_CAP)
+        policy = input.retry_policy
+        if ATTEMPT_CAP and policy and (policy.maximum_interval or ATTEMPT_CAP) > ATTEMPT_CAP / 3:
+            # The same attempts, closer together: an AWS endpoint that never answers fails
+            # the wave in seconds rather than after relman's minutes of backoff.
+            policy = dataclasses.replace(policy, maximum_interval=ATTEMPT_CAP / 3)
+            input = dataclasses.replace(input, retry_policy=policy)
         return super().start_activity(input)
 
 

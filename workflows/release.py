@@ -86,6 +86,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
         self._worker_destinations = None
+        self._visible = None  # the search attributes last upserted
         self._notifications_sent = 0
         self._notifications_pending = 0
 

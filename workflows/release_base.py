@@ -73,6 +73,7 @@ NOTIFY_RETRY = RetryPolicy(
 # workflow.patched() id: releases started before notifications existed do not send them.
 NOTIFICATIONS_PATCH = "notifications"
 NOTIFY_DESTINATIONS_TIMEOUT = timedelta(seconds=30)
+SKIP_UNCHANGED_UPSERTS = "skip-unchanged-upserts"
 
 
 class StopRelease(Exception):
@@ -96,6 +97,7 @@ class ReleaseBase:
     _failed_waves: set[str]
     _rollback_skipped: set[str]
     _worker_destinations: asyncio.Future[NotifyDestinationsResult] | None
+    _visible: tuple[str, tuple[str, ...]] | None
     _notifications_sent: int
     _notifications_pending: int
 
@@ -219,6 +221,10 @@ class ReleaseBase:
         approvers = sorted(
             {a for p in self._status.pending_approvals for a in p.eligible_approvers}
         )
+        visible = (self._status.phase.value, tuple(approvers))
+        if visible == self._visible and workflow.patched(SKIP_UNCHANGED_UPSERTS):
+            return  # each upsert is a command and a history event: send only changes
+        self._visible = visible
         workflow.upsert_search_attributes(
             [SA_PHASE.value_set(self._status.phase.value), SA_APPROVERS.value_set(approvers)]
         )

@@ -66,6 +66,8 @@ APPLY_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
+# workflow.patched() id: progress reports are sent without waiting for each to be delivered.
+PROGRESS_NOT_AWAITED = "progress-not-awaited"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 SYSTEM_ACTOR = "relman"
 # workflow.patched() id of a behaviour change that waves in flight must not see.
@@ -109,6 +111,7 @@ class WaveWorkflow:
         )
         self._events: list[TimelineEvent] = []
         self._parent = workflow.get_external_workflow_handle(input.parent_id)
+        self._reports: list[asyncio.Future[None]] = []
 
     # --- signals from the release and the query ----------------------------------------------
 
@@ -153,6 +156,12 @@ class WaveWorkflow:
     @workflow.run
     async def run(self, input: WaveInput) -> WaveOutcome:
         """Deploy; never fails the workflow: the outcome tells the release what happened."""
+        outcome = await self._deploy(input)
+        if self._reports:  # the release must have every report before it reads the outcome
+            await asyncio.gather(*self._reports, return_exceptions=True)
+        return outcome
+
+    async def _deploy(self, input: WaveInput) -> WaveOutcome:
         wave = input.wave
         try:
             if wave.alarms and input.start_step == 0:
@@ -408,10 +417,15 @@ class WaveWorkflow:
             f"/{len(self._input.wave.traffic)} at {progress.percent}%"
             + (f"; {progress.waiting_for}" if progress.waiting_for else "")
         )
-        await self._parent.signal(
-            WAVE_PROGRESS_SIGNAL,
-            WaveReport(wave=self._input.wave.name, progress=self._progress, events=events),
-        )
+        report = WaveReport(wave=self._input.wave.name, progress=self._progress, events=events)
+        if workflow.patched(PROGRESS_NOT_AWAITED):
+            # Progress is informational: the wave goes on while the server delivers it (in
+            # order), and run() waits for every report before the wave completes.
+            self._reports.append(
+                asyncio.ensure_future(self._parent.signal(WAVE_PROGRESS_SIGNAL, report))
+            )
+        else:
+            await self._parent.signal(WAVE_PROGRESS_SIGNAL, report)
 
     def _outcome(self, outcome: str, error: str | None = None) -> WaveOutcome:
         return WaveOutcome(

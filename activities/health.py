@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,6 +160,6 @@ class HealthActivities:
             started_at=now, deadline=now + input.duration, elapsed_seconds=0.0, polls=0
         )
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
         return [self.check_alarms, self.watch_alarms]

@@ -10,7 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -235,6 +235,6 @@ class NotifyActivities:
         """Whether this worker has default destinations (for plans that name none)."""
         return NotifyDestinationsResult(configured=self.defaults is not None)
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
         return [self.notify, self.notification_destinations]

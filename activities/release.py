@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -65,6 +68,6 @@ class TargetActivities:
         )
         return result
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
         return [self.snapshot_target, self.apply_target, self.compensate_target]

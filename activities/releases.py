@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -46,6 +48,6 @@ class ReleaseActivities:
                 activity.heartbeat(release_id)
                 await asyncio.sleep(interval.total_seconds())
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
         return [self.wait_for_releases]

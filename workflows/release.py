@@ -202,7 +202,8 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         """Run the wave's child until it completes, applying ``on_failure`` to failures."""
         targets = [resolved_target(self._plan, wave, self._plan.target(t)) for t in wave.targets]
         dept = self._plan.departments.get(wave.department)
-        start_step, skipped, attempt = 0, [], 0
+        start_step, attempt = 0, 0
+        skipped: list[str] = []
         while True:
             attempt += 1
             self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")

@@ -372,7 +372,11 @@ class WaveWorkflow:
             )
             await self._report()
             wake = self._wake
-            await wait_or_timeout(lambda wake=wake: self._wake != wake, start - now, reason)
+
+            def woken(wake: int = wake) -> bool:
+                return self._wake != wake
+
+            await wait_or_timeout(woken, start - now, reason)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -146,11 +146,16 @@ async def status_of(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
 
 
 async def wait_for(
-    handle: WorkflowHandle[Any, Any], predicate: Callable[[ReleaseStatus], bool]
+    handle: WorkflowHandle[Any, Any],
+    predicate: Callable[[ReleaseStatus], bool],
+    limit: float = WAIT_LIMIT,
 ) -> ReleaseStatus:
-    """Poll the status query until ``predicate`` holds (no workflow time passes meanwhile)."""
+    """Poll the status query until ``predicate`` holds (no workflow time passes meanwhile).
+
+    ``limit`` is real seconds: raise it for waits that span real activity time (bakes).
+    """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_LIMIT
+    deadline = loop.time() + limit
     while True:
         status = await status_of(handle)
         if predicate(status):

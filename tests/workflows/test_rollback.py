@@ -356,15 +356,7 @@ async def wait_long(
     handle: WorkflowHandle[Any, Any], predicate: Callable[[ReleaseStatus], bool], limit: float = 20
 ) -> ReleaseStatus:
     """``wait_for`` with room for real bake seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        status = await status_of(handle)
-        if predicate(status):
-            return status
-        if loop.time() > deadline:
-            raise AssertionError(f"release never reached the expected state: {status}")
-        await asyncio.sleep(0.05)
+    return await wait_for(handle, predicate, limit)
 
 
 # --- 1. an alarm during a bake rolls back every wave, in every account, newest first -----------

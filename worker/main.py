@@ -6,6 +6,8 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -35,25 +37,32 @@ def build_worker(
     aws: AwsClients,
     executor: concurrent.futures.ThreadPoolExecutor,
     notify_defaults: Notifications | None = None,
+    *,
+    stand_ins: Sequence[Callable[..., Any]] = (),
+    **options: Any,
 ) -> Worker:
     """A worker for ``queue`` running releases whose activities use ``aws``.
 
     ``notify_defaults`` is where notifications of plans without a ``notifications`` section
-    go (none: they are not sent).
+    go (none: they are not sent). ``stand_ins`` replace the activities of the same function
+    name (tests: an activity that hangs or crashes); ``options`` go to ``Worker`` as they are.
     """
+    replaced = {fn.__name__ for fn in stand_ins}
+    activities = [
+        *TargetActivities(aws).all(),
+        *HealthActivities(aws).all(),
+        *ReleaseActivities(client).all(),
+        *NotifyActivities(aws, notify_defaults).all(),
+    ]
     return Worker(
         client,
         task_queue=queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[
-            *TargetActivities(aws).all(),
-            *HealthActivities(aws).all(),
-            *ReleaseActivities(client).all(),
-            *NotifyActivities(aws, notify_defaults).all(),
-        ],
+        activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         interceptors=telemetry.worker_interceptors(client),
+        **options,
     )
 
 

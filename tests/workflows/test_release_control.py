@@ -21,9 +21,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.aws import AwsClients
-from activities.health import HealthActivities
-from activities.notify import NotifyActivities
-from activities.release import TargetActivities
 from models.messages import FreezeInput, OperatorInput, OverrideInput
 from models.plan import Freeze, ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
@@ -46,8 +43,8 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
+from worker.main import build_worker
 from workflows.release import ReleaseWorkflow
-from workflows.wave import WaveWorkflow
 
 BERLIN, NEW_YORK, TOKYO = "Europe/Berlin", "America/New_York", "Asia/Tokyo"
 OFFICE_BERLIN = {"timezone": BERLIN, "days": "mon-fri", "start": "09:00", "end": "17:00"}
@@ -734,18 +731,7 @@ def uncached_worker(
     (no ResetStickyTaskQueue, no ShutdownWorker) the next query times out. Without a cache
     every task of this worker replays the history, as a restarted worker's first task does.
     """
-    return Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[
-            *TargetActivities(aws).all(),
-            *HealthActivities(aws).all(),
-            *NotifyActivities(aws).all(),
-        ],
-        activity_executor=executor,
-        max_cached_workflows=0,
-    )
+    return build_worker(env.client, task_queue, aws, executor, max_cached_workflows=0)
 
 
 async def test_worker_restart_during_approval_and_window_waits_loses_nothing(

@@ -24,11 +24,8 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import CancelledError
-from temporalio.worker import Worker
 
 from activities.aws import AwsClients
-from activities.health import HealthActivities
-from activities.notify import NotifyActivities
 from activities.release import TargetActivities
 from models.messages import (
     COMPENSATE_TARGET,
@@ -48,8 +45,8 @@ from tests.helpers import (
     wait_for,
     wave,
 )
+from worker.main import build_worker
 from workflows.release import ReleaseWorkflow
-from workflows.wave import WaveWorkflow
 
 # Department accounts: moto keeps each account's resources apart and accepts any role.
 ROLE_A = "arn:aws:iam::111111111111:role/relman-deployer"
@@ -790,19 +787,12 @@ async def test_rollback_finishes_on_a_new_worker_after_a_crash_mid_rollback(
         ],
     )
     crashing = CrashingCompensation(aws, crash_on="two")
-    real = TargetActivities(aws)
-    first = Worker(
+    first = build_worker(
         time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[
-            real.snapshot_target,
-            real.apply_target,
-            crashing.compensate_target,
-            *HealthActivities(aws).all(),
-            *NotifyActivities(aws).all(),
-        ],
-        activity_executor=activity_executor,
+        task_queue,
+        aws,
+        activity_executor,
+        stand_ins=[crashing.compensate_target],
         # No sticky cache: the next worker gets the workflow's tasks straight away.
         max_cached_workflows=0,
     )
@@ -862,18 +852,12 @@ async def test_cancelling_in_the_middle_of_a_rollback_does_not_interrupt_it(
         [wave("backend", ["config", "checkout-alias"]), wave("more", ["bad"], after=["backend"])],
     )
     slow = SlowCompensation(aws, slow="checkout-alias")
-    real = TargetActivities(aws)
-    worker = Worker(
+    worker = build_worker(
         time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[ReleaseWorkflow, WaveWorkflow],
-        activities=[
-            real.snapshot_target,
-            real.apply_target,
-            slow.compensate_target,
-            *NotifyActivities(aws).all(),
-        ],
-        activity_executor=activity_executor,
+        task_queue,
+        aws,
+        activity_executor,
+        stand_ins=[slow.compensate_target],
     )
     async with worker:
         handle = await start_release(time_skipping_env.client, plan, task_queue)

@@ -36,7 +36,10 @@ from workflows.release import (
 from workflows.release_state import application_key, target_keys
 
 T = TypeVar("T")
-QUERY_RETRY_SECONDS = 0.5
+# While a release's workflow task is failing (a worker died holding it, say, until its
+# timeout hands it to another worker) the server refuses its queries and Updates. A command
+# keeps asking this long, in real seconds, before it gives up.
+NOT_READY_PATIENCE = 60.0
 # How the release's validators refuse a wave or target name it does not have: bad input.
 _NAMES_NOTHING = re.compile(r"^release \S+ has no (wave|target) ")
 
@@ -85,12 +88,43 @@ def _handle(client: Client, release_id: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(release_id)
 
 
+def _not_ready(exc: RPCError) -> bool:
+    """The server's "Workflow Task in failed state": the release cannot answer just now."""
+    return exc.status == RPCStatusCode.FAILED_PRECONDITION and "Workflow Task in failed state" in (
+        exc.message or ""
+    )
+
+
+NOT_READY_MESSAGE = (
+    "the release is not processing requests: its workflow task keeps failing (a worker "
+    "died while running it, or no worker can run it; see the worker's log). Try again shortly"
+)
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, asked again with backoff while the release is not ready, up to
+    ``NOT_READY_PATIENCE`` seconds; then the server's error is raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + NOT_READY_PATIENCE
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except RPCError as exc:
+            if not _not_ready(exc) or loop.time() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 async def _known(release_id: str, call: Callable[[], Awaitable[T]]) -> T:
     try:
-        return await call()
+        return await _patiently(call)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise BadInput(f"unknown release {release_id!r}") from None
+        if _not_ready(exc):
+            raise CliError(f"release {release_id}: {NOT_READY_MESSAGE}") from None
         raise CliError(f"release {release_id}: {exc.message}") from None
 
 
@@ -209,7 +243,7 @@ async def _update(
     async with temporal() as client:
         handle = _handle(client, release_id)
         try:
-            return await handle.execute_update(update, arg, id=update_id)
+            return await _patiently(lambda: handle.execute_update(update, arg, id=update_id))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)
@@ -228,7 +262,8 @@ async def _update(
                 raise CliError(
                     f"cannot {what} {release_id}: the release has already ended{ended}"
                 ) from None
-            raise CliError(f"cannot {what} {release_id}: {exc.message}") from None
+            message = NOT_READY_MESSAGE if _not_ready(exc) else exc.message
+            raise CliError(f"cannot {what} {release_id}: {message}") from None
 
 
 async def decide(

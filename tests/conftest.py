@@ -7,14 +7,18 @@ cannot download the SDK's default server builds.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import socket
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from temporalio import client as temporal_client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -29,6 +33,12 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RELMAN_AWS_ENDPOINT_URL"):
 from activities.aws import AwsClients  # noqa: E402
 from client.binaries import find_binary  # noqa: E402
 from workflows.release import SEARCH_ATTRIBUTES  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The crash and outage tests run last: their Temporal servers, moto server and workers
+    are session fixtures, and stay up until the session ends."""
+    items.sort(key=lambda item: "reliability" in item.path.parts)
 
 
 def free_port() -> int:
@@ -58,15 +68,67 @@ def aws(moto_endpoint: str) -> AwsClients:
     return AwsClients(endpoint_url=moto_endpoint, default_region="us-east-1", max_attempts=2)
 
 
+class _StartedWorkflows(temporal_client.Interceptor):
+    """Remembers the workflows a test starts on the time-skipping server."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(
+        self, next: temporal_client.OutboundInterceptor
+    ) -> temporal_client.OutboundInterceptor:
+        ids = self.ids
+
+        class Outbound(temporal_client.OutboundInterceptor):
+            async def start_workflow(
+                self, input: temporal_client.StartWorkflowInput
+            ) -> temporal_client.WorkflowHandle[Any, Any]:
+                handle = await super().start_workflow(input)
+                ids.append(input.id)
+                return handle
+
+        return Outbound(next)
+
+
+_STARTED = _StartedWorkflows()
+
+
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server: days of workflow time pass in milliseconds."""
     path = find_binary("temporal-test-server")
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=path, data_converter=pydantic_data_converter
+        test_server_existing_path=path,
+        data_converter=pydantic_data_converter,
+        interceptors=[_STARTED],
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(autouse=True)
+async def _no_orphan_workflows(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Terminate what a test left running on the time-skipping server.
+
+    The server does not skip time past a workflow task nobody polls: one release left
+    running by a failed test would stall the clock of every test after it.
+    """
+    yield
+    ids, _STARTED.ids[:] = list(_STARTED.ids), []
+    if not ids:
+        return
+    env: WorkflowEnvironment = request.getfixturevalue("time_skipping_env")
+    for workflow_id in ids:
+        handle = env.client.get_workflow_handle(workflow_id)
+        # This server does not apply the parent close policy: end the wave children too.
+        children = [
+            event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            async for event in handle.fetch_history_events()
+            if event.HasField("start_child_workflow_execution_initiated_event_attributes")
+        ]
+        for orphan in [workflow_id, *children]:
+            with contextlib.suppress(RPCError):  # it had ended already
+                await env.client.get_workflow_handle(orphan).terminate("the test ended")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -41,6 +42,7 @@ COMPENSATE_RETRY = RetryPolicy(
 # workflow.patched() ids of behaviour changes that releases in flight must not see.
 RESTORE_TARGETS_SKIPPED_WHILE_DEPLOYING = "restore-targets-skipped-while-deploying"
 COMPENSATION_OUTLIVES_CANCEL = "compensation-outlives-cancel"
+COMPENSATE_WAVE_IN_PARALLEL = "compensate-wave-in-parallel"
 
 
 class RollbackSaga(ReleaseBase):
@@ -66,8 +68,29 @@ class RollbackSaga(ReleaseBase):
         self._upsert_visibility()
         while True:
             failed = 0
-            for change in reversed(changes):
-                failed += not await self._compensate(change)
+            if workflow.patched(COMPENSATE_WAVE_IN_PARALLEL):
+                # Waves newest first; a wave's targets, changed side by side, are restored
+                # side by side. Their timeline entries follow the saga (newest first).
+                for group in newest_wave_first(changes):
+                    entries: list[tuple[str, str, dict[str, str | None]]] = []
+                    restoring = asyncio.gather(
+                        *(self._compensate(c, entries.append) for c in group)
+                    )
+                    try:
+                        restored = await asyncio.shield(restoring)
+                    except asyncio.CancelledError:
+                        # Cancelled mid-rollback: each restore runs to its end (see
+                        # _compensate), and so does the rollback.
+                        restored = await restoring
+                    failed += restored.count(False)
+                    order = {c.target.name: i for i, c in enumerate(group)}
+                    for kind, message, fields in sorted(
+                        entries, key=lambda e: order[e[2]["target"] or ""]
+                    ):
+                        self._event(kind, message, **fields)
+            else:
+                for change in reversed(changes):
+                    failed += not await self._compensate(change)
             if not failed:
                 break
             self._status.phase = ReleasePhase.ROLLBACK_FAILED
@@ -87,8 +110,22 @@ class RollbackSaga(ReleaseBase):
         self._rollbacks_running -= 1
         self._refresh()
 
-    async def _compensate(self, change: Change) -> bool:
-        """Restore one resource; False if it cannot be restored (recorded, not dropped)."""
+    async def _compensate(
+        self,
+        change: Change,
+        record: Callable[[tuple[str, str, dict[str, str | None]]], None] | None = None,
+    ) -> bool:
+        """Restore one resource; False if it cannot be restored (recorded, not dropped).
+
+        Its timeline entry goes to ``record`` when given, else straight to the timeline.
+        """
+
+        def event(kind: str, message: str, **fields: str | None) -> None:
+            if record is None:
+                self._event(kind, message, **fields)
+            else:
+                record((kind, message, fields))
+
         tstatus = self._status.target(change.target.name)
         if tstatus.phase == TargetPhase.ROLLED_BACK or change.target.name in self._rollback_skipped:
             return True
@@ -123,7 +160,7 @@ class RollbackSaga(ReleaseBase):
         except ActivityError as err:
             tstatus.phase = TargetPhase.ROLLBACK_FAILED
             tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"
-            self._event(
+            event(
                 "rollback_failed",
                 f"{change.snapshot.resource}: {tstatus.error}",
                 actor=SYSTEM_ACTOR,
@@ -136,7 +173,7 @@ class RollbackSaga(ReleaseBase):
             tstatus.error = None
         tstatus.after = result.display
         tstatus.percent = 0
-        self._event(
+        event(
             "target_restored",
             f"{result.resource} restored to {result.display}"
             + ("" if result.changed else " (it already was)"),
@@ -145,3 +182,14 @@ class RollbackSaga(ReleaseBase):
             target=change.target.name,
         )
         return True
+
+
+def newest_wave_first(changes: list[Change]) -> list[list[Change]]:
+    """The saga's changes newest first, in runs of one wave (each run newest first too)."""
+    groups: list[list[Change]] = []
+    for change in reversed(changes):
+        if groups and groups[-1][0].wave == change.wave:
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return groups

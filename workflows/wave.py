@@ -66,8 +66,11 @@ APPLY_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
-# workflow.patched() id: progress reports are sent without waiting for each to be delivered.
+# workflow.patched() ids: progress reports are sent without waiting for each to be delivered
+# (side by side, which let them arrive out of order), then one at a time in order, a report
+# that waited carrying everything since the last one.
 PROGRESS_NOT_AWAITED = "progress-not-awaited"
+PROGRESS_IN_ORDER = "progress-in-order"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 SYSTEM_ACTOR = "relman"
 # workflow.patched() id of a behaviour change that waves in flight must not see.
@@ -112,6 +115,9 @@ class WaveWorkflow:
         self._events: list[TimelineEvent] = []
         self._parent = workflow.get_external_workflow_handle(input.parent_id)
         self._reports: list[asyncio.Future[None]] = []
+        # Progress-in-order: the report waiting to be sent, and the task sending reports.
+        self._unsent: WaveReport | None = None
+        self._sender: asyncio.Future[None] | None = None
 
     # --- signals from the release and the query ----------------------------------------------
 
@@ -157,7 +163,10 @@ class WaveWorkflow:
     async def run(self, input: WaveInput) -> WaveOutcome:
         """Deploy; never fails the workflow: the outcome tells the release what happened."""
         outcome = await self._deploy(input)
-        if self._reports:  # the release must have every report before it reads the outcome
+        # The release must have every report before it reads the outcome.
+        if self._sender is not None:
+            await self._sender
+        if self._reports:
             await asyncio.gather(*self._reports, return_exceptions=True)
         return outcome
 
@@ -421,15 +430,34 @@ class WaveWorkflow:
             f"/{len(self._input.wave.traffic)} at {progress.percent}%"
             + (f"; {progress.waiting_for}" if progress.waiting_for else "")
         )
-        report = WaveReport(wave=self._input.wave.name, progress=self._progress, events=events)
-        if workflow.patched(PROGRESS_NOT_AWAITED):
-            # Progress is informational: the wave goes on while the server delivers it (in
-            # order), and run() waits for every report before the wave completes.
+        # A copy: the signal is serialized when its task runs, by which time the wave may
+        # have moved on, and a report must not carry a later phase than its events.
+        report = WaveReport(
+            wave=self._input.wave.name, progress=progress.model_copy(deep=True), events=events
+        )
+        if workflow.patched(PROGRESS_IN_ORDER):
+            # Progress is informational: the wave goes on while one task delivers reports in
+            # order. Reports made meanwhile become one: the latest progress, every event.
+            if self._unsent is not None:
+                report.events = [*self._unsent.events, *report.events]
+            self._unsent = report
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.ensure_future(self._send_reports())
+        elif workflow.patched(PROGRESS_NOT_AWAITED):
+            # How waves started before progress-in-order send reports: side by side.
             self._reports.append(
                 asyncio.ensure_future(self._parent.signal(WAVE_PROGRESS_SIGNAL, report))
             )
         else:
             await self._parent.signal(WAVE_PROGRESS_SIGNAL, report)
+
+    async def _send_reports(self) -> None:
+        while self._unsent is not None:
+            report, self._unsent = self._unsent, None
+            try:
+                await self._parent.signal(WAVE_PROGRESS_SIGNAL, report)
+            except Exception:  # the release has ended: it reads no more reports
+                workflow.logger.warning("wave %s: a progress report was not delivered", report.wave)
 
     def _outcome(self, outcome: str, error: str | None = None) -> WaveOutcome:
         return WaveOutcome(

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -522,15 +522,23 @@ class Release:
         return hold.call
 
     async def kill_worker(
-        self, point: str, hold: Hold | None = None, forward: bool = False, watch: str = ""
+        self,
+        point: str,
+        hold: Hold | None = None,
+        forward: bool = False,
+        watch: str = "",
+        dropped: Sequence[Hold] = (),
     ) -> Kill:
         """SIGKILL the worker now; settle ``hold`` (forward: the write lands; else it never
-        arrives); start a new worker. ``watch``: a workflow whose history shows recovery."""
+        arrives) and drop the calls ``dropped`` holds; start a new worker. ``watch``: a
+        workflow whose history shows recovery."""
         baseline = await self.history_length(watch) if watch else 0
         started = time.monotonic()
         await self.worker.kill()
         if hold is not None:
             hold.forward() if forward else hold.drop()
+        for other in dropped:
+            other.drop()
         await self.worker.start()
         kill = Kill(self.scenario, point, "worker", time.monotonic() - started)
         self.kills.append(kill)

@@ -336,12 +336,13 @@ async def rolling_back(stack: Stack) -> Outcome:
     await eventually(lambda: r.running_activity(canary, "watch_alarms"), "bake at 25%")
     await asyncio.to_thread(_set_alarm, stack, "rel-b-5xx")
 
+    # The canary's two targets are restored side by side: the worker dies with both writes
+    # in flight; the ELB write lands (its answer is lost), the alias write never arrives.
     await r.held(restore_elb, "compensate_target", "")
-    await r.kill_worker("rolling back ELB weights: write landed, answer lost", restore_elb,
-                        forward=True, watch=r.id)  # fmt: skip
     await r.held(restore_alias, "compensate_target", "")
-    await r.kill_worker("rolling back Lambda alias: write never arrived", restore_alias,
-                        watch=r.id)  # fmt: skip
+    await r.kill_worker("rolling back ELB weights and Lambda alias side by side: one write "
+                        "landed, answer lost; one never arrived", restore_elb, forward=True,
+                        watch=r.id, dropped=[restore_alias])  # fmt: skip
     await r.held(restore_ssm, "compensate_target", "")
     await r.kill_worker("rolling back SSM: write landed, answer lost", restore_ssm, forward=True,
                         watch=r.id)  # fmt: skip

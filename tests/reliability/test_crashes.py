@@ -53,7 +53,7 @@ async def test_worker_kills_during_a_rollback_restore_everything_once(
     outcome: Outcome = await campaign.outcome("rolling_back")
 
     assert_nothing_lost(outcome, ReleasePhase.ROLLED_BACK)
-    assert len(outcome.kills) == 4
+    assert len(outcome.kills) == 3
     (status,) = outcome.statuses.values()
     restored = [e.target for e in status.timeline if e.kind == "target_restored"]
     assert restored == ["b-alb", "b-fn", "b-cfg"]  # newest first, each once

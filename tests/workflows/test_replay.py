@@ -7,7 +7,10 @@ non-determinism error, and so would every release in flight. Such a change must 
 ``workflow.patched()``; this test is what notices when it did not.
 
 ``histories/`` holds, as Temporal's JSON history format, each release's history
-(``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``):
+(``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
+in one folder per recording: ``histories/`` itself (the first workflow code, before any
+``workflow.patched()``), then ``histories/<set>/`` for each later one. Every set is replayed:
+each stands for releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -17,10 +20,10 @@ non-determinism error, and so would every release in flight. Such a change must 
 - ``rel-replay-failed``: an apply that AWS refuses; every change rolled back newest first;
   ends ``rolled_back``.
 
-Regenerate them (only on purpose: after a change released behind ``workflow.patched()``,
-keep the old files and add new ones) with::
+Record a new set (after a change released behind ``workflow.patched()``; old sets stay) with::
 
-    RELMAN_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py -k record
+    RELMAN_RECORD_HISTORIES=<set> .venv/bin/python -m pytest \
+        tests/workflows/test_replay.py -k record
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-RECORDED = sorted(HISTORIES.glob("*.json"))
+RECORDED = sorted(HISTORIES.rglob("*.json"))
 BERLIN = "Europe/Berlin"
 OFFICE = {"timezone": BERLIN, "days": "mon-fri", "start": "09:00", "end": "17:00"}
 GROUPS = APPROVER_GROUPS | {"on-call": ["olga"], "cfo-office": ["frank"]}
@@ -66,7 +69,9 @@ GROUPS = APPROVER_GROUPS | {"on-call": ["olga"], "cfo-office": ["frank"]}
 RESERVED = "/aws/payments/flag"
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+@pytest.mark.parametrize(
+    "path", RECORDED, ids=[str(p.relative_to(HISTORIES).with_suffix("")) for p in RECORDED]
+)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
@@ -76,8 +81,9 @@ async def test_recorded_history_replays(path: Path) -> None:
     await replayer.replay_workflow(history)
 
 
-def test_every_scenario_is_recorded_with_its_waves() -> None:
-    names = {p.stem for p in RECORDED}
+@pytest.mark.parametrize("folder", sorted({p.parent for p in RECORDED}), ids=lambda f: f.name)
+def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
+    names = {p.stem for p in folder.glob("*.json")}
     for release in ("rel-replay-approved", "rel-replay-rejected", "rel-replay-failed"):
         assert release in names
         assert any(n.startswith(f"{release}.") for n in names), f"no wave history of {release}"
@@ -86,7 +92,7 @@ def test_every_scenario_is_recorded_with_its_waves() -> None:
         assert last == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", path.name
 
 
-# --- recording (RELMAN_RECORD_HISTORIES=1) ------------------------------------------------------
+# --- recording (RELMAN_RECORD_HISTORIES=<set>) --------------------------------------------------
 
 
 def plan(
@@ -188,23 +194,22 @@ async def failed(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
 
 
 @pytest.mark.skipif(
-    not os.environ.get("RELMAN_RECORD_HISTORIES"), reason="set RELMAN_RECORD_HISTORIES=1"
+    not os.environ.get("RELMAN_RECORD_HISTORIES"), reason="set RELMAN_RECORD_HISTORIES=<set>"
 )
 async def test_record_histories(time_skipping_env, aws, make_worker, task_queue) -> None:
     env = time_skipping_env
     seed(aws, {"/replay/fin": "2.3.1", "/replay/ops": "2.3.1", "/replay/a1": "old"})
-    HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("*.json"):
-        old.unlink()
+    folder = HISTORIES / os.environ["RELMAN_RECORD_HISTORIES"]
+    folder.mkdir(parents=True, exist_ok=False)  # a set, once recorded, is never rewritten
     expected = {approved: "completed", rejected: "rejected", failed: "rolled_back"}
     async with make_worker(env, aws):
         for scenario, end in expected.items():
             handle = await scenario(env, task_queue)
             assert (await handle.result()).phase == end
-            await write_histories(env, handle)
+            await write_histories(env, handle, folder)
 
 
-async def write_histories(env: Any, handle: WorkflowHandle[Any, Any]) -> None:
+async def write_histories(env: Any, handle: WorkflowHandle[Any, Any], folder: Path) -> None:
     """The release's history and each of its children's, as ``<workflow id>.json``."""
     history = await handle.fetch_history()
     ids = [handle.id] + [
@@ -215,4 +220,4 @@ async def write_histories(env: Any, handle: WorkflowHandle[Any, Any]) -> None:
     for workflow_id in ids:
         found = await env.client.get_workflow_handle(workflow_id).fetch_history()
         text = json.dumps(json.loads(found.to_json()), indent=1, sort_keys=True)
-        (HISTORIES / f"{workflow_id}.json").write_text(text + "\n")
+        (folder / f"{workflow_id}.json").write_text(text + "\n")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,20 +15,38 @@ from activities.targets import build_handlers
 from activities.targets.base import TargetHandler
 from models.messages import (
     APPLY_TARGET,
+    APPLY_TARGETS,
+    BATCH_FAN_OUT,
     COMPENSATE_TARGET,
     SNAPSHOT_TARGET,
+    SNAPSHOT_TARGETS,
     ApplyInput,
     ApplyResult,
+    ApplyStepInput,
+    ApplyStepResult,
     CompensateInput,
     CompensateResult,
     Snapshot,
+    SnapshotsResult,
     TargetInput,
+    TargetsInput,
 )
 from models.plan import Target
+
+# The targets of one batch activity are worked on side by side, on at most this many threads
+# (shared by every batch the worker runs).
+FAN_OUT_THREADS = BATCH_FAN_OUT
+
+Item = TypeVar("Item")
+R = TypeVar("R")
 
 
 class UnsupportedTargetKind(Exception):
     """A plan names a target kind this worker cannot execute."""
+
+
+class TargetsFailed(Exception):
+    """Some targets of a batch failed in a way a retry may fix; the batch is retried."""
 
 
 class TargetActivities:
@@ -34,6 +54,9 @@ class TargetActivities:
 
     def __init__(self, aws: AwsClients):
         self.handlers = build_handlers(aws)
+        self._fan_out_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=FAN_OUT_THREADS, thread_name_prefix="relman-target"
+        )
 
     def _handler(self, target: Target) -> TargetHandler:
         handler = self.handlers.get(target.kind)
@@ -59,6 +82,75 @@ class TargetActivities:
         )
         return result
 
+    @activity.defn(name=SNAPSHOT_TARGETS)
+    def snapshot_targets(self, input: TargetsInput) -> SnapshotsResult:
+        """Snapshot a wave's targets side by side (read-only)."""
+        snapshots, errors = self._each(
+            "snapshot",
+            input.targets,
+            lambda t: t.name,
+            lambda t: self._handler(t).snapshot(t),
+            input.final_attempt,
+        )
+        return SnapshotsResult(snapshots=snapshots, errors=errors)
+
+    @activity.defn(name=APPLY_TARGETS)
+    def apply_targets(self, input: ApplyStepInput) -> ApplyStepResult:
+        """Apply one traffic step to a wave's targets side by side; each is a no-op if its
+        target already is what the release wants, so a retried batch writes nothing twice."""
+        results, errors = self._each(
+            "apply",
+            input.items,
+            lambda i: i.target.name,
+            lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent),
+            input.final_attempt,
+        )
+        for result in results.values():
+            activity.logger.info(
+                "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
+            )
+        return ApplyStepResult(results=results, errors=errors)
+
+    def _each(
+        self,
+        what: str,
+        items: list[Item],
+        name: Callable[[Item], str],
+        work: Callable[[Item], R],
+        final_attempt: int,
+    ) -> tuple[dict[str, R], dict[str, str]]:
+        """``work`` on every item side by side: results and errors by target name.
+
+        A failure that retrying cannot fix is that target's error at once. When the others
+        failed only transiently (throttling, a timeout), the whole batch is retried by
+        Temporal, until ``final_attempt``, where they are reported as errors too.
+        """
+        # Each thread runs in a copy of this activity's context: the trace span AWS calls
+        # belong to, the activity's logger.
+        futures = {
+            self._fan_out_pool.submit(contextvars.copy_context().run, work, item): name(item)
+            for item in items
+        }
+        results: dict[str, R] = {}
+        permanent: dict[str, str] = {}
+        transient: dict[str, str] = {}
+        for future in concurrent.futures.as_completed(futures):
+            key = futures[future]
+            try:
+                results[key] = future.result()
+            except ApplicationError as exc:
+                (permanent if exc.non_retryable else transient)[key] = exc.message
+            except Exception as exc:  # botocore's connection errors, timeouts...
+                transient[key] = str(exc) or type(exc).__name__
+        if transient and not permanent and activity.info().attempt < final_attempt:
+            failed = "; ".join(f"{key}: {transient[key]}" for key in sorted(transient))
+            raise TargetsFailed(
+                f"{what} failed for {len(transient)} of {len(items)} target(s), retrying: {failed}"
+            )
+        order = {name(item): i for i, item in enumerate(items)}
+        errors = dict(sorted({**permanent, **transient}.items(), key=lambda e: order[e[0]]))
+        return dict(sorted(results.items(), key=lambda r: order[r[0]])), errors
+
     @activity.defn(name=COMPENSATE_TARGET)
     def compensate_target(self, input: CompensateInput) -> CompensateResult:
         """Restore the target to its snapshot; a no-op if it already is."""
@@ -70,4 +162,10 @@ class TargetActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
-        return [self.snapshot_target, self.apply_target, self.compensate_target]
+        return [
+            self.snapshot_target,
+            self.apply_target,
+            self.snapshot_targets,
+            self.apply_targets,
+            self.compensate_target,
+        ]

@@ -111,10 +111,51 @@ class CompensateResult(BaseModel):
     display: str | None = None
 
 
+# A batch activity works on this many targets at a time; its attempt's timeout grows with
+# every further such share of targets.
+BATCH_FAN_OUT = 32
+
+
+class TargetsInput(BaseModel):
+    """Snapshot several targets of a wave in one activity.
+
+    ``final_attempt``: the attempt on which a target's transient failure is reported as a
+    failure of that target instead of retrying the batch.
+    """
+
+    release_id: str
+    targets: list[Target]
+    final_attempt: int = 1
+
+
+class SnapshotsResult(BaseModel):
+    """Each target's snapshot, or why it could not be taken (by target name)."""
+
+    snapshots: dict[str, Snapshot] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
+class ApplyStepInput(BaseModel):
+    """Apply one traffic step to several targets of a wave in one activity."""
+
+    items: list[ApplyInput]
+    final_attempt: int = 1
+
+
+class ApplyStepResult(BaseModel):
+    """Each target's result, or why it failed (by target name)."""
+
+    results: dict[str, ApplyResult] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+
+
 # Activity names: the workflow refers to activities by name so it never imports boto3.
 SNAPSHOT_TARGET = "snapshot_target"
 APPLY_TARGET = "apply_target"
 COMPENSATE_TARGET = "compensate_target"
+# One activity per wave step for all its targets (since the batch-targets patch).
+SNAPSHOT_TARGETS = "snapshot_targets"
+APPLY_TARGETS = "apply_targets"
 CHECK_ALARMS = "check_alarms"
 WATCH_ALARMS = "watch_alarms"
 

@@ -158,8 +158,8 @@ async def test_a_release_is_one_trace_with_aws_calls_and_metrics(
         "StartChildWorkflow:WaveWorkflow",
         "RunWorkflow:WaveWorkflow",
         "HandleUpdate:approve",
-        "StartActivity:apply_target",
-        "RunActivity:apply_target",
+        "StartActivity:apply_targets",
+        "RunActivity:apply_targets",
         "SSM.PutParameter",
     ):
         assert expected in names, f"{expected} not in the release's trace: {sorted(names)}"
@@ -180,8 +180,8 @@ async def test_a_release_is_one_trace_with_aws_calls_and_metrics(
     assert len(puts) == len(TWO_WAVE_BEFORE)
     for put in puts:
         assert ancestors(put, trace) == [
-            "RunActivity:apply_target",
-            "StartActivity:apply_target",
+            "RunActivity:apply_targets",
+            "StartActivity:apply_targets",
             "StartChildWorkflow:WaveWorkflow",
             "StartWorkflow:ReleaseWorkflow",
         ]

@@ -24,13 +24,18 @@ with workflow.unsafe.imports_passed_through():
     from models.durations import format_duration
     from models.messages import (
         APPLY_TARGET,
+        APPLY_TARGETS,
+        BATCH_FAN_OUT,
         CHECK_ALARMS,
         SNAPSHOT_TARGET,
+        SNAPSHOT_TARGETS,
         WATCH_ALARMS,
         AlarmCheckInput,
         AlarmCheckResult,
         ApplyInput,
         ApplyResult,
+        ApplyStepInput,
+        ApplyStepResult,
         BakeInput,
         BakeResult,
         Change,
@@ -39,7 +44,9 @@ with workflow.unsafe.imports_passed_through():
         OverrideInput,
         Snapshot,
         SnapshotsRecorded,
+        SnapshotsResult,
         TargetInput,
+        TargetsInput,
         WaveInput,
         WaveOutcome,
         WaveProgress,
@@ -73,8 +80,10 @@ PROGRESS_NOT_AWAITED = "progress-not-awaited"
 PROGRESS_IN_ORDER = "progress-in-order"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 SYSTEM_ACTOR = "relman"
-# workflow.patched() id of a behaviour change that waves in flight must not see.
+# workflow.patched() ids of behaviour changes that waves in flight must not see.
 BAKE_WAITS_FOR_CANCEL = "bake-waits-for-cancel"
+# One activity snapshots all the wave's targets, one per traffic step applies it to all.
+BATCH_TARGETS = "batch-targets"
 
 
 class WaveFailed(Exception):
@@ -222,22 +231,25 @@ class WaveWorkflow:
         if not missing:
             return
         self._progress.waiting_for = f"snapshotting {len(missing)} target(s)"
-        try:
-            snapshots = await asyncio.gather(
-                *(
-                    workflow.execute_activity(
-                        SNAPSHOT_TARGET,
-                        TargetInput(release_id=self._input.release_id, target=t),
-                        result_type=Snapshot,
-                        start_to_close_timeout=SNAPSHOT_TIMEOUT,
-                        retry_policy=APPLY_RETRY,
-                        summary=f"snapshot {t.resource}",
+        if workflow.patched(BATCH_TARGETS):
+            snapshots = await self._snapshot_batch(missing)
+        else:
+            try:
+                snapshots = await asyncio.gather(
+                    *(
+                        workflow.execute_activity(
+                            SNAPSHOT_TARGET,
+                            TargetInput(release_id=self._input.release_id, target=t),
+                            result_type=Snapshot,
+                            start_to_close_timeout=SNAPSHOT_TIMEOUT,
+                            retry_policy=APPLY_RETRY,
+                            summary=f"snapshot {t.resource}",
+                        )
+                        for t in missing
                     )
-                    for t in missing
                 )
-            )
-        except ActivityError as err:
-            raise failure_of(err) from None
+            except ActivityError as err:
+                raise failure_of(err) from None
         changes = [
             Change(wave=self._input.wave.name, target=t, snapshot=s)
             for t, s in zip(missing, snapshots, strict=True)
@@ -250,9 +262,33 @@ class WaveWorkflow:
         self._progress.waiting_for = None
         await self._report()
 
+    async def _snapshot_batch(self, targets: list[Target]) -> list[Snapshot]:
+        """Snapshot ``targets`` in one activity; any that cannot be read fails the wave."""
+        try:
+            result = await workflow.execute_activity(
+                SNAPSHOT_TARGETS,
+                TargetsInput(
+                    release_id=self._input.release_id,
+                    targets=targets,
+                    final_attempt=APPLY_RETRY.maximum_attempts,
+                ),
+                result_type=SnapshotsResult,
+                start_to_close_timeout=batch_timeout(SNAPSHOT_TIMEOUT, len(targets)),
+                retry_policy=APPLY_RETRY,
+                summary=f"snapshot {len(targets)} target(s) of wave {self._input.wave.name}",
+            )
+        except ActivityError as err:
+            raise failure_of(err) from None
+        if result.errors:
+            raise WaveFailed("; ".join(result.errors.values()))
+        return [result.snapshots[t.name] for t in targets]
+
     async def _apply_step(self, step: int, percent: int) -> None:
         """Apply the step to every target in parallel; all must succeed."""
         due = [t for t in self._active_targets() if step == 0 or t.kind in TRAFFIC_KINDS]
+        if workflow.patched(BATCH_TARGETS):
+            await self._apply_batch(due, percent)
+            return
         results = await asyncio.gather(
             *(self._apply(t, percent) for t in due), return_exceptions=True
         )
@@ -261,6 +297,46 @@ class WaveWorkflow:
             raise WaveStopped
         if errors:
             raise WaveFailed("; ".join(str(e) for e in errors))
+
+    async def _apply_batch(self, due: list[Target], percent: int) -> None:
+        """Apply the step to ``due`` in one activity (side by side); all must succeed."""
+        if not due:
+            return
+        for target in due:
+            self._target(target.name).phase = TargetPhase.APPLYING
+        try:
+            result = await workflow.execute_activity(
+                APPLY_TARGETS,
+                ApplyStepInput(
+                    items=[
+                        ApplyInput(
+                            release_id=self._input.release_id,
+                            target=t,
+                            snapshot=self._input.snapshots[t.name],
+                            percent=percent,
+                        )
+                        for t in due
+                    ],
+                    final_attempt=APPLY_RETRY.maximum_attempts,
+                ),
+                result_type=ApplyStepResult,
+                start_to_close_timeout=batch_timeout(APPLY_TIMEOUT, len(due)),
+                retry_policy=APPLY_RETRY,
+                summary=f"apply {len(due)} target(s) of wave {self._input.wave.name} at {percent}%",
+            )
+        except ActivityError as err:
+            if isinstance(failure_of(err), WaveStopped):
+                raise WaveStopped from None
+            # Every attempt timed out (or the worker lacks the activity): which targets
+            # changed is unknown, so none counts as applied; the saga restores them all.
+            result = ApplyStepResult(errors={t.name: cause(err) for t in due})
+        for target in due:
+            if target.name in result.errors:
+                self._target_failed(target, result.errors[target.name])
+            else:
+                self._target_applied(target, percent, result.results[target.name])
+        if result.errors:
+            raise WaveFailed("; ".join(result.errors.values()))
 
     async def _apply(self, target: Target, percent: int) -> None:
         status = self._target(target.name)
@@ -282,10 +358,18 @@ class WaveWorkflow:
         except ActivityError as err:
             if isinstance(failure_of(err), WaveStopped):
                 raise WaveStopped from None
-            status.phase = TargetPhase.FAILED
-            status.error = cause(err)
-            self._event("target_failed", f"{target.resource}: {status.error}", target.name)
-            raise WaveFailed(status.error) from None
+            self._target_failed(target, cause(err))
+            raise WaveFailed(cause(err)) from None
+        self._target_applied(target, percent, result)
+
+    def _target_failed(self, target: Target, error: str) -> None:
+        status = self._target(target.name)
+        status.phase = TargetPhase.FAILED
+        status.error = error
+        self._event("target_failed", f"{target.resource}: {error}", target.name)
+
+    def _target_applied(self, target: Target, percent: int, result: ApplyResult) -> None:
+        status = self._target(target.name)
         status.phase = TargetPhase.APPLIED
         status.error = None
         status.after = result.display
@@ -482,6 +566,11 @@ async def wait_or_timeout(
     except TimeoutError:
         return False
     return True
+
+
+def batch_timeout(per_attempt: timedelta, targets: int) -> timedelta:
+    """A batch activity's attempt: ``per_attempt`` for each share of targets worked on at once."""
+    return per_attempt * max(1, -(-targets // BATCH_FAN_OUT))
 
 
 def failure_of(err: ActivityError) -> WaveFailed | WaveStopped:

@@ -241,13 +241,13 @@ async def completing(stack: Stack) -> Outcome:
     r = await _release(stack, "completing", data, options=WorkerOptions(), proxy=proxy)
     config, canary = r.wave_id("config"), r.wave_id("canary")
 
-    await r.held(snapshot, "snapshot_target", "config")
+    await r.held(snapshot, "snapshot_targets", "config")
     await r.kill_worker("snapshotting a target (read in flight)", snapshot, watch=config)
 
     await r.until("ops waiting for its window", lambda s: s.wave("ops").next_start)
     await r.kill_worker("waiting for a rollout window (durable timer)")
 
-    await r.held(put, "apply_target", "config")
+    await r.held(put, "apply_targets", "config")
     await r.kill_worker("applying SSM: write landed, answer lost", put, forward=True, watch=config)
 
     await r.until("config baking", lambda s: s.wave("config").phase == WavePhase.BAKING)
@@ -262,19 +262,19 @@ async def completing(stack: Stack) -> Outcome:
     await r.held(alarms, "check_alarms", "canary")
     await r.kill_worker("checking alarms before the first traffic step", alarms, watch=canary)
 
-    await r.held(alias_10, "apply_target", "canary")
+    await r.held(alias_10, "apply_targets", "canary")
     await r.kill_worker("shifting Lambda alias to 10%: write never arrived", alias_10, watch=canary)
 
     await eventually(lambda: r.running_activity(canary, "watch_alarms"), "bake at 10%")
     await r.kill_worker("baking at 10% (heartbeating alarm watch)", watch=canary)
 
-    await r.held(green_50, "apply_target", "canary")
+    await r.held(green_50, "apply_targets", "canary")
     await r.kill_worker(
         "shifting ELB weights to 50%: write landed, answer lost", green_50, forward=True,
         watch=canary,
     )  # fmt: skip
 
-    await r.held(alias_100, "apply_target", "canary")
+    await r.held(alias_100, "apply_targets", "canary")
     await r.kill_worker(
         "promoting Lambda alias to 100%: write landed, answer lost", alias_100, forward=True,
         watch=canary,
@@ -385,7 +385,7 @@ async def server_kills(stack: Stack) -> Outcome:
     await r.kill_server("awaiting approval")
     await r.approve("one", "bob")
 
-    await r.held(green_50, "apply_target", "one")
+    await r.held(green_50, "apply_targets", "one")
     await r.kill_server("shifting ELB weights to 50% (write in flight)", green_50, forward=True,
                         watch=one)  # fmt: skip
 
@@ -521,8 +521,8 @@ async def outages(stack: Stack) -> Outcome:
                        proxy=proxy)  # fmt: skip
     canary = r.wave_id("canary")
 
-    await r.held(apply, "apply_target", "canary")
-    outcome.figures["mid-apply"] = await _outage(r, canary, "apply_target")
+    await r.held(apply, "apply_targets", "canary")
+    outcome.figures["mid-apply"] = await _outage(r, canary, "apply_targets")
 
     await eventually(lambda: r.running_activity(canary, "watch_alarms"), "bake at 50%")
     await asyncio.to_thread(_set_alarm, stack, "rel-d-5xx")

@@ -20,16 +20,20 @@ from temporalio.worker import Worker
 
 from models.messages import (
     APPLY_TARGET,
+    APPLY_TARGETS,
     CHECK_ALARMS,
     COMPENSATE_TARGET,
     NOTIFY,
     NOTIFY_DESTINATIONS,
     SNAPSHOT_TARGET,
+    SNAPSHOT_TARGETS,
     WATCH_ALARMS,
     AlarmCheckInput,
     AlarmCheckResult,
     ApplyInput,
     ApplyResult,
+    ApplyStepInput,
+    ApplyStepResult,
     BakeInput,
     BakeResult,
     CompensateInput,
@@ -39,7 +43,9 @@ from models.messages import (
     NotifyInput,
     NotifyResult,
     Snapshot,
+    SnapshotsResult,
     TargetInput,
+    TargetsInput,
 )
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests.helpers import make_plan, start_release, status_of
@@ -66,6 +72,21 @@ async def apply_target(input: ApplyInput) -> ApplyResult:
     return ApplyResult(
         resource=input.target.resource, changed=True, display=f"2 at {input.percent}%"
     )
+
+
+@activity.defn(name=SNAPSHOT_TARGETS)
+async def snapshot_targets(input: TargetsInput) -> SnapshotsResult:
+    return SnapshotsResult(
+        snapshots={
+            t.name: await snapshot_target(TargetInput(release_id=input.release_id, target=t))
+            for t in input.targets
+        }
+    )
+
+
+@activity.defn(name=APPLY_TARGETS)
+async def apply_targets(input: ApplyStepInput) -> ApplyStepResult:
+    return ApplyStepResult(results={i.target.name: await apply_target(i) for i in input.items})
 
 
 @activity.defn(name=COMPENSATE_TARGET)
@@ -131,6 +152,8 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
         activities=[
             snapshot_target,
             apply_target,
+            snapshot_targets,
+            apply_targets,
             compensate_target,
             check_alarms,
             watch_alarms,

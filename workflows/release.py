@@ -42,21 +42,25 @@ with workflow.unsafe.imports_passed_through():
         WAVE_PROGRESS_SIGNAL,
         WaveWorkflow,
     )
-from workflows.release_base import (  # noqa: F401 - other modules import these from here
-    SA_APPLICATION,
-    SA_APPROVERS,
-    SA_DEPARTMENTS,
-    SA_PHASE,
-    SA_REQUESTER,
-    SA_TARGETS,
-    SA_VERSION,
-    SEARCH_ATTRIBUTES,
-    SYSTEM_ACTOR,
-    StopRelease,
-)
-from workflows.release_controls import OperatorControls
-from workflows.release_gates import ApprovalGates
-from workflows.release_saga import RollbackSaga
+
+    # The release's mixins are deterministic workflow code without module state: passed
+    # through, they are loaded once per worker instead of once per release run inside the
+    # sandbox (which is what a parked release's memory and a replay's time went to).
+    from workflows.release_base import (  # noqa: F401 - other modules import these from here
+        SA_APPLICATION,
+        SA_APPROVERS,
+        SA_DEPARTMENTS,
+        SA_PHASE,
+        SA_REQUESTER,
+        SA_TARGETS,
+        SA_VERSION,
+        SEARCH_ATTRIBUTES,
+        SYSTEM_ACTOR,
+        StopRelease,
+    )
+    from workflows.release_controls import OperatorControls
+    from workflows.release_gates import ApprovalGates
+    from workflows.release_saga import RollbackSaga
 
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)

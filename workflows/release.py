@@ -33,15 +33,6 @@ with workflow.unsafe.imports_passed_through():
         WavePhase,
         WaveStatus,
     )
-    from workflows.release_state import (
-        WAVE_ENDS,
-        initial_status,
-        resolved_target,
-    )
-    from workflows.wave import (
-        WAVE_PROGRESS_SIGNAL,
-        WaveWorkflow,
-    )
 
     # The release's mixins are deterministic workflow code without module state: passed
     # through, they are loaded once per worker instead of once per release run inside the
@@ -61,6 +52,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.release_controls import OperatorControls
     from workflows.release_gates import ApprovalGates
     from workflows.release_saga import RollbackSaga
+    from workflows.release_state import (
+        WAVE_ENDS,
+        initial_status,
+        resolved_target,
+    )
+    from workflows.wave import (
+        WAVE_PROGRESS_SIGNAL,
+        WaveWorkflow,
+    )
 
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)

@@ -48,8 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--approval-concurrency",
-        type=int,
-        help=f"approval Updates in flight at once (default {defaults.approval_concurrency})",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="approval Updates in flight at once, comma-separated: the parked releases are "
+        "approved in equal shares, one per level (default "
+        f"{','.join(map(str, defaults.approval_concurrency))})",
     )
     parser.add_argument(
         "--rollback-targets", type=int, help=f"rollback targets ({defaults.rollback_targets})"

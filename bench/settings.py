@@ -14,8 +14,9 @@ class Settings:
     sizes: list[int] = field(default_factory=lambda: [10, 50, 200])
     parked: int = 1000
     parked_runs: int = 3
-    # Approval Updates in flight at once while approving every parked release.
-    approval_concurrency: int = 50
+    # Approval Updates in flight at once while approving the parked releases: one share of
+    # them at each level, one after the other (the latency figures are per level).
+    approval_concurrency: list[int] = field(default_factory=lambda: [10, 50])
     rollback_targets: int = 20
     bake_interval_seconds: int = 1
     multiday_runs: int = 5
@@ -29,7 +30,7 @@ class Settings:
             sizes=[3],
             parked=5,
             parked_runs=1,
-            approval_concurrency=5,
+            approval_concurrency=[2, 5],
             rollback_targets=3,
             multiday_runs=1,
         )

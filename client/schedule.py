@@ -14,6 +14,7 @@ from models.validation import wave_order
 from workflows import windows
 
 TIMELINE_DAYS = 14
+EARLIER_NEVER_STARTS = "an earlier wave can never start"
 
 
 @dataclass
@@ -47,9 +48,7 @@ def project(plan: ReleasePlan, now: datetime) -> list[WaveSchedule]:
         pred_ends = [ends.get(p) for p in wave.after]
         if any(e is None for e in pred_ends):
             out.append(
-                WaveSchedule(
-                    name, _window(wave.window), now, None, None, "an earlier wave can never start"
-                )
+                WaveSchedule(name, _window(wave.window), now, None, None, EARLIER_NEVER_STARTS)
             )
             ends[name] = None
             continue
@@ -65,6 +64,16 @@ def project(plan: ReleasePlan, now: datetime) -> list[WaveSchedule]:
         ends[name] = end
         out.append(WaveSchedule(name, _window(wave.window), earliest, start, end, held_by))
     return out
+
+
+def never_starting(plan: ReleasePlan, schedule: list[WaveSchedule]) -> list[str]:
+    """``waves[i].window: ...`` for each wave that could never start (the plan's fault)."""
+    index = {w.name: i for i, w in enumerate(plan.waves)}
+    return [
+        f"waves[{index[item.wave]}].window: wave {item.wave} can never start: {item.held_by}"
+        for item in schedule
+        if item.start is None and item.held_by != EARLIER_NEVER_STARTS
+    ]
 
 
 def _window(window: object) -> str:

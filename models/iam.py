@@ -60,8 +60,11 @@ KIND_CALLS: dict[str, tuple[AwsCall, ...]] = {
     "ssm_parameter": (
         # WithDecryption=True: a SecureString also needs kms:Decrypt on its key.
         AwsCall("get_parameter", ("ssm:GetParameter", "kms:Decrypt")),
-        AwsCall("put_parameter", ("ssm:PutParameter",)),
+        # A SecureString restored under its own KMS key: kms:Encrypt on that key.
+        AwsCall("put_parameter", ("ssm:PutParameter", "kms:Encrypt")),
         AwsCall("delete_parameter", ("ssm:DeleteParameter",)),
+        # A SecureString's snapshot records its KMS key.
+        AwsCall("describe_parameters", ("ssm:DescribeParameters",)),
     ),
     "lambda_alias": (
         AwsCall("get_alias", ("lambda:GetAlias",)),
@@ -232,14 +235,14 @@ def _ssm_parameter(target: SsmParameterTarget, where: Where) -> list[Grant]:
     ]
     if target.type == "SecureString":
         # The parameter's KMS key is not in the plan, so the Resource is "*"; the
-        # conditions confine Decrypt to SSM in this region decrypting this very parameter
-        # (SSM puts the parameter's ARN in the encryption context). No kms:Encrypt: relman
-        # writes with the account's default aws/ssm key, whose key policy already lets the
-        # account's principals use it through SSM.
+        # conditions confine Decrypt (reading it) and Encrypt (restoring it under the key it
+        # had) to SSM in this region working on this very parameter (SSM puts the
+        # parameter's ARN in the encryption context). DescribeParameters, which tells the
+        # snapshot that key, has no resource-level permissions.
         grants.append(
             Grant(
-                "SsmSecureStringDecrypt",
-                ("kms:Decrypt",),
+                "SsmSecureStringKms",
+                ("kms:Decrypt", "kms:Encrypt"),
                 ("*",),
                 (
                     ("StringLike", "kms:ViaService", f"ssm.{region}.amazonaws.com"),
@@ -247,6 +250,7 @@ def _ssm_parameter(target: SsmParameterTarget, where: Where) -> list[Grant]:
                 ),
             )
         )
+        grants.append(Grant("SsmDescribeParameters", ("ssm:DescribeParameters",), ("*",)))
     return grants
 
 

@@ -24,7 +24,7 @@ from workflows.release import ReleaseWorkflow
 # Approver groups most test plans use; alice is the requester.
 APPROVER_GROUPS = {"finance-cab": ["bob", "carol"], "ops-leads": ["dave", "erin"]}
 # How long a test waits for a workflow to reach a state before failing (real seconds).
-WAIT_LIMIT = 10.0
+WAIT_LIMIT = 30.0
 
 
 def ssm(name: str, parameter: str, value: str, type_: str = "String") -> dict[str, Any]:

@@ -28,7 +28,7 @@ SMOKE_TIMEOUT_SECONDS = 240
 # What each benchmark records per run, besides the load average at its start.
 RUN_KEYS = {
     "overhead": {"n", "relman_seconds", "plain_seconds", "ratio", "relman_aws_calls"},
-    "parked": {"parked_rss_mb", "per_release_kb", "latency_p50", "latency_p99"},
+    "parked": {"parked_rss_mb", "per_release_kb", "levels"},
     "rollback": {"detection_seconds", "restore_seconds", "plain_sequential_seconds"},
     "multiday": {"wall_seconds", "simulated_days"},
 }
@@ -65,6 +65,8 @@ def test_smoke_run_writes_results_with_their_keys(smoke: Path, name: str) -> Non
     assert result["runs"]
     for run in result["runs"]:
         assert {"load_avg", *RUN_KEYS[name]} <= run.keys()
+        for level in run.get("levels", {}).values():  # parked: per approval concurrency
+            assert {"latency_p50", "latency_p99", "approvals_per_second"} <= level.keys()
     assert result["rows"]
     for row in result["rows"]:
         assert set(ROW_KEYS) <= row.keys()

@@ -1,7 +1,8 @@
 """SSM parameters: the release writes a value; compensation restores the previous one.
 
 A SecureString's value is never put in a snapshot, status or log: the snapshot records the
-parameter *version*, and compensation reads that version back (``name:version``).
+parameter *version* and its KMS key, and compensation reads that version back
+(``name:version``) and writes it under that key again.
 """
 
 from __future__ import annotations
@@ -38,11 +39,25 @@ class SsmParameterHandler(TargetHandler):
                 return None
             raise_aws_error(exc, "ssm:GetParameter", name or target.parameter)
 
-    def _put(self, target: SsmParameterTarget, value: str, type_: str) -> None:
+    def _put(
+        self, target: SsmParameterTarget, value: str, type_: str, key_id: str | None = None
+    ) -> None:
         with aws_call("ssm:PutParameter", target.resource):
             self.client("ssm", target).put_parameter(
-                Name=target.parameter, Value=value, Type=type_, Overwrite=True
+                Name=target.parameter,
+                Value=value,
+                Type=type_,
+                Overwrite=True,
+                **({"KeyId": key_id} if key_id else {}),
             )
+
+    def _key_id(self, target: SsmParameterTarget) -> str | None:
+        """The KMS key a SecureString parameter is encrypted with."""
+        with aws_call("ssm:DescribeParameters", target.resource):
+            found = self.client("ssm", target).describe_parameters(
+                ParameterFilters=[{"Key": "Name", "Values": [target.parameter]}]
+            )["Parameters"]
+        return found[0].get("KeyId") if found else None
 
     def snapshot(self, target: SsmParameterTarget) -> Snapshot:
         current = self._read(target)
@@ -51,6 +66,8 @@ class SsmParameterHandler(TargetHandler):
         state: dict[str, Any] = {"version": current["Version"], "type": current["Type"]}
         if current["Type"] != "SecureString":
             state["value"] = current["Value"]
+        else:
+            state["key_id"] = self._key_id(target)
         return Snapshot(
             resource=target.resource,
             exists=True,
@@ -92,5 +109,7 @@ class SsmParameterHandler(TargetHandler):
             value = previous["Value"]
         if current is not None and current["Value"] == value and current["Type"] == type_:
             return CompensateResult(resource=resource, changed=False, display=_shown(value, type_))
-        self._put(target, value, type_)
+        # A SecureString goes back under the key it had (snapshots before key_id was
+        # recorded leave it to the account's default key).
+        self._put(target, value, type_, snapshot.state.get("key_id"))
         return CompensateResult(resource=resource, changed=True, display=_shown(value, type_))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from client.commands.common import OutputOption
 from client.output import OutputFormat, emit
+
+if TYPE_CHECKING:
+    from client.schedule import WaveSchedule
+    from models.plan import ReleasePlan
 
 app = typer.Typer(
     help="Validate release plans, print their IAM policies and schema.", no_args_is_help=True
@@ -48,8 +52,20 @@ def check(
     now = starting or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    view = PlanCheckView(str(plan_path), plan, wave_order(plan), project(plan, now), now)
-    emit(view, output)
+    schedule = project(plan, now)
+    emit(PlanCheckView(str(plan_path), plan, wave_order(plan), schedule, now), output)
+    refuse_never_starting(plan_path, plan, schedule)
+
+
+def refuse_never_starting(plan_path: Path, plan: ReleasePlan, schedule: list[WaveSchedule]) -> None:
+    """Bad input: a wave whose window never opens outside the freezes (from now on) would
+    fail the release, and roll back every wave before it, once it was reached."""
+    from client.errors import BadInput
+    from client.schedule import never_starting
+
+    problems = never_starting(plan, schedule)
+    if problems:
+        raise BadInput("\n".join(f"{plan_path}: {problem}" for problem in problems))
 
 
 @app.command("iam")

@@ -20,9 +20,13 @@ def submit(
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Start a release from PLAN and print its id."""
-    from client.commands.plan import load
+    from datetime import UTC, datetime
+
+    from client.commands.plan import load, refuse_never_starting
+    from client.schedule import project
 
     plan = load(plan_path)  # before importing the Temporal client: a bad plan fails fast
+    refuse_never_starting(plan_path, plan, project(plan, datetime.now(UTC)))
     from client import service
     from client.views import SubmitView
 

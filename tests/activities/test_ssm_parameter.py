@@ -117,7 +117,7 @@ def test_secure_string_never_leaves_aws_and_is_restored_from_its_version(aws):
 
     snapshot = env.run(activities.snapshot_target, TargetInput(release_id="r1", target=secret))
     assert snapshot.display == SECRET_MASK
-    assert snapshot.state == {"version": 1, "type": "SecureString"}
+    assert snapshot.state == {"version": 1, "type": "SecureString", "key_id": "alias/aws/ssm"}
     assert SECRET_OLD not in snapshot.model_dump_json()
 
     applied = env.run(
@@ -133,6 +133,36 @@ def test_secure_string_never_leaves_aws_and_is_restored_from_its_version(aws):
     assert SECRET_OLD not in restored.model_dump_json()
     assert (stored(aws)["Value"], stored(aws)["Type"]) == (SECRET_OLD, "SecureString")
     assert env.run(activities.compensate_target, compensate).changed is False
+
+
+def key_of(aws, name: str = NAME) -> str | None:  # type: ignore[no-untyped-def]
+    found = aws.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [name]}]
+    )["Parameters"]
+    return found[0].get("KeyId")
+
+
+def test_a_secure_string_is_restored_under_the_kms_key_it_had(aws):
+    key = aws.client("kms").create_key(Description="payments secrets")["KeyMetadata"]["KeyId"]
+    aws.client("ssm").put_parameter(Name=NAME, Value=SECRET_OLD, Type="SecureString", KeyId=key)
+    env = ActivityEnvironment()
+    activities = TargetActivities(aws)
+    secret = target(SECRET_NEW, type_="SecureString")
+
+    snapshot = env.run(activities.snapshot_target, TargetInput(release_id="r1", target=secret))
+    assert snapshot.state == {"version": 1, "type": "SecureString", "key_id": key}
+    env.run(activities.apply_target, ApplyInput(release_id="r1", target=secret, snapshot=snapshot))
+    # AWS encrypts a SecureString written without KeyId under the account's default key (moto
+    # keeps the old key on overwrite): the parameter as AWS leaves it after the release.
+    aws.client("ssm").put_parameter(
+        Name=NAME, Value=SECRET_NEW, Type="SecureString", KeyId="alias/aws/ssm", Overwrite=True
+    )
+    # The rollback puts the old value back under the customer key.
+    env.run(
+        activities.compensate_target,
+        CompensateInput(release_id="r1", target=secret, snapshot=snapshot),
+    )
+    assert (stored(aws)["Value"], key_of(aws)) == (SECRET_OLD, key)
 
 
 # --- errors -------------------------------------------------------------------------------

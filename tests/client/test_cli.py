@@ -391,3 +391,27 @@ async def test_a_release_too_large_to_list_its_resources_claims_its_application(
         assert out is not None, "a release of the same application was not refused"
         assert f"running release(s) {big['id']} (payments 2.5.0" in out.stderr
         await arelman("abort", big["id"], "--reason", "test over", "--as", "alice", env=env)
+
+
+def test_a_wave_that_can_never_start_is_bad_input_for_check_and_submit(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        DEMO.read_text().replace(
+            "    after: [finance]\n",
+            "    after: [finance]\n"
+            "    window: {timezone: Europe/Berlin, start: '09:00', end: '17:00', "
+            "until_date: 2026-11-20}\n",
+        )
+    )
+    checked = relman("plan", "check", str(plan), "--from", "2026-11-26T18:00:00+00:00")
+    assert checked.returncode == 2
+    # The schedule is still shown; the error names the file, the wave and why.
+    assert "operations" in checked.stdout
+    assert checked.stderr.strip() == (
+        f"error: {plan}: waves[1].window: wave operations can never start: its window never "
+        "opens outside freezes within a year"
+    )
+    # submit refuses before it connects to anything (no Temporal server here).
+    submitted = relman("submit", str(plan), env={"TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert submitted.returncode == 2
+    assert "waves[1].window: wave operations can never start" in submitted.stderr

@@ -124,10 +124,10 @@ def test_every_kind_worker_policy_covers_ssm_secure_string_s3_and_assume_role() 
             "Resource": [f"arn:aws:ssm:eu-central-1:{W}:parameter/shop/checkout/enabled", engine],
         },
         # Only the SecureString parameter, only through SSM in its region.
-        "SsmSecureStringDecrypt": {
-            "Sid": "SsmSecureStringDecrypt",
+        "SsmSecureStringKms": {
+            "Sid": "SsmSecureStringKms",
             "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
+            "Action": ["kms:Decrypt", "kms:Encrypt"],
             "Resource": ["*"],
             "Condition": {
                 "StringLike": {
@@ -135,6 +135,13 @@ def test_every_kind_worker_policy_covers_ssm_secure_string_s3_and_assume_role() 
                     "kms:ViaService": ["ssm.eu-central-1.amazonaws.com"],
                 }
             },
+        },
+        # Its snapshot records which KMS key it is under (no resource-level permission).
+        "SsmDescribeParameters": {
+            "Sid": "SsmDescribeParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:DescribeParameters"],
+            "Resource": ["*"],
         },
         "S3ArtifactBuckets": {
             "Sid": "S3ArtifactBuckets",
@@ -349,7 +356,8 @@ def test_secure_string_without_region_decrypts_through_ssm_in_any_region() -> No
 
     arn = f"arn:aws:ssm:*:{W}:parameter/plain-name"
     assert found["SsmParameters"]["Resource"] == [arn]
-    assert found["SsmSecureStringDecrypt"]["Condition"] == {
+    assert found["SsmDescribeParameters"]["Resource"] == ["*"]
+    assert found["SsmSecureStringKms"]["Condition"] == {
         "StringLike": {
             "kms:EncryptionContext:PARAMETER_ARN": [arn],
             "kms:ViaService": ["ssm.*.amazonaws.com"],

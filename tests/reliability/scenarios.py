@@ -218,7 +218,7 @@ async def completing(stack: Stack) -> Outcome:
         [
             _wave("config", ["a-cfg", "a-flag"], bake="3s"),
             # Beside the others: its window opens while the canary is being crashed.
-            _wave("ops", ["a-ops"], window=_window_opening_soon(timedelta(seconds=20))),
+            _wave("ops", ["a-ops"], window=_window_opening_soon(timedelta(seconds=40))),
             _wave(
                 "canary",
                 ["a-fn", "a-alb"],

@@ -800,11 +800,10 @@ async def test_rollback_finishes_on_a_new_worker_after_a_crash_mid_rollback(
         handle = await start_release(time_skipping_env.client, plan, task_queue)
         await asyncio.get_running_loop().run_in_executor(None, crashing.hanging.wait, 10)
         assert crashing.hanging.is_set()
-        status = await status_of(handle)
-        assert status.phase == ReleasePhase.ROLLING_BACK
         # The wave's targets are restored side by side: "bad" is, "two" hangs. Their
         # timeline entries wait for the whole wave, to keep the saga's order.
-        assert status.target("bad").phase == TargetPhase.ROLLED_BACK
+        status = await wait_for(handle, lambda s: s.target("bad").phase == TargetPhase.ROLLED_BACK)
+        assert status.phase == ReleasePhase.ROLLING_BACK
         assert restored_order(status) == []
         # "two" is restored in AWS, but the release does not know it yet.
         assert ssm_description(account, "/payments/two") == before["two"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import WorkflowHandle
@@ -780,3 +781,68 @@ async def test_worker_restart_during_approval_and_window_waits_loses_nothing(
     [applied] = events(status, "target_applied")
     assert near(applied.at, opens)
     assert [e.kind for e in status.timeline].count("finished") == 1
+
+
+# --- daylight-saving switches, end to end ------------------------------------------------------
+
+
+def next_switch(after: datetime, tz: str) -> date:
+    """The first local date after ``after`` on which ``tz``'s UTC offset changes."""
+    zone = ZoneInfo(tz)
+    day = after.astimezone(zone).date() + timedelta(days=1)
+    while True:
+        noon_before = datetime.combine(day - timedelta(days=1), time(12), tzinfo=zone)
+        noon = datetime.combine(day, time(12), tzinfo=zone)
+        if noon_before.utcoffset() != noon.utcoffset():
+            return day
+        day += timedelta(days=1)
+
+
+async def test_a_wave_waits_across_a_daylight_saving_switch_to_local_opening_time(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    """Saturday 10:00 to Monday 09:00 in Berlin is 47 hours on the wall clock and 46 or 48
+    real hours across the switch: the wave starts at 09:00 local all the same."""
+    env = time_skipping_env
+    sunday = next_switch(await env.get_current_time(), BERLIN)
+    assert sunday.weekday() == 6  # the EU switches on Sundays
+    saturday, monday = sunday - timedelta(days=1), sunday + timedelta(days=1)
+    started, opens = local(saturday, "10:00", BERLIN), local(monday, "09:00", BERLIN)
+    assert opens - started in (timedelta(hours=46), timedelta(hours=48))
+    await skip_to(env, started)
+    seed(aws, {PARAM: "2.3.1"})
+    async with make_worker(env, aws):
+        handle = await start_release(env.client, berlin_plan(), task_queue)
+        await wave_waits_until(handle, "berlin", opens)
+        await skip_to(env, opens - timedelta(minutes=1))
+        assert param(aws) == "2.3.1"
+        assert (await handle.result()).phase == ReleasePhase.COMPLETED
+        status = await status_of(handle)
+    [shifted] = traffic_times(status)
+    assert near(shifted, opens)
+    assert param(aws) == "2.4.0"
+
+
+async def test_a_window_across_midnight_on_the_switch_night(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    """A nightly 22:00-04:00 Berlin window on the night the clocks change: 23:30 and 03:30
+    local are inside it, 04:30 is not (the next opening is 22:00 that evening)."""
+    env = time_skipping_env
+    nightly = {"timezone": BERLIN, "start": "22:00", "end": "04:00"}
+    sunday = next_switch(await env.get_current_time(), BERLIN)
+    saturday = sunday - timedelta(days=1)
+    async with make_worker(env, aws):
+        for day, wall in ((saturday, "23:30"), (sunday, "03:30")):
+            seed(aws, {PARAM: "2.3.1"})
+            await skip_to(env, local(day, wall, BERLIN))
+            inside = await start_release(env.client, berlin_plan(window=nightly), task_queue)
+            assert (await inside.result()).phase == ReleasePhase.COMPLETED, wall
+            assert not events(await status_of(inside), "waiting_for_window"), wall
+            assert param(aws) == "2.4.0"
+
+        seed(aws, {PARAM: "2.3.1"})
+        await skip_to(env, local(sunday, "04:30", BERLIN))
+        after = await start_release(env.client, berlin_plan(window=nightly), task_queue)
+        await wave_waits_until(after, "berlin", local(sunday, "22:00", BERLIN))
+        assert param(aws) == "2.3.1"

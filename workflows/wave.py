@@ -84,6 +84,8 @@ SYSTEM_ACTOR = "relman"
 BAKE_WAITS_FOR_CANCEL = "bake-waits-for-cancel"
 # One activity snapshots all the wave's targets, one per traffic step applies it to all.
 BATCH_TARGETS = "batch-targets"
+# No progress report of its own after the snapshot record (one signal less per wave).
+NO_REPORT_AFTER_SNAPSHOTS = "no-report-after-snapshots"
 
 
 class WaveFailed(Exception):
@@ -260,7 +262,10 @@ class WaveWorkflow:
         # The release must hold every snapshot before anything changes (saga record).
         await self._parent.signal(RECORD_SNAPSHOTS_SIGNAL, SnapshotsRecorded(changes=changes))
         self._progress.waiting_for = None
-        await self._report()
+        if not workflow.patched(NO_REPORT_AFTER_SNAPSHOTS):
+            await self._report()
+        # Since the patch: the record already told the release each target's "before", and
+        # the next report (a wait, a pause, or the first step) follows straight away.
 
     async def _snapshot_batch(self, targets: list[Target]) -> list[Snapshot]:
         """Snapshot ``targets`` in one activity; any that cannot be read fails the wave."""

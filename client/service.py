@@ -13,7 +13,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -22,7 +27,14 @@ from client.connection import connect, connect_config, task_queue
 from client.errors import BadInput, CliError
 from models.messages import DecisionInput, DecisionResult, OperatorResult, ReleaseInput
 from models.plan import ReleasePlan
-from models.status import PendingApproval, ReleasePhase, ReleaseStatus
+from models.status import (
+    PendingApproval,
+    ReleasePhase,
+    ReleaseStatus,
+    StatusRequest,
+    TimelineEvent,
+    TimelineRequest,
+)
 from workflows.release import (
     SA_APPLICATION,
     SA_APPROVERS,
@@ -213,21 +225,68 @@ async def submit(plan: ReleasePlan, queue: str | None = None) -> str:
     return plan.id
 
 
-async def status(release_id: str) -> ReleaseStatus:
-    """The release's status query."""
+# Events per timeline page ``relman history`` asks for (each page is one query).
+TIMELINE_PAGE = 500
+
+
+async def _status_query(
+    handle: WorkflowHandle[Any, Any], timeline_tail: int | None
+) -> ReleaseStatus:
+    """The status query, with only the latest ``timeline_tail`` events when given.
+
+    A worker older than the ``timeline_tail`` argument refuses it: it is asked again
+    without, as it was before.
+    """
+    if timeline_tail is None:
+        return await handle.query(ReleaseWorkflow.status)
+    try:
+        return await handle.query(
+            ReleaseWorkflow.status, StatusRequest(timeline_tail=timeline_tail)
+        )
+    except WorkflowQueryFailedError:
+        return await handle.query(ReleaseWorkflow.status)
+
+
+async def status(release_id: str, timeline_tail: int | None = None) -> ReleaseStatus:
+    """The release's status query (its latest ``timeline_tail`` events only, when given)."""
     async with temporal() as client:
         handle = _handle(client, release_id)
-        return await _known(release_id, lambda: handle.query(ReleaseWorkflow.status))
+        return await _known(release_id, lambda: _status_query(handle, timeline_tail))
+
+
+async def history(release_id: str) -> ReleaseStatus:
+    """The release's status with its complete timeline, fetched page by page so that a
+    release of any size stays under the server's message size limits."""
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        current = await _known(release_id, lambda: _status_query(handle, 0))
+        if current.timeline_total is None:  # a worker without the timeline query
+            return await _known(release_id, lambda: _status_query(handle, None))
+        events: list[TimelineEvent] = []
+        while True:
+            page = await _known(
+                release_id,
+                lambda: handle.query(
+                    ReleaseWorkflow.timeline,
+                    TimelineRequest(offset=len(events), limit=TIMELINE_PAGE),
+                ),
+            )
+            events.extend(page.events)
+            if not page.events or len(events) >= page.total:
+                return current.model_copy(update={"timeline": events, "timeline_total": None})
 
 
 async def watch(
-    release_id: str, on_status: Callable[[ReleaseStatus], None], interval: float
+    release_id: str,
+    on_status: Callable[[ReleaseStatus], None],
+    interval: float,
+    timeline_tail: int | None = None,
 ) -> ReleaseStatus:
     """Call ``on_status`` with fresh status until the release ends."""
     async with temporal() as client:
         handle = _handle(client, release_id)
         while True:
-            current = await _known(release_id, lambda: handle.query(ReleaseWorkflow.status))
+            current = await _known(release_id, lambda: _status_query(handle, timeline_tail))
             on_status(current)
             if current.finished:
                 return current
@@ -362,7 +421,7 @@ async def approvals_for(user: str) -> list[ApprovalWaiting]:
             raise CliError(f"cannot list releases: {exc.message}") from None
         for release_id in ids:
             try:
-                st = await _handle(client, release_id).query(ReleaseWorkflow.status)
+                st = await _status_query(_handle(client, release_id), 0)
             except RPCError:
                 continue  # ended between the listing and the query
             for pending in st.pending_approvals:

@@ -225,8 +225,9 @@ class StatusView:
                 )
         for f in st.freezes:
             console.print(f"freeze {when(f.start)} -> {when(f.end)}: {f.reason}")
-        tail = st.timeline[-self.timeline_tail :]
-        console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {len(st.timeline)})"))
+        tail = st.timeline[len(st.timeline) - self.timeline_tail :] if self.timeline_tail else []
+        total = len(st.timeline) if st.timeline_total is None else st.timeline_total
+        console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {total})"))
 
 
 @dataclass

@@ -154,6 +154,8 @@ class ReleaseStatus(BaseModel):
     freezes: list[Freeze] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
     error: str | None = None
+    # Set when ``timeline`` holds only the latest events: how many there are in all.
+    timeline_total: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -176,3 +178,24 @@ class ReleaseStatus(BaseModel):
             "version": self.version,
             "phase": self.phase.value,
         }
+
+
+class StatusRequest(BaseModel):
+    """What the status query may leave out: ``timeline_tail`` keeps the latest events only
+    (a release of thousands of targets has a timeline of megabytes)."""
+
+    timeline_tail: int | None = Field(default=None, ge=0)
+
+
+class TimelineRequest(BaseModel):
+    """A page of the timeline: ``limit`` events from ``offset`` (oldest first)."""
+
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=500, gt=0, le=5000)
+
+
+class TimelinePage(BaseModel):
+    """Events of the timeline, and how many it holds in all."""
+
+    events: list[TimelineEvent]
+    total: int

@@ -29,7 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from models.status import (
         ReleasePhase,
         ReleaseStatus,
+        StatusRequest,
         TargetPhase,
+        TimelinePage,
+        TimelineRequest,
         WavePhase,
         WaveStatus,
     )
@@ -95,9 +98,22 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         self._notifications_pending = 0
 
     @workflow.query
-    def status(self) -> ReleaseStatus:
-        """The release's phase, waves, targets, pending approvals and timeline."""
-        return self._status
+    def status(self, request: StatusRequest | None = None) -> ReleaseStatus:
+        """The release's phase, waves, targets, pending approvals and timeline (or, when
+        ``request`` says so, its latest events only)."""
+        if request is None or request.timeline_tail is None:
+            return self._status
+        events = self._status.timeline
+        latest = events[len(events) - request.timeline_tail :] if request.timeline_tail else []
+        return self._status.model_copy(update={"timeline": latest, "timeline_total": len(events)})
+
+    @workflow.query
+    def timeline(self, request: TimelineRequest) -> TimelinePage:
+        """A page of the timeline, oldest first: the audit trail of any size, in parts."""
+        events = self._status.timeline
+        return TimelinePage(
+            events=events[request.offset : request.offset + request.limit], total=len(events)
+        )
 
     @workflow.signal(name=WAVE_PROGRESS_SIGNAL)
     def wave_progress(self, input: WaveReport) -> None:

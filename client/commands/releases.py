@@ -11,6 +11,8 @@ from client.commands.common import OutputOption, run
 from client.output import OutputFormat, emit
 
 WATCH_INTERVAL_SECONDS = 2.0
+# Latest timeline events `relman status` shows as text (the status query returns no more).
+STATUS_EVENTS = 10
 
 ReleaseId = Annotated[str, typer.Argument(metavar="ID", help="the release id")]
 
@@ -36,14 +38,24 @@ def submit(
 def status(
     release_id: ReleaseId,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="follow until it ends")] = False,
+    events: Annotated[
+        int | None,
+        typer.Option(
+            "--events",
+            min=0,
+            help="latest timeline events to include (text: 10; JSON: all, with "
+            "timeline_total when cut); `relman history` pages through all of them",
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Phase, waves, targets, pending approvals and recent events of a release."""
     from client import service
     from client.views import StatusView
 
+    tail = events if events is not None or output == OutputFormat.json else STATUS_EVENTS
     if not watch or output == OutputFormat.json:
-        emit(StatusView(run(service.status(release_id))), output)
+        emit(StatusView(run(service.status(release_id, tail)), tail or 0), output)
         return
     from rich.live import Live
 
@@ -62,10 +74,10 @@ def status(
                     self.items.extend(items)
 
             capture = _Capture()
-            StatusView(st).render(capture)
+            StatusView(st, tail or 0).render(capture)
             live.update(Group(*capture.items), refresh=True)
 
-        run(service.watch(release_id, show, WATCH_INTERVAL_SECONDS))
+        run(service.watch(release_id, show, WATCH_INTERVAL_SECONDS, tail))
 
 
 def list_(
@@ -88,4 +100,4 @@ def history(release_id: ReleaseId, output: OutputOption = OutputFormat.text) -> 
     from client import service
     from client.views import HistoryView
 
-    emit(HistoryView(run(service.status(release_id))), output)
+    emit(HistoryView(run(service.history(release_id))), output)

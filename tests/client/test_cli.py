@@ -169,6 +169,11 @@ async def test_release_through_the_cli(
         events = json.loads(history.stdout)["timeline"]
         approval = next(e for e in events if e["kind"] == "approved" and e["actor"] == "bob")
         assert approval["comment"] == "CAB-1234 ok"
+        assert events[0]["kind"] == "started" and events[-1]["kind"] == "finished"
+        # status can carry the latest events only; history has them all (paged).
+        latest = await arelman("status", release_id, "--events", "2", "-o", "json", env=env)
+        cut = json.loads(latest.stdout)
+        assert (cut["timeline"], cut["timeline_total"]) == (events[-2:], len(events))
 
         async def listed() -> list[Any]:
             out = await arelman(
@@ -182,6 +187,7 @@ async def test_release_through_the_cli(
         text = await arelman("status", release_id, env=env)
         assert text.returncode == 0
         assert "completed" in text.stdout
+        assert f"Latest events (10 of {len(events)})" in text.stdout
         watched = await arelman("status", release_id, "--watch", env=env)
         assert watched.returncode == 0  # the live view ends when the release has ended
         assert "completed" in watched.stdout

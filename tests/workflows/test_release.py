@@ -19,7 +19,13 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError
 
-from models.status import ReleasePhase, TargetPhase, WavePhase
+from models.status import (
+    ReleasePhase,
+    StatusRequest,
+    TargetPhase,
+    TimelineRequest,
+    WavePhase,
+)
 from tests.helpers import (
     TWO_WAVE_BEFORE,
     approve,
@@ -42,6 +48,7 @@ from workflows.release import (
     SA_PHASE,
     SA_REQUESTER,
     SA_VERSION,
+    ReleaseWorkflow,
 )
 
 PARAMS = list(TWO_WAVE_BEFORE)
@@ -64,6 +71,29 @@ async def refusal(update) -> str:  # type: ignore[no-untyped-def]
 
 def restored_order(status) -> list[str]:  # type: ignore[no-untyped-def]
     return [e.target for e in status.timeline if e.kind == "target_restored"]
+
+
+async def assert_timeline_in_parts(handle, status) -> None:  # type: ignore[no-untyped-def]
+    """The status query can leave all but the latest events out (a release of thousands of
+    targets has a timeline of megabytes), and the timeline query hands it out in pages."""
+    everything = status.timeline
+    latest = await handle.query(ReleaseWorkflow.status, StatusRequest(timeline_tail=3))
+    assert (latest.timeline, latest.timeline_total) == (everything[-3:], len(everything))
+    assert latest.waves == status.waves and latest.phase == status.phase
+    none = await handle.query(ReleaseWorkflow.status, StatusRequest(timeline_tail=0))
+    assert (none.timeline, none.timeline_total) == ([], len(everything))
+    paged: list = []
+    while len(paged) < len(everything):
+        page = await handle.query(
+            ReleaseWorkflow.timeline, TimelineRequest(offset=len(paged), limit=4)
+        )
+        assert page.total == len(everything) and 0 < len(page.events) <= 4
+        paged += page.events
+    assert paged == everything
+    past = await handle.query(
+        ReleaseWorkflow.timeline, TimelineRequest(offset=len(everything), limit=4)
+    )
+    assert (past.events, past.total) == ([], len(everything))
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -93,6 +123,7 @@ async def test_two_wave_release_approved_completes(time_skipping_env, aws, make_
         await approve(handle, "operations", "dave", "ops ready")
         outcome = await handle.result()
         status = await status_of(handle)
+        await assert_timeline_in_parts(handle, status)
     await assert_replays(handle)
 
     assert outcome.phase == ReleasePhase.COMPLETED and outcome.error is None

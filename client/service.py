@@ -45,7 +45,7 @@ from workflows.release import (
     SA_VERSION,
     ReleaseWorkflow,
 )
-from workflows.release_state import application_key, target_keys
+from workflows.release_state import overlap_queries, target_keys
 
 T = TypeVar("T")
 # While a release's workflow task is failing (a worker died holding it, say, until its
@@ -159,22 +159,10 @@ async def overlapping_releases(client: Client, plan: ReleasePlan) -> list[Releas
     """Running releases that deploy at least one of the plan's resources.
 
     Visibility is eventually consistent: two submissions within a second of each other may
-    both pass this check.
+    both pass this check. The release itself checks again once it is visible (the later of
+    two overlapping releases fails, or queues with ``queue: true``).
     """
-    keys = target_keys(plan)
-    app_key = application_key(plan.application)
-    running = "WorkflowType = 'ReleaseWorkflow' AND ExecutionStatus = 'Running'"
-    if keys == [app_key]:
-        # Too many resources to list: any running release of the application overlaps.
-        queries = [f"{running} AND {SA_APPLICATION.name} = '{plan.application}'"]
-    else:
-        # A running release that claims the whole application overlaps too. Visibility
-        # queries have a size limit: ask in batches of keys.
-        keys = [*keys, app_key]
-        queries = [
-            f"{running} AND {SA_TARGETS.name} IN ({', '.join(repr(k) for k in keys[i : i + 50])})"
-            for i in range(0, len(keys), 50)
-        ]
+    queries = overlap_queries(plan, SA_APPLICATION.name, SA_TARGETS.name)
     found: dict[str, ReleaseSummary] = {}
     for query in queries:
         async for execution in client.list_workflows(query):

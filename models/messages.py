@@ -340,6 +340,28 @@ class SnapshotsRecorded(BaseModel):
 # --- releases that share targets ------------------------------------------------------------
 
 WAIT_FOR_RELEASES = "wait_for_releases"
+FIND_OVERLAPPING_RELEASES = "find_overlapping_releases"
+
+
+class FindOverlapsInput(BaseModel):
+    """Which running releases answer ``queries`` (besides ``release_id`` itself)."""
+
+    release_id: str
+    queries: list[str]
+
+
+class RunningRelease(BaseModel):
+    """A running release, and when it started."""
+
+    release_id: str
+    started_at: datetime
+
+
+class OverlapsFound(BaseModel):
+    """The running releases found, and whether visibility could be asked at all."""
+
+    releases: list[RunningRelease] = Field(default_factory=list)
+    visibility: bool = True
 
 
 class WaitForReleasesInput(BaseModel):

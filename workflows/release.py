@@ -14,8 +14,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     import workflows.metrics as metrics
     from models.messages import (
+        FIND_OVERLAPPING_RELEASES,
         WAIT_FOR_RELEASES,
         Change,
+        FindOverlapsInput,
+        OverlapsFound,
         ReleaseInput,
         ReleaseResult,
         TargetActionInput,
@@ -58,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.release_state import (
         WAVE_ENDS,
         initial_status,
+        overlap_queries,
         resolved_target,
     )
     from workflows.wave import (
@@ -66,6 +70,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
+OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
+# workflow.patched() id: the release looks for overlapping releases itself at its start.
+OVERLAP_CHECK_AT_START = "overlap-check-at-start"
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
 
@@ -142,8 +149,14 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         metrics.release_started(plan.application)
         self._refresh()
         try:
-            if input.queued_behind:
-                await self._wait_in_queue(input.queued_behind)
+            queued_behind = list(input.queued_behind)
+            if self._checks_overlaps():
+                ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
+                if ahead and not plan.queue:
+                    return await self._refuse_overlap(ahead)
+                queued_behind += ahead
+            if queued_behind:
+                await self._wait_in_queue(queued_behind)
             await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
             if self._rollback_requested:
                 await self._rollback(self._saga)
@@ -161,6 +174,42 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
             raise
         self._finish(final)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._notifications_delivered()
+        return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
+
+    def _checks_overlaps(self) -> bool:
+        """Releases submitted through relman carry their resources' keys: they check for
+        overlaps themselves once visible, closing the race of two submissions at once."""
+        if workflow.info().typed_search_attributes.get(SA_TARGETS) is None:
+            return False  # started without relman's search attributes (tests, benchmarks)
+        return workflow.patched(OVERLAP_CHECK_AT_START)
+
+    async def _overlapping_ahead(self) -> list[str]:
+        """Running releases that deploy one of the same resources and started before this
+        one (by start time, then id: of two overlapping releases exactly one goes first)."""
+        found = await workflow.execute_activity(
+            FIND_OVERLAPPING_RELEASES,
+            FindOverlapsInput(
+                release_id=self._plan.id,
+                queries=overlap_queries(self._plan, SA_APPLICATION.name, SA_TARGETS.name),
+            ),
+            result_type=OverlapsFound,
+            start_to_close_timeout=OVERLAP_CHECK_TIMEOUT,
+            summary="look for overlapping releases started before this one",
+        )
+        me = (workflow.info().workflow_start_time, self._plan.id)
+        return [r.release_id for r in found.releases if (r.started_at, r.release_id) < me]
+
+    async def _refuse_overlap(self, ahead: list[str]) -> ReleaseResult:
+        """End without changing anything: an overlapping release started first."""
+        plan = self._plan
+        self._status.error = (
+            f"release {plan.id} deploys resources that running release(s) "
+            f"{', '.join(ahead)} also deploy, and they started first; it changed nothing. "
+            "Submit it again once they have ended, or set `queue: true` to queue behind them"
+        )
+        self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
+        self._finish(ReleasePhase.FAILED)
         await self._notifications_delivered()
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
 

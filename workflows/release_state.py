@@ -129,6 +129,27 @@ def target_keys(plan: ReleasePlan) -> list[str]:
     return sorted(keys)
 
 
+def overlap_queries(
+    plan: ReleasePlan, application_attribute: str, targets_attribute: str
+) -> list[str]:
+    """Visibility queries for running releases that deploy one of the plan's resources.
+
+    A plan too large to list its resources claims its whole application, and a running
+    release that claims the whole application overlaps every plan of it. Visibility queries
+    have a size limit: keys go in batches of 50.
+    """
+    keys = target_keys(plan)
+    app_key = application_key(plan.application)
+    running = "WorkflowType = 'ReleaseWorkflow' AND ExecutionStatus = 'Running'"
+    if keys == [app_key]:
+        return [f"{running} AND {application_attribute} = '{plan.application}'"]
+    keys = [*keys, app_key]
+    return [
+        f"{running} AND {targets_attribute} IN ({', '.join(repr(k) for k in keys[i : i + 50])})"
+        for i in range(0, len(keys), 50)
+    ]
+
+
 def operator_refusal(
     plan: ReleasePlan, status: ReleaseStatus, actor: str, action: str, override: bool = False
 ) -> str | None:

@@ -192,6 +192,11 @@ def _green_at(percent: int) -> Any:
     return match
 
 
+# The ops wave's window opens after the kill during snapshotting has been recovered from: a
+# minute-long activity timeout with Temporal's real timeouts, seconds otherwise.
+OPS_WINDOW_LEAD = timedelta(seconds=180 if REAL_TIMEOUTS else 40)
+
+
 def _window_opening_soon(lead: timedelta) -> dict[str, Any]:
     """A UTC window that opens at the first whole minute at least ``lead`` from now."""
     now = datetime.now(UTC)
@@ -218,7 +223,7 @@ async def completing(stack: Stack) -> Outcome:
         [
             _wave("config", ["a-cfg", "a-flag"], bake="3s"),
             # Beside the others: its window opens while the canary is being crashed.
-            _wave("ops", ["a-ops"], window=_window_opening_soon(timedelta(seconds=40))),
+            _wave("ops", ["a-ops"], window=_window_opening_soon(OPS_WINDOW_LEAD)),
             _wave(
                 "canary",
                 ["a-fn", "a-alb"],

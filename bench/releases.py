@@ -55,6 +55,32 @@ async def wait_status(
         await asyncio.sleep(POLL_SECONDS)
 
 
+class WaveStages:
+    """When a wave got going, from its history (epoch seconds, server clock): the wave
+    started, its first workflow task was picked up by a worker and completed, and its first
+    activity was scheduled and started."""
+
+    def __init__(self, started: float, first_task: float, first_task_done: float, activity: float):
+        self.started = started
+        self.first_task = first_task
+        self.first_task_done = first_task_done
+        self.activity = activity
+
+    @classmethod
+    async def of(cls, client: Client, workflow_id: str) -> WaveStages:
+        found: dict[int, float] = {}
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        for event in history.events:
+            if event.event_type not in found:
+                found[event.event_type] = event.event_time.ToMicroseconds() / 1e6
+        return cls(
+            found[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED],
+            found[EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED],
+            found[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED],
+            found[EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED],
+        )
+
+
 class ActivityTimes:
     """When each activity of one workflow was scheduled, started and completed: epoch
     seconds of the server's clock (this machine's), from the workflow's history."""

@@ -37,6 +37,7 @@ from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV, LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
 from workflows.release import SEARCH_ATTRIBUTES
+from workflows.wave import wave_queue
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -218,7 +219,7 @@ def new_queue(scenario: str) -> str:
 @contextlib.asynccontextmanager
 async def inprocess_worker(client: Client, aws: AwsClients, queue: str) -> AsyncIterator[None]:
     """The real relman worker (``worker.main.build_worker``) in this process."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * ACTIVITY_THREADS) as executor:
         async with build_worker(client, queue, aws, executor):
             yield
 
@@ -241,6 +242,11 @@ class WorkerProcess:
 
     def __init__(self, stack: Stack, queue: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
+        # As installed (pip compiles every module; the image keeps the .pyc files), the
+        # worker reads its modules' bytecode instead of compiling the workflow modules'
+        # source again for every workflow it runs in the sandbox. These machines set
+        # PYTHONDONTWRITEBYTECODE, which would leave the worker compiling every time.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(LOCAL_AWS_ENV)
         env.update(
             TEMPORAL_ADDRESS=stack.address,
@@ -262,7 +268,10 @@ class WorkerProcess:
 
     async def ready(self, client: Client) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not await queue_polled(client, self.queue):
+        while not (
+            await queue_polled(client, self.queue)
+            and await queue_polled(client, wave_queue(self.queue))
+        ):
             if self.process.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {self.log_path}")
             if time.monotonic() > deadline:

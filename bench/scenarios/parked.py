@@ -23,7 +23,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from bench.fixtures import APPROVER_OF, NEW_VALUE, OLD_VALUE, SEED_THREADS, one_wave_plan
-from bench.releases import ActivityTimes, start
+from bench.releases import WaveStages, start
 from bench.report import load_average, percentile, row
 from bench.settings import Settings
 from bench.stack import Stack, WorkerProcess, new_queue
@@ -113,9 +113,17 @@ async def _approve(handle: WorkflowHandle[Any, Any]) -> float:
     return time.time()
 
 
-async def _first_activity(client: Client, release_id: str) -> float:
-    times = await ActivityTimes.of(client, f"{release_id}.{WAVE}.1")
-    return times.started_of()[0]
+async def _wave_stages(client: Client, release_id: str) -> WaveStages:
+    return await WaveStages.of(client, f"{release_id}.{WAVE}.1")
+
+
+# Where an approval's latency goes: (figure, stage it runs from, stage it runs to).
+STAGES = [
+    ("approval returned -> wave started", "returned", "started"),
+    ("wave started -> its first workflow task picked up", "started", "first_task"),
+    ("first workflow task picked up -> completed", "first_task", "first_task_done"),
+    ("first workflow task completed -> first activity started", "first_task_done", "activity"),
+]
 
 
 def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subprocess.Popen | None:
@@ -188,11 +196,15 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
         after = worker.memory()
         levels_out = {}
         for level, share, returned, first_sent, _ in phases:
-            starts = await _bounded(
-                HISTORY_CONCURRENCY, [lambda h=h: _first_activity(client, h.id) for h in share]
+            stages = await _bounded(
+                HISTORY_CONCURRENCY, [lambda h=h: _wave_stages(client, h.id) for h in share]
             )
-            latencies = [s - r for s, r in zip(starts, returned, strict=True)]
+            latencies = [s.activity - r for s, r in zip(stages, returned, strict=True)]
+            times = [{"returned": r, **vars(s)} for s, r in zip(stages, returned, strict=True)]
             levels_out[level] = {
+                "stages_p99": {
+                    label: percentile([t[b] - t[a] for t in times], 99) for label, a, b in STAGES
+                },
                 "approvals_per_second": len(share) / (max(returned) - first_sent),
                 "latency_p50": percentile(latencies, 50),
                 "latency_p99": percentile(latencies, 99),
@@ -239,6 +251,11 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
             row(f"approval returned -> first deploy activity started, p99 ({share})",
                 at("latency_p99"), "s", "< 1 s"),
             row(f"approvals per second ({share})", at("approvals_per_second"), "/s"),
+        ]  # fmt: skip
+        rows += [
+            row(f"stage p99: {label} ({share})",
+                [r["levels"][level]["stages_p99"][label] for r in runs], "s")
+            for label, _, _ in STAGES
         ]  # fmt: skip
     rows += [
         row(

@@ -37,7 +37,6 @@ from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV, LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
 from workflows.release import SEARCH_ATTRIBUTES
-from workflows.wave import wave_queue
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -219,7 +218,7 @@ def new_queue(scenario: str) -> str:
 @contextlib.asynccontextmanager
 async def inprocess_worker(client: Client, aws: AwsClients, queue: str) -> AsyncIterator[None]:
     """The real relman worker (``worker.main.build_worker``) in this process."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * ACTIVITY_THREADS) as executor:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         async with build_worker(client, queue, aws, executor):
             yield
 
@@ -268,10 +267,7 @@ class WorkerProcess:
 
     async def ready(self, client: Client) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not (
-            await queue_polled(client, self.queue)
-            and await queue_polled(client, wave_queue(self.queue))
-        ):
+        while not await queue_polled(client, self.queue):
             if self.process.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {self.log_path}")
             if time.monotonic() > deadline:

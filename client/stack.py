@@ -249,16 +249,8 @@ def register_search_attributes(address: str) -> list[str]:
 
 
 def _worker_polling(address: str, queue: str) -> bool:
-    """Whether a worker polls ``queue`` and its waves' queue."""
-    from workflows.wave import wave_queue
-
-    for polled in (queue, wave_queue(queue)):
-        described = _temporal(
-            address, "task-queue", "describe", "--task-queue", polled, "-o", "json"
-        )
-        if described.returncode != 0 or not json.loads(described.stdout).get("pollers"):
-            return False
-    return True
+    described = _temporal(address, "task-queue", "describe", "--task-queue", queue, "-o", "json")
+    return described.returncode == 0 and bool(json.loads(described.stdout).get("pollers"))
 
 
 def _check_port(port: int, what: str, env_name: str) -> None:

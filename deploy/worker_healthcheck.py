@@ -1,9 +1,8 @@
 """Container health check for ``relman worker``: healthy while this host's worker polls.
 
 Asks Temporal, configured exactly as the worker is (``TEMPORAL_*`` variables or a
-``temporal.toml`` profile, ``RELMAN_TASK_QUEUE``), which pollers it has seen on relman's two
-workflow task queues (releases, and their waves), and looks on each for one from this host
-that polled recently. An open port or a
+``temporal.toml`` profile, ``RELMAN_TASK_QUEUE``), which pollers it has seen on relman's
+workflow task queue, and looks for one from this host that polled recently. An open port or a
 live process would not show that the worker can reach Temporal and is taking work.
 
 The SDK's default worker identity is ``<pid>@<hostname>``, and a container's hostname is its
@@ -24,7 +23,6 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from client.connection import connect_config, task_queue
-from workflows.wave import wave_queue
 
 # A worker's long poll lasts about a minute and the next starts at once, so a live worker's
 # last poll is never much older than that.
@@ -32,32 +30,28 @@ RECENT = timedelta(minutes=2)
 CHECK_TIMEOUT_SECONDS = 10.0
 
 
-async def not_polled(host: str) -> list[str]:
-    """relman's workflow task queues that no worker on ``host`` polled recently."""
+async def polling(host: str) -> bool:
+    """True if a worker on ``host`` polled relman's workflow task queue recently."""
     client = await Client.connect(**connect_config())
-    now = datetime.now(UTC)
-    missing = []
-    for queue in (task_queue(), wave_queue(task_queue())):
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue()),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         )
-        if not any(
-            poller.identity.endswith(f"@{host}")
-            and now - poller.last_access_time.ToDatetime(UTC) < RECENT
-            for poller in response.pollers
-        ):
-            missing.append(queue)
-    return missing
+    )
+    now = datetime.now(UTC)
+    return any(
+        poller.identity.endswith(f"@{host}")
+        and now - poller.last_access_time.ToDatetime(UTC) < RECENT
+        for poller in response.pollers
+    )
 
 
 def main() -> int:
     host = socket.gethostname()
     try:
-        missing = asyncio.run(asyncio.wait_for(not_polled(host), CHECK_TIMEOUT_SECONDS))
+        healthy = asyncio.run(asyncio.wait_for(polling(host), CHECK_TIMEOUT_SECONDS))
     except Exception as exc:  # any failure to ask Temporal means "not healthy"
         print(f"unhealthy: cannot ask Temporal about task queue {task_queue()!r}: {exc}")
         return 1
@@ -65,11 +59,10 @@ def main() -> int:
         # Release the Temporal client before the interpreter shuts down: dropping it during
         # finalization aborts the process (the same care as client.cli.main).
         gc.collect()
-    if missing:
-        queues = " and ".join(repr(q) for q in missing)
-        print(f"unhealthy: no worker on {host} polls task queue {queues}")
+    if not healthy:
+        print(f"unhealthy: no worker on {host} polls task queue {task_queue()!r}")
         return 1
-    print(f"healthy: a worker on {host} polls task queues {task_queue()!r} and its waves'")
+    print(f"healthy: a worker on {host} polls task queue {task_queue()!r}")
     return 0
 
 

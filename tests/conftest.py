@@ -20,6 +20,7 @@ from temporalio import client as temporal_client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 # Dummy credentials: boto3 signs requests to moto like it would to AWS.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -152,16 +153,16 @@ def task_queue() -> str:
 @pytest.fixture(scope="session")
 def activity_executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     """Threads for the sync boto3 activities."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as executor:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
         yield executor
 
 
 @pytest.fixture
 def make_worker(activity_executor: concurrent.futures.ThreadPoolExecutor, task_queue: str):
     """Build the real relman worker for an environment and AWS endpoint."""
-    from worker.main import RelmanWorker, build_worker
+    from worker.main import build_worker
 
-    def make(env: WorkflowEnvironment, aws: AwsClients) -> RelmanWorker:
+    def make(env: WorkflowEnvironment, aws: AwsClients) -> Worker:
         return build_worker(env.client, task_queue, aws, activity_executor)
 
     return make

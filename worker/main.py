@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -23,41 +22,19 @@ from client.errors import BadInput
 from models.plan import Notifications
 from worker import telemetry
 from workflows.release import ReleaseWorkflow
-from workflows.wave import WaveWorkflow, wave_queue
+from workflows.wave import WaveWorkflow
 
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
-# Activities at once per task queue; a worker polls two (releases and waves).
 ACTIVITY_THREADS = 32
+# Workflow-task long polls at once, and the share of them on the task queue itself rather than
+# on this worker's sticky queue. The first task of every new workflow (each wave, as soon as
+# its gate is approved) only ever arrives on the task queue; the SDK's defaults (5 polls, a
+# ratio of 0.2) leave it one poll while cached releases get four (docs/benchmarks.md).
+WORKFLOW_TASK_POLLS = 10
+NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
-
-
-class RelmanWorker:
-    """The two workers of one relman worker process, run together.
-
-    One polls the release's task queue (releases, and the waves of releases started before
-    waves had a queue of their own), the other the waves' queue (``wave_queue``), so a wave's
-    workflow tasks never wait behind the approvals and signals of every parked release.
-    Both run every activity: an activity runs on the queue of the workflow that scheduled it.
-    """
-
-    def __init__(self, releases: Worker, waves: Worker):
-        self.releases = releases
-        self.waves = waves
-        self._stack: contextlib.AsyncExitStack | None = None
-
-    async def __aenter__(self) -> RelmanWorker:
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self.releases)
-            await stack.enter_async_context(self.waves)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
 
 
 def build_worker(
@@ -69,14 +46,12 @@ def build_worker(
     *,
     stand_ins: Sequence[Callable[..., Any]] = (),
     **options: Any,
-) -> RelmanWorker:
-    """A worker for ``queue`` (and its waves' queue) running releases whose activities use
-    ``aws``.
+) -> Worker:
+    """A worker for ``queue`` running releases whose activities use ``aws``.
 
     ``notify_defaults`` is where notifications of plans without a ``notifications`` section
     go (none: they are not sent). ``stand_ins`` replace the activities of the same function
-    name (tests: an activity that hangs or crashes); ``options`` go to both ``Worker``s as
-    they are. ``executor`` runs the activities of both: give it 2 x ``ACTIVITY_THREADS``.
+    name (tests: an activity that hangs or crashes); ``options`` go to ``Worker`` as they are.
     """
     replaced = {fn.__name__ for fn in stand_ins}
     activities = [
@@ -85,26 +60,20 @@ def build_worker(
         *ReleaseActivities(client).all(),
         *NotifyActivities(aws, notify_defaults).all(),
     ]
-
-    def worker(task_queue: str, workflows: Sequence[type], **tuning: Any) -> Worker:
-        return Worker(
-            client,
-            task_queue=task_queue,
-            workflows=workflows,
-            activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
-            activity_executor=executor,
-            max_concurrent_activities=ACTIVITY_THREADS,
-            interceptors=telemetry.worker_interceptors(client),
-            **(tuning | options),
-        )
-
-    return RelmanWorker(
-        worker(queue, [ReleaseWorkflow, WaveWorkflow]),
-        worker(
-            wave_queue(queue),
-            [WaveWorkflow],
-            max_concurrent_workflow_task_polls=10,
-            nonsticky_to_sticky_poll_ratio=1.0,
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[ReleaseWorkflow, WaveWorkflow],
+        activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        interceptors=telemetry.worker_interceptors(client),
+        **(
+            {
+                "max_concurrent_workflow_task_polls": WORKFLOW_TASK_POLLS,
+                "nonsticky_to_sticky_poll_ratio": NONSTICKY_TO_STICKY_POLL_RATIO,
+            }
+            | options
         ),
     )
 
@@ -122,9 +91,9 @@ async def run_worker(queue: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * ACTIVITY_THREADS) as executor:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         worker = build_worker(client, queue, AwsClients.from_env(), executor, notify_defaults)
-        log.info("relman worker polling task queues %r and %r", queue, wave_queue(queue))
+        log.info("relman worker polling task queue %r", queue)
         async with worker:
             await stop.wait()
     log.info("relman worker stopped")

@@ -67,16 +67,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.wave import (
         WAVE_PROGRESS_SIGNAL,
         WaveWorkflow,
-        wave_queue,
     )
 
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
 # workflow.patched() id: the release looks for overlapping releases itself at its start.
 OVERLAP_CHECK_AT_START = "overlap-check-at-start"
-# workflow.patched() id: waves start on their own task queue (``wave_queue``); the waves of
-# releases from before run on the release's queue, which every worker still polls for them.
-WAVES_OWN_QUEUE = "waves-own-queue"
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
 
@@ -298,12 +294,10 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
                 bake_interval=wave.bake_interval,
             )
             rollout_started = workflow.now()
-            own_queue = workflow.patched(WAVES_OWN_QUEUE)
             handle = await workflow.start_child_workflow(
                 WaveWorkflow.run,
                 child_input,
                 id=f"{self._plan.id}.{wave.name}.{attempt}",
-                task_queue=wave_queue(workflow.info().task_queue) if own_queue else None,
                 static_summary=f"wave {wave.name} of {self._plan.id}",
             )
             self._children[wave.name] = handle

@@ -80,16 +80,6 @@ PROGRESS_NOT_AWAITED = "progress-not-awaited"
 PROGRESS_IN_ORDER = "progress-in-order"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 SYSTEM_ACTOR = "relman"
-# Waves run on a task queue of their own beside the release's, so a wave's workflow tasks
-# never wait behind the approvals, signals and timers of every release on the worker.
-WAVE_QUEUE_SUFFIX = ".waves"
-
-
-def wave_queue(release_queue: str) -> str:
-    """The task queue of the waves of releases running on ``release_queue``."""
-    return f"{release_queue}{WAVE_QUEUE_SUFFIX}"
-
-
 # workflow.patched() ids of behaviour changes that waves in flight must not see.
 BAKE_WAITS_FOR_CANCEL = "bake-waits-for-cancel"
 # One activity snapshots all the wave's targets, one per traffic step applies it to all.

@@ -50,7 +50,7 @@ from models.messages import (
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests.helpers import make_plan, start_release, status_of
 from workflows.release import ReleaseWorkflow
-from workflows.wave import WaveWorkflow, wave_queue
+from workflows.wave import WaveWorkflow
 
 WAVES, TARGETS_PER_WAVE, STEPS = 40, 25, [5, 25, 50, 100]
 # Independent chains of waves: every wave but the first of a chain waits for the one before.
@@ -145,28 +145,23 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
     plan = large_plan()
     loop = asyncio.get_running_loop()
     started = loop.time()
-    activities = [
-        snapshot_target,
-        apply_target,
-        snapshot_targets,
-        apply_targets,
-        compensate_target,
-        check_alarms,
-        watch_alarms,
-        notify,
-        notification_destinations,
-    ]
-
-    def worker(task_queue: str, workflow: type) -> Worker:
-        return Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[workflow],
-            activities=activities,
-            max_concurrent_activities=200,
-        )
-
-    async with worker(queue, ReleaseWorkflow), worker(wave_queue(queue), WaveWorkflow):
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[ReleaseWorkflow, WaveWorkflow],
+        activities=[
+            snapshot_target,
+            apply_target,
+            snapshot_targets,
+            apply_targets,
+            compensate_target,
+            check_alarms,
+            watch_alarms,
+            notify,
+            notification_destinations,
+        ],
+        max_concurrent_activities=200,
+    ):
         handle = await start_release(env.client, plan, queue)
         outcome = await handle.result()
         status = await status_of(handle)

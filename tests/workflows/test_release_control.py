@@ -19,6 +19,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.aws import AwsClients
 from models.messages import FreezeInput, OperatorInput, OverrideInput
@@ -43,7 +44,7 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
-from worker.main import RelmanWorker, build_worker
+from worker.main import build_worker
 from workflows.release import ReleaseWorkflow
 
 BERLIN, NEW_YORK, TOKYO = "Europe/Berlin", "America/New_York", "Asia/Tokyo"
@@ -723,7 +724,7 @@ async def test_multi_day_release_across_three_time_zones(
 
 def uncached_worker(
     env: WorkflowEnvironment, aws: AwsClients, task_queue: str, executor: Executor
-) -> RelmanWorker:
+) -> Worker:
     """The relman worker without a workflow cache, so without a sticky task queue.
 
     A worker that stops leaves its sticky queue behind; a Temporal cluster soon hands the

@@ -211,13 +211,20 @@ class Hold:
 
 @dataclass
 class Faults:
-    """Answer a seeded share of calls with throttling and 503 instead of forwarding them."""
+    """Answer a seeded share of calls with throttling and 503 instead of forwarding them.
+
+    The shares are exact per block of ``BLOCK`` calls (in seeded order within each block),
+    not a coin toss per call: a scenario of few calls still meets both kinds of fault.
+    """
+
+    BLOCK = 20
 
     throttle: float
     unavailable: float
     seed: int
     only: Callable[[Call], bool] = lambda call: True
     _random: random.Random = field(init=False)
+    _deck: list[str | None] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -225,12 +232,13 @@ class Faults:
     def pick(self, call: Call) -> str | None:
         if not self.only(call):
             return None
-        roll = self._random.random()
-        if roll < self.throttle:
-            return "throttle"
-        if roll < self.throttle + self.unavailable:
-            return "503"
-        return None
+        if not self._deck:
+            throttles = round(self.BLOCK * self.throttle)
+            unavailable = round(self.BLOCK * self.unavailable)
+            self._deck = ["throttle"] * throttles + ["503"] * unavailable
+            self._deck += [None] * (self.BLOCK - len(self._deck))
+            self._random.shuffle(self._deck)
+        return self._deck.pop()
 
 
 @dataclass

@@ -23,12 +23,15 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.aws import AwsClients
 from activities.release import TargetActivities
 from models.messages import (
+    APPLY_TARGETS,
     COMPENSATE_TARGET,
+    ApplyStepInput,
+    ApplyStepResult,
     CompensateInput,
     CompensateResult,
     DecisionInput,
@@ -876,6 +879,51 @@ async def test_cancelling_in_the_middle_of_a_rollback_does_not_interrupt_it(
     assert not [e for e in status.timeline if e.kind == "rollback_failed"]
     # The release was already rolling back a failure: that is how it ends.
     assert outcome.phase == ReleasePhase.ROLLED_BACK
+
+
+class LostBatchApply:
+    """``apply_targets`` that changes every target, then fails as a whole, as when every
+    attempt of the batch timed out: the wave cannot tell which of its targets changed."""
+
+    def __init__(self, aws: AwsClients):
+        self.real = TargetActivities(aws)
+        self.calls = 0
+
+    @activity.defn(name=APPLY_TARGETS)
+    def apply_targets(self, input: ApplyStepInput) -> ApplyStepResult:
+        self.calls += 1
+        self.real.apply_targets(input)
+        raise ApplicationError("every attempt of the batch timed out", non_retryable=True)
+
+
+async def test_a_step_that_fails_as_a_whole_fails_every_target_and_restores_them_all(
+    time_skipping_env, aws, task_queue, activity_executor
+):
+    account = Account(aws)
+    backend = make_backend(account)
+    before = backend.describe()
+    plan = make_plan(backend.targets(), [wave("backend", ["config", "checkout-alias"])])
+    lost = LostBatchApply(aws)
+    worker = build_worker(
+        time_skipping_env.client, task_queue, aws, activity_executor, stand_ins=[lost.apply_targets]
+    )
+    async with worker:
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        outcome = await handle.result()
+        status = await status_of(handle)
+    await assert_replays(handle)
+
+    assert lost.calls == 1
+    assert outcome.phase == ReleasePhase.ROLLED_BACK
+    # Both were changed by the lost batch, and both are back as they were.
+    assert backend.describe() == before
+    error = "every attempt of the batch timed out"
+    assert {t.name: (t.phase, t.error) for t in status.wave("backend").targets} == {
+        "config": (TargetPhase.ROLLED_BACK, error),
+        "checkout-alias": (TargetPhase.ROLLED_BACK, error),
+    }
+    assert sorted(restored_order(status)) == ["checkout-alias", "config"]
+    assert outcome.error == f"wave backend: {error}; {error}"
 
 
 # --- 5. a resource deleted behind the release's back: rollback_failed waits for an operator ----

@@ -43,8 +43,8 @@ def status(
         typer.Option(
             "--events",
             min=0,
-            help="latest timeline events to include (text: 10; JSON: all, with "
-            "timeline_total when cut); `relman history` pages through all of them",
+            help="latest timeline events to include (text: 10; JSON: all, fetched in "
+            "pages; timeline_total is given when cut); `relman history` pages through all",
         ),
     ] = None,
     output: OutputOption = OutputFormat.text,
@@ -55,7 +55,13 @@ def status(
 
     tail = events if events is not None or output == OutputFormat.json else STATUS_EVENTS
     if not watch or output == OutputFormat.json:
-        emit(StatusView(run(service.status(release_id, tail)), tail or 0), output)
+        if output == OutputFormat.json and events is None:
+            # The whole timeline, fetched in pages as `relman history` does: one query's
+            # answer would exceed the server's size limits for a release of many targets.
+            current = run(service.history(release_id))
+        else:
+            current = run(service.status(release_id, tail))
+        emit(StatusView(current, tail or 0), output)
         return
     from rich.live import Live
 

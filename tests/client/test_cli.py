@@ -174,6 +174,9 @@ async def test_release_through_the_cli(
         latest = await arelman("status", release_id, "--events", "2", "-o", "json", env=env)
         cut = json.loads(latest.stdout)
         assert (cut["timeline"], cut["timeline_total"]) == (events[-2:], len(events))
+        # Without --events, JSON status has every event (paged, as history fetches them).
+        whole = json.loads((await arelman("status", release_id, "-o", "json", env=env)).stdout)
+        assert (whole["timeline"], whole.get("timeline_total")) == (events, None)
 
         async def listed() -> list[Any]:
             out = await arelman(

@@ -64,10 +64,8 @@ with workflow.unsafe.imports_passed_through():
         overlap_queries,
         resolved_target,
     )
-    from workflows.wave import (
-        WAVE_PROGRESS_SIGNAL,
-        WaveWorkflow,
-    )
+    from workflows.wave import WaveWorkflow
+    from workflows.wave_base import WAVE_PROGRESS_SIGNAL
 
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         active_phase,
         pending_approvals,
     )
-    from workflows.wave import cause
+    from workflows.wave_base import cause
 
 
 # Search attributes relman keeps current, for `relman list` and `relman approvals`.

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         TargetPhase,
         WavePhase,
     )
-    from workflows.wave import (
+    from workflows.wave_base import (
         RECORD_SNAPSHOTS_SIGNAL,
         cause,
     )

@@ -7,22 +7,16 @@ gates, the timeline and every snapshot the waves signal to it, and runs the roll
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     import workflows.metrics as metrics
     from models.messages import (
-        FIND_OVERLAPPING_RELEASES,
-        WAIT_FOR_RELEASES,
         Change,
-        FindOverlapsInput,
-        OverlapsFound,
         ReleaseInput,
         ReleaseResult,
         TargetActionInput,
-        WaitForReleasesInput,
         WaveActionInput,
         WaveInput,
         WaveOutcome,
@@ -57,25 +51,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.release_controls import OperatorControls
     from workflows.release_gates import ApprovalGates
+    from workflows.release_overlaps import OverlapChecks
     from workflows.release_saga import RollbackSaga
     from workflows.release_state import (
         WAVE_ENDS,
         initial_status,
-        overlap_queries,
         resolved_target,
     )
     from workflows.wave import WaveWorkflow
     from workflows.wave_base import WAVE_PROGRESS_SIGNAL
 
-QUEUE_WAIT_TIMEOUT = timedelta(days=30)
-OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
-# workflow.patched() id: the release looks for overlapping releases itself at its start.
-OVERLAP_CHECK_AT_START = "overlap-check-at-start"
-QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
-
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
+class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChecks):
     """Runs a release plan's waves in ``after`` order, rolling back on failure or rejection."""
 
     @workflow.init
@@ -151,7 +139,12 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
             if self._checks_overlaps():
                 ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
                 if ahead and not plan.queue:
-                    return await self._refuse_overlap(ahead)
+                    self._refuse_overlap(ahead)
+                    self._finish(ReleasePhase.FAILED)
+                    await self._notifications_delivered()
+                    return ReleaseResult(
+                        release_id=plan.id, phase=self._status.phase, error=self._status.error
+                    )
                 queued_behind += ahead
             if queued_behind:
                 await self._wait_in_queue(queued_behind)
@@ -174,58 +167,6 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga):
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._notifications_delivered()
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
-
-    def _checks_overlaps(self) -> bool:
-        """Releases submitted through relman carry their resources' keys: they check for
-        overlaps themselves once visible, closing the race of two submissions at once."""
-        if workflow.info().typed_search_attributes.get(SA_TARGETS) is None:
-            return False  # started without relman's search attributes (tests, benchmarks)
-        return workflow.patched(OVERLAP_CHECK_AT_START)
-
-    async def _overlapping_ahead(self) -> list[str]:
-        """Running releases that deploy one of the same resources and started before this
-        one (by start time, then id: of two overlapping releases exactly one goes first)."""
-        found = await workflow.execute_activity(
-            FIND_OVERLAPPING_RELEASES,
-            FindOverlapsInput(
-                release_id=self._plan.id,
-                queries=overlap_queries(self._plan, SA_APPLICATION.name, SA_TARGETS.name),
-            ),
-            result_type=OverlapsFound,
-            start_to_close_timeout=OVERLAP_CHECK_TIMEOUT,
-            summary="look for overlapping releases started before this one",
-        )
-        me = (workflow.info().workflow_start_time, self._plan.id)
-        return [r.release_id for r in found.releases if (r.started_at, r.release_id) < me]
-
-    async def _refuse_overlap(self, ahead: list[str]) -> ReleaseResult:
-        """End without changing anything: an overlapping release started first."""
-        plan = self._plan
-        self._status.error = (
-            f"release {plan.id} deploys resources that running release(s) "
-            f"{', '.join(ahead)} also deploy, and they started first; it changed nothing. "
-            "Submit it again once they have ended, or set `queue: true` to queue behind them"
-        )
-        self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
-        self._finish(ReleasePhase.FAILED)
-        await self._notifications_delivered()
-        return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
-
-    async def _wait_in_queue(self, releases: list[str]) -> None:
-        """Wait until running releases that deploy the same targets have ended."""
-        self._event(
-            "queued",
-            f"queued behind {', '.join(releases)}: they deploy some of the same targets",
-            actor=SYSTEM_ACTOR,
-        )
-        await workflow.execute_activity(
-            WAIT_FOR_RELEASES,
-            WaitForReleasesInput(release_ids=releases),
-            start_to_close_timeout=QUEUE_WAIT_TIMEOUT,
-            heartbeat_timeout=QUEUE_HEARTBEAT_TIMEOUT,
-            summary=f"wait for {', '.join(releases)} to end",
-        )
-        self._event("dequeued", "releases ahead have ended; starting", actor=SYSTEM_ACTOR)
 
     def _final_phase(self) -> ReleasePhase:
         if self._stopping is not None:

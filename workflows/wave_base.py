@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from models.messages import (
         BATCH_FAN_OUT,
         AlarmCheckInput,
+        FiringAlarm,
         WaveInput,
         WaveOutcome,
         WaveProgress,
@@ -184,6 +185,11 @@ async def wait_or_timeout(
     except TimeoutError:
         return False
     return True
+
+
+def firing_names(firing: list[FiringAlarm]) -> str:
+    """The alarms in ALARM, each with CloudWatch's reason, for an event or an error."""
+    return ", ".join(f"{a.name} ({a.reason})" for a in firing)
 
 
 def batch_timeout(per_attempt: timedelta, targets: int) -> timedelta:

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         batch_timeout,
         cause,
         failure_of,
+        firing_names,
     )
     from workflows.wave_waits import WaveWaits
 
@@ -98,7 +99,7 @@ class WaveSteps(WaveWaits):
             # release applies on_failure, rather than failing this workflow unhandled.
             raise failure_of(err) from None
         if result.firing:
-            names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
+            names = firing_names(result.firing)
             raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
 
     async def _snapshot_all(self) -> None:

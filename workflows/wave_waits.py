@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         WaveFailed,
         WaveStopped,
         failure_of,
+        firing_names,
         wait_or_timeout,
     )
 
@@ -66,7 +67,7 @@ class WaveWaits(WaveBase):
             except ActivityError as err:
                 raise failure_of(err) from None
             if result.firing:
-                names = ", ".join(f"{a.name} ({a.reason})" for a in result.firing)
+                names = firing_names(result.firing)
                 self._event("alarm", f"alarm in ALARM while baking at {percent}%: {names}")
                 raise WaveFailed(f"alarm in ALARM while baking at {percent}%: {names}")
         self._progress.waiting_for = None

@@ -95,7 +95,7 @@ def _print_release(out: Any, final: Any, checks: list[Any]) -> None:
 def _print_rollback(out: Any, outcome: Any) -> None:
     from rich.table import Table
 
-    from client.demo import label, show
+    from client.demo_aws import label, show
 
     final = outcome.final
     table = Table(

@@ -18,15 +18,12 @@ from activities.aws import AwsClients
 from client.demo import (
     DEMO_PLAN,
     ROLLBACK_PLAN,
-    RestoreCheck,
     RollbackOutcome,
-    describe,
     release_scenario,
     rollback_scenario,
-    seed,
-    set_alarm,
     unique_release,
 )
+from client.demo_aws import RestoreCheck, describe, seed, set_alarm
 from models.loader import load_plan
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus

@@ -56,7 +56,7 @@ POINT_SECONDS = 420.0 if REAL_TIMEOUTS else 120.0
 POLL_SECONDS = 0.1
 # Approvers of every reliability plan; alice requests.
 APPROVER_GROUPS = {"cab": ["bob", "carol"], "ops": ["dave", "erin"]}
-# Seeding shares one VPC and its subnets (client.demo): one scenario seeds at a time.
+# Seeding shares one VPC and its subnets (client.demo_aws): one scenario seeds at a time.
 _SEED_LOCK = threading.Lock()
 
 
@@ -340,10 +340,10 @@ class Seeded:
 
 def seed_plan(data: dict[str, Any], aws: AwsClients, directory: Path) -> Seeded:
     """Create the plan's resources in moto; write the plan (bound to them) as YAML."""
-    from client import demo
+    from client import demo_aws
 
     with _SEED_LOCK:
-        bound = demo.seed(parse_plan(data), aws)
+        bound = demo_aws.seed(parse_plan(data), aws)
     for target, spec in zip(bound.targets, data["targets"], strict=True):
         if isinstance(target, Elbv2WeightsTarget):
             spec["listener_arn"] = target.listener_arn
@@ -352,7 +352,7 @@ def seed_plan(data: dict[str, Any], aws: AwsClients, directory: Path) -> Seeded:
     path = directory / f"{data['id']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     plan = parse_plan(data)
-    before = demo.describe(plan, aws)
+    before = demo_aws.describe(plan, aws)
     versions = {t.parameter: ssm_version_count(aws, t.parameter) for t in ssm_targets(plan)}
     return Seeded(plan, path, before, versions)
 
@@ -387,9 +387,9 @@ def deployed(seeded: Seeded) -> dict[str, dict[str, Any] | None]:
 
 
 def describe_now(seeded: Seeded, aws: AwsClients) -> dict[str, dict[str, Any] | None]:
-    from client import demo
+    from client import demo_aws
 
-    return json.loads(json.dumps(demo.describe(seeded.plan, aws), default=str))
+    return json.loads(json.dumps(demo_aws.describe(seeded.plan, aws), default=str))
 
 
 # --- the command line --------------------------------------------------------------------------

@@ -8,12 +8,11 @@ moto less to set up than many functions, and makes the same calls per target.
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import uuid
-import zipfile
 from typing import Any
 
 from activities.aws import AwsClients
+from client.demo_aws import lambda_zip
 from models.loader import parse_plan
 from models.plan import ReleasePlan
 
@@ -29,13 +28,6 @@ APPROVER_GROUPS = {
 APPROVER_OF = {group: members[0] for group, members in APPROVER_GROUPS.items()}
 # Below botocore's default pool of 10 connections per client.
 SEED_THREADS = 8
-
-
-def _code(revision: int) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", f"def handler(event, context):\n    return {revision}\n")
-    return archive.getvalue()
 
 
 def seed_targets(aws: AwsClients, count: int, prefix: str) -> list[dict[str, Any]]:
@@ -60,10 +52,10 @@ def seed_targets(aws: AwsClients, count: int, prefix: str) -> list[dict[str, Any
             Runtime="python3.12",
             Role=role["Role"]["Arn"],
             Handler="app.handler",
-            Code={"ZipFile": _code(1)},
+            Code={"ZipFile": lambda_zip(1)},
             Publish=True,
         )
-        lam.update_function_code(FunctionName=FUNCTION, ZipFile=_code(2), Publish=True)
+        lam.update_function_code(FunctionName=FUNCTION, ZipFile=lambda_zip(2), Publish=True)
         targets += [
             {
                 "name": f"a{i}",

@@ -70,7 +70,8 @@ def _seed_ssm(aws: Any, region: str | None, target: SsmParameterTarget) -> None:
     )
 
 
-def _zip(revision: int) -> bytes:
+def lambda_zip(revision: int) -> bytes:
+    """A deployment package whose handler returns ``revision`` (each revision a new version)."""
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("app.py", f"def handler(event, context):\n    return {revision}\n")
@@ -105,13 +106,15 @@ def _seed_lambda(aws: Any, region: str | None, target: LambdaAliasTarget) -> Non
             Runtime="python3.12",
             Role=_lambda_role(aws),
             Handler="app.handler",
-            Code={"ZipFile": _zip(1)},
+            Code={"ZipFile": lambda_zip(1)},
             Publish=True,
         )
     pages = lam.get_paginator("list_versions_by_function").paginate(FunctionName=target.function)
     published = [v["Version"] for p in pages for v in p["Versions"] if v["Version"] != "$LATEST"]
     for revision in range(len(published) + 1, int(target.version) + 1):
-        lam.update_function_code(FunctionName=target.function, ZipFile=_zip(revision), Publish=True)
+        lam.update_function_code(
+            FunctionName=target.function, ZipFile=lambda_zip(revision), Publish=True
+        )
     # An explicit empty routing config: that is how the alias reads after any update.
     wanted = {
         "FunctionVersion": _previous_version(target),

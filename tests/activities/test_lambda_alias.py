@@ -6,8 +6,6 @@ accepts alias weights to versions that do not exist: the handler checks those it
 
 from __future__ import annotations
 
-import io
-import zipfile
 from typing import Any
 
 import pytest
@@ -15,18 +13,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
 from activities.targets.lambda_alias import LambdaAliasHandler
+from client.demo_aws import lambda_zip
 from models.plan import LambdaAliasTarget
 from tests.helpers import writes_of
 
 FUNCTION = "checkout"
 ALIAS = "live"
-
-
-def code(revision: int) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", f"def handler(event, context):\n    return {revision}\n")
-    return archive.getvalue()
 
 
 def publish_versions(aws: AwsClients, count: int) -> None:
@@ -38,11 +30,11 @@ def publish_versions(aws: AwsClients, count: int) -> None:
         Runtime="python3.12",
         Role=role["Role"]["Arn"],
         Handler="app.handler",
-        Code={"ZipFile": code(1)},
+        Code={"ZipFile": lambda_zip(1)},
         Publish=True,
     )
     for revision in range(2, count + 1):
-        lam.update_function_code(FunctionName=FUNCTION, ZipFile=code(revision), Publish=True)
+        lam.update_function_code(FunctionName=FUNCTION, ZipFile=lambda_zip(revision), Publish=True)
 
 
 def alias_state(aws: AwsClients) -> dict[str, Any]:

@@ -8,9 +8,7 @@ heartbeating activity, so they last real seconds: they are kept to a few.
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +25,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.aws import AwsClients
 from activities.release import TargetActivities
+from client.demo_aws import lambda_zip
 from models.messages import (
     APPLY_TARGETS,
     COMPENSATE_TARGET,
@@ -191,13 +190,6 @@ def alias_description(account: Account) -> dict[str, Any]:
     return described
 
 
-def _code(revision: int) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", f"def handler(event, context):\n    return {revision}\n")
-    return archive.getvalue()
-
-
 def make_backend(account: Account) -> Backend:
     """``/payments/config`` = config-v1; ``checkout`` versions 1 and 2, ``live`` on 1."""
     account.client("ssm").put_parameter(
@@ -210,10 +202,10 @@ def make_backend(account: Account) -> Backend:
         Runtime="python3.12",
         Role=role["Role"]["Arn"],
         Handler="app.handler",
-        Code={"ZipFile": _code(1)},
+        Code={"ZipFile": lambda_zip(1)},
         Publish=True,
     )
-    lam.update_function_code(FunctionName="checkout", ZipFile=_code(2), Publish=True)
+    lam.update_function_code(FunctionName="checkout", ZipFile=lambda_zip(2), Publish=True)
     lam.create_alias(
         FunctionName="checkout", Name="live", FunctionVersion="1", Description="production"
     )

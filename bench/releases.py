@@ -57,8 +57,8 @@ async def wait_status(
 
 class WaveStages:
     """When a wave got going, from its history (epoch seconds, server clock): the wave
-    started, its first workflow task was picked up by a worker and completed, and its first
-    activity was scheduled and started."""
+    started, a worker picked up its first workflow task and completed it, and its first
+    activity started."""
 
     def __init__(self, started: float, first_task: float, first_task_done: float, activity: float):
         self.started = started

@@ -4,6 +4,10 @@ A child per wave keeps each release's history bounded however many waves and tar
 the release records gates and the saga; each wave records its own snapshots, traffic steps
 and bakes. Before the first change the wave snapshots all its targets and signals them to the
 release, so the release can roll back even if this child is cancelled or terminated.
+
+This module holds the workflow's state, signals, query and run; what the wave does step by
+step is in ``wave_steps.py``, ``wave_waits.py`` and ``wave_base.py``, passed through the
+sandbox (this module is imported anew for every wave run; those are loaded once).
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,16 @@ STAGES = [
 ]
 
 
+def _py_spy() -> str:
+    """py-spy, also where it is installed in the bench's own virtual environment (which
+    need not be on PATH)."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("py-spy", path=path)
+    if found is None:
+        raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return found
+
+
 def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subprocess.Popen | None:
     """py-spy recording the worker (collapsed stacks, with idle threads left out)."""
     if not settings.profile_dir:
@@ -134,7 +146,7 @@ def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subproces
     out.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
-            shutil.which("py-spy") or "py-spy",
+            _py_spy(),
             "record",
             "--pid",
             str(worker.process.pid),
@@ -226,6 +238,8 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
 
 
 async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], list[dict]]:
+    if settings.profile_dir:
+        _py_spy()  # before parking a thousand releases, not after
     runs = [await _one_run(stack, settings, i) for i in range(settings.parked_runs)]
     n = settings.parked
 

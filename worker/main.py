@@ -26,10 +26,11 @@ from workflows.wave import WaveWorkflow
 
 # boto3 calls block, so activities run on threads; AWS latency, not CPU, bounds them.
 ACTIVITY_THREADS = 32
-# Workflow-task long polls at once, and the share of them on the task queue itself rather than
-# on this worker's sticky queue. The first task of every new workflow (each wave, as soon as
-# its gate is approved) only ever arrives on the task queue; the SDK's defaults (5 polls, a
-# ratio of 0.2) leave it one poll while cached releases get four (docs/benchmarks.md).
+# Workflow-task long polls. The SDK's core gives the task queue itself polls x ratio of them
+# (at least 1) and this worker's sticky queue the rest (at least 1): here 10 and 1. The first
+# task of every new workflow (each wave, as soon as its gate is approved) only ever arrives
+# on the task queue; the SDK's defaults (5 polls, ratio 0.2) leave it one poll while cached
+# workflows' tasks get four. Measured against other splits in docs/benchmarks.md.
 WORKFLOW_TASK_POLLS = 10
 NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
 

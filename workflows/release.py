@@ -136,22 +136,20 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
         self._refresh()
         try:
             queued_behind = list(input.queued_behind)
+            ahead = []
             if self._checks_overlaps():
                 ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
-                if ahead and not plan.queue:
-                    self._refuse_overlap(ahead)
-                    self._finish(ReleasePhase.FAILED)
-                    await self._notifications_delivered()
-                    return ReleaseResult(
-                        release_id=plan.id, phase=self._status.phase, error=self._status.error
-                    )
+            if ahead and not plan.queue:
+                self._refuse_overlap(ahead)  # it ends failed, having changed nothing
+                final = ReleasePhase.FAILED
+            else:
                 queued_behind += ahead
-            if queued_behind:
-                await self._wait_in_queue(queued_behind)
-            await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
-            if self._rollback_requested:
-                await self._rollback(self._saga)
-            final = self._final_phase()
+                if queued_behind:
+                    await self._wait_in_queue(queued_behind)
+                await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
+                if self._rollback_requested:
+                    await self._rollback(self._saga)
+                final = self._final_phase()
         except asyncio.CancelledError:
             # Cancelling the workflow (Temporal UI/CLI) rolls back what it changed: once
             # the cancellation has been delivered here, new activities run normally.

@@ -82,12 +82,11 @@ class WaveStages:
 
 
 class ActivityTimes:
-    """When each activity of one workflow was scheduled, started and completed: epoch
-    seconds of the server's clock (this machine's), from the workflow's history."""
+    """When each activity of one workflow completed, by activity type: epoch seconds of the
+    server's clock (this machine's), from the workflow's history."""
 
     def __init__(self) -> None:
         self.scheduled: dict[int, tuple[str, float]] = {}
-        self.started: dict[int, float] = {}
         self.completed: dict[int, float] = {}
 
     @classmethod
@@ -99,22 +98,11 @@ class ActivityTimes:
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 attributes = event.activity_task_scheduled_event_attributes
                 times.scheduled[event.event_id] = (attributes.activity_type.name, when)
-            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                scheduled = event.activity_task_started_event_attributes.scheduled_event_id
-                times.started[scheduled] = when
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
                 times.completed[scheduled] = when
         return times
 
-    def _of_type(self, kind: str, times: dict[int, float]) -> list[float]:
-        return sorted(at for sid, at in times.items() if self.scheduled[sid][0] == kind)
-
-    def started_of(self, kind: str | None = None) -> list[float]:
-        """Start times of the activities of type ``kind`` (all if None), earliest first."""
-        if kind is None:
-            return sorted(self.started.values())
-        return self._of_type(kind, self.started)
-
     def completed_of(self, kind: str) -> list[float]:
-        return self._of_type(kind, self.completed)
+        """Completion times of the activities of type ``kind``, earliest first."""
+        return sorted(at for sid, at in self.completed.items() if self.scheduled[sid][0] == kind)

@@ -149,11 +149,19 @@ class ApplyStepResult(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict)
 
 
+# The actor of the entries relman writes into a release's timeline itself.
+SYSTEM_ACTOR = "relman"
+# The wave child's workflow type, and the signals it sends its release: the release starts
+# the child by name, so its module is not loaded into every release's sandbox.
+WAVE_WORKFLOW = "WaveWorkflow"
+WAVE_PROGRESS_SIGNAL = "wave_progress"
+RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
+
 # Activity names: the workflow refers to activities by name so it never imports boto3.
 SNAPSHOT_TARGET = "snapshot_target"
 APPLY_TARGET = "apply_target"
 COMPENSATE_TARGET = "compensate_target"
-# One activity per wave step for all its targets (since the batch-targets patch).
+# One activity per wave step for all its targets.
 SNAPSHOT_TARGETS = "snapshot_targets"
 APPLY_TARGETS = "apply_targets"
 CHECK_ALARMS = "check_alarms"

@@ -1,22 +1,67 @@
-"""ReleaseWorkflow: one release — its waves as a DAG, gates, operator controls, rollback saga.
+"""ReleaseWorkflow: one release, from submission to its end.
 
-Each wave's deployment runs as a WaveWorkflow child (bounded history); the release keeps the
-gates, the timeline and every snapshot the waves signal to it, and runs the rollback.
+The release runs its waves as a DAG: each wave waits for its predecessors, then for its
+approval gate, then runs its deployment as a ``WaveWorkflow`` child (which keeps each
+release's history bounded however many targets it has). Waves signal their snapshots to the
+release before changing anything, so the release holds the saga's log and runs the rollback,
+newest change first, whenever a wave fails, a gate rejects, an operator aborts or the
+workflow is cancelled. Operators steer it through validated Updates; anyone may query it.
+
+Decisions that need no Temporal API live in plain modules, called by name: ``gates`` (who
+may decide a gate and what it still needs), ``release_state`` (phases, pending approvals,
+targets, overlap keys, saga order), ``notifications`` (what a timeline entry notifies).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    import workflows.metrics as metrics
+    # The worker's module, which holds the meter provider (see its docstring).
+    import common.metrics as metrics
+    from common.search_attributes import (
+        SA_APPLICATION,
+        SA_APPROVERS,
+        SA_PHASE,
+        SA_TARGETS,
+    )
     from models.messages import (
+        COMPENSATE_TARGET,
+        FIND_OVERLAPPING_RELEASES,
+        NOTIFY,
+        NOTIFY_DESTINATIONS,
+        RECORD_SNAPSHOTS_SIGNAL,
+        SYSTEM_ACTOR,
+        WAIT_FOR_RELEASES,
+        WAVE_PROGRESS_SIGNAL,
+        WAVE_WORKFLOW,
         Change,
+        CompensateInput,
+        CompensateResult,
+        DecisionInput,
+        DecisionResult,
+        FindOverlapsInput,
+        FreezeInput,
+        Notification,
+        NotifyDestinationsInput,
+        NotifyDestinationsResult,
+        NotifyInput,
+        NotifyResult,
+        OperatorInput,
+        OperatorResult,
+        OverlapsFound,
+        OverrideInput,
         ReleaseInput,
         ReleaseResult,
+        SnapshotsRecorded,
         TargetActionInput,
+        WaitForReleasesInput,
         WaveActionInput,
         WaveInput,
         WaveOutcome,
@@ -24,109 +69,103 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.plan import ReleasePlan, Wave
     from models.status import (
+        FINAL_PHASES,
+        ApprovalRecord,
         ReleasePhase,
         ReleaseStatus,
         StatusRequest,
         TargetPhase,
+        TimelineEvent,
         TimelinePage,
         TimelineRequest,
         WavePhase,
         WaveStatus,
     )
-
-    # The release's mixins are deterministic workflow code without module state: passed
-    # through, they are loaded once per worker instead of once per release run inside the
-    # sandbox (which is what a parked release's memory and a replay's time went to).
-    from workflows.release_base import (  # noqa: F401 - other modules import these from here
-        SA_APPLICATION,
-        SA_APPROVERS,
-        SA_DEPARTMENTS,
-        SA_PHASE,
-        SA_REQUESTER,
-        SA_TARGETS,
-        SA_VERSION,
-        SEARCH_ATTRIBUTES,
-        SYSTEM_ACTOR,
-        StopRelease,
-    )
-    from workflows.release_controls import OperatorControls
-    from workflows.release_gates import ApprovalGates
-    from workflows.release_overlaps import OverlapChecks
-    from workflows.release_saga import RollbackSaga
+    from workflows import gates
+    from workflows.notifications import notification_for, notified_event
     from workflows.release_state import (
         WAVE_ENDS,
+        active_phase,
+        current_details,
+        final_phase,
         initial_status,
+        merge_targets,
+        newest_wave_first,
+        operator_refusal,
+        overlap_queries,
+        pending_approvals,
         resolved_target,
+        wave_of_target,
     )
-    from workflows.wave import WaveWorkflow
-    from workflows.wave_base import WAVE_PROGRESS_SIGNAL
+    from workflows.steps import cause
+
+# Notifications run beside the release and never hold it up: a few attempts with backoff,
+# then the failure is recorded in the timeline (`notification_failed`) and the release goes on.
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+NOTIFY_DESTINATIONS_TIMEOUT = timedelta(seconds=30)
+# Per attempt (the retry policy has no limit): a dead worker delays a restore by this much.
+COMPENSATE_TIMEOUT = timedelta(minutes=1)
+# Compensation must not give up on transient errors: it retries until it succeeds, or a
+# non-retryable error (access denied, resource gone) hands it to an operator.
+COMPENSATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
+QUEUE_WAIT_TIMEOUT = timedelta(days=30)
+QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+
+# A timeline entry waiting to be written: (kind, message, fields).
+Entry = tuple[str, str, dict[str, str | None]]
+
+
+class StopRelease(Exception):
+    """Raised inside a wave's branch of the release to end it when the release is stopping."""
 
 
 @workflow.defn
-class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChecks):
+class ReleaseWorkflow:
     """Runs a release plan's waves in ``after`` order, rolling back on failure or rejection."""
 
     @workflow.init
     def __init__(self, input: ReleaseInput) -> None:
         self._plan: ReleasePlan = input.plan
-        self._status = initial_status(input.plan)
+        self._status: ReleaseStatus = initial_status(input.plan)
+        # The saga's log: every target's snapshot, recorded by its wave before it changes it.
         self._saga: list[Change] = []
         # The end the release is heading for once a wave rejected or failed it, or an
-        # operator aborted it.
+        # operator aborted it; and whether that end rolls back what was changed.
         self._stopping: ReleasePhase | None = None
         self._rollback_requested = False
         self._rollbacks_running = 0
-        self._overrides: dict[str, bool] = {}  # wave -> include_freeze
+        self._retry_rollback = False
+        self._overrides: dict[str, bool] = {}  # wave -> the override includes freezes
         # wave -> (retry | rollback | skip, the operator's input), for waves paused on failure
         self._decisions: dict[str, tuple[str, WaveActionInput | TargetActionInput]] = {}
-        self._retry_rollback = False
-        self._children: dict[str, workflow.ChildWorkflowHandle] = {}  # type: ignore[type-arg]
         self._failed_waves: set[str] = set()
         # Targets whose rollback an operator skipped. A target skipped while deploying is
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
-        self._worker_destinations = None
-        self._visible = None  # the search attributes last upserted
+        self._children: dict[str, workflow.ChildWorkflowHandle[WaveInput, WaveOutcome]] = {}
+        self._worker_destinations: asyncio.Future[NotifyDestinationsResult] | None = None
+        self._visible: tuple[str, tuple[str, ...]] | None = None  # search attributes last set
         self._notifications_sent = 0
         self._notifications_pending = 0
 
-    @workflow.query
-    def status(self, request: StatusRequest | None = None) -> ReleaseStatus:
-        """The release's phase, waves, targets, pending approvals and timeline (or, when
-        ``request`` says so, its latest events only)."""
-        if request is None or request.timeline_tail is None:
-            return self._status
-        events = self._status.timeline
-        latest = events[len(events) - request.timeline_tail :] if request.timeline_tail else []
-        return self._status.model_copy(update={"timeline": latest, "timeline_total": len(events)})
-
-    @workflow.query
-    def timeline(self, request: TimelineRequest) -> TimelinePage:
-        """A page of the timeline, oldest first: the audit trail of any size, in parts."""
-        events = self._status.timeline
-        return TimelinePage(
-            events=events[request.offset : request.offset + request.limit], total=len(events)
-        )
-
-    @workflow.signal(name=WAVE_PROGRESS_SIGNAL)
-    def wave_progress(self, input: WaveReport) -> None:
-        """A wave's live progress and events."""
-        wave = self._status.wave(input.wave)
-        if wave.phase in WAVE_ENDS:
-            return
-        progress = input.progress
-        wave.phase = progress.phase
-        wave.step, wave.percent = progress.step, progress.percent
-        wave.next_start, wave.waiting_for = progress.next_start, progress.waiting_for
-        self._merge_targets(wave, progress.targets)
-        self._status.timeline.extend(input.events)
-        self._refresh()
+    # --- the release -------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: ReleaseInput) -> ReleaseResult:
         """Run every wave as its predecessors finish, then roll back if the release stops."""
-        self._status.started_at = workflow.now()
         plan = self._plan
+        self._status.started_at = workflow.now()
         self._event(
             "started",
             f"release {plan.id} of {plan.application} {plan.version} started",
@@ -136,9 +175,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
         self._refresh()
         try:
             queued_behind = list(input.queued_behind)
-            ahead = []
-            if self._checks_overlaps():
-                ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
+            ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
             if ahead and not plan.queue:
                 self._refuse_overlap(ahead)  # it ends failed, having changed nothing
                 final = ReleasePhase.FAILED
@@ -149,7 +186,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
                 await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
                 if self._rollback_requested:
                     await self._rollback(self._saga)
-                final = self._final_phase()
+                final = final_phase(self._status, self._stopping)
         except asyncio.CancelledError:
             # Cancelling the workflow (Temporal UI/CLI) rolls back what it changed: once
             # the cancellation has been delivered here, new activities run normally.
@@ -166,22 +203,8 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
         await self._notifications_delivered()
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
 
-    def _final_phase(self) -> ReleasePhase:
-        if self._stopping is not None:
-            return self._stopping
-        if all(w.phase == WavePhase.COMPLETED for w in self._status.waves):
-            return ReleasePhase.COMPLETED
-        return ReleasePhase.FAILED
-
-    def _finish(self, phase: ReleasePhase) -> None:
-        self._status.phase = phase
-        self._status.finished_at = workflow.now()
-        self._status.pending_approvals = []
-        self._event("finished", f"release ended {phase.value}", actor=SYSTEM_ACTOR)
-        metrics.release_finished(self._plan.application, phase.value)
-        self._upsert_visibility()
-
     async def _run_wave(self, wave: Wave) -> None:
+        """One wave's branch: wait for its predecessors, its gate, then deploy it."""
         status = self._status.wave(wave.name)
         preds = [self._status.wave(p) for p in wave.after]
         await workflow.wait_condition(
@@ -203,6 +226,153 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
                 self._set_wave(status, WavePhase.CANCELLED, f"wave {wave.name} stopped")
             return
         status.finished_at = workflow.now()
+
+    # --- the approval gate -------------------------------------------------------------------
+
+    async def _await_gate(self, wave: Wave, status: WaveStatus) -> None:
+        """Wait until the gate is satisfied; a rejection or a timeout stops the release.
+
+        On timeout a gate with ``on_timeout: escalate`` waits once more for the escalation
+        groups, then rejects."""
+        gate = wave.approval
+        assert gate is not None
+        self._set_wave(
+            status,
+            WavePhase.AWAITING_APPROVAL,
+            f"wave {wave.name} awaiting approval from "
+            + ", ".join(f"{n} of {g}" for g, n in gate.groups.items()),
+        )
+
+        def rejected() -> bool:
+            return any(a.decision == "rejected" for a in status.approvals)
+
+        def decided() -> bool:
+            return (
+                self._stopping is not None
+                or rejected()
+                or not gates.gate_missing(self._plan, status)
+            )
+
+        timeout = gate.timeout
+        waiting_since = workflow.now()
+        while True:
+            status.approval_deadline = workflow.now() + timeout if timeout else None
+            self._refresh()
+            try:
+                await workflow.wait_condition(
+                    decided, timeout=timeout, timeout_summary=f"approval of wave {wave.name}"
+                )
+                break
+            except TimeoutError:
+                if gate.on_timeout == "escalate" and not status.escalated_to:
+                    status.escalated_to = dict(gate.escalate_to)
+                    timeout = gate.escalation_timeout or gate.timeout
+                    self._event(
+                        "approval_escalated",
+                        f"wave {wave.name} approval escalated to "
+                        + ", ".join(f"{n} of {g}" for g, n in gate.escalate_to.items()),
+                        actor=SYSTEM_ACTOR,
+                        wave=wave.name,
+                    )
+                    continue
+                self._event(
+                    "approval_timeout",
+                    f"wave {wave.name} approval timed out; rejecting",
+                    actor=SYSTEM_ACTOR,
+                    wave=wave.name,
+                )
+                self._gate_waited(wave, waiting_since, "timed_out")
+                self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
+                raise StopRelease from None
+        status.approval_deadline = None
+        self._gate_waited(
+            wave,
+            waiting_since,
+            "stopped" if self._stopping is not None else "rejected" if rejected() else "approved",
+        )
+        if self._stopping is not None:
+            raise StopRelease
+        if rejected():
+            self._wave_stops_release(status, ReleasePhase.REJECTED, WavePhase.REJECTED)
+            raise StopRelease
+        self._event("gate_passed", f"wave {wave.name} approved", actor=SYSTEM_ACTOR, wave=wave.name)
+
+    def _gate_waited(self, wave: Wave, since: datetime, decision: str) -> None:
+        """Record how long the gate waited and how it ended (``relman.approval.wait.duration``)."""
+        metrics.approval_waited(
+            self._plan.application, wave.name, wave.department, decision, workflow.now() - since
+        )
+
+    @workflow.update
+    def approve(self, input: DecisionInput) -> DecisionResult:
+        """Record an approval of a wave's gate."""
+        return self._decide(input, "approved")
+
+    @approve.validator
+    def _validate_approve(self, input: DecisionInput) -> None:
+        self._validate_decision(input, "approve")
+
+    @workflow.update
+    def reject(self, input: DecisionInput) -> DecisionResult:
+        """Reject a wave: the release stops and (by default) rolls back."""
+        return self._decide(input, "rejected")
+
+    @reject.validator
+    def _validate_reject(self, input: DecisionInput) -> None:
+        self._validate_decision(input, "reject")
+
+    def _validate_decision(self, input: DecisionInput, decision: str) -> None:
+        reason = gates.refusal(
+            self._plan,
+            self._status.waves,
+            input.wave,
+            input.approver,
+            decision,
+            self._status.finished or self._stopping is not None,
+        )
+        if reason:
+            raise ValueError(reason)
+
+    def _decide(self, input: DecisionInput, decision: str) -> DecisionResult:
+        wave = self._status.wave(input.wave)
+        groups = gates.approver_groups(self._plan, gates.gate_groups(wave), input.approver)
+        wave.approvals.append(
+            ApprovalRecord(
+                approver=input.approver,
+                decision=decision,
+                groups=groups,
+                at=workflow.now(),
+                comment=input.comment,
+            )
+        )
+        self._event(
+            decision,
+            f"{input.approver} {decision} wave {wave.name} (as {', '.join(groups)})",
+            actor=input.approver,
+            wave=wave.name,
+            comment=input.comment or None,
+        )
+        self._refresh()
+        if decision == "rejected":
+            return DecisionResult(
+                wave=wave.name,
+                accepted=True,
+                satisfied=False,
+                missing={},
+                message=f"wave {wave.name} rejected",
+            )
+        missing = gates.gate_missing(self._plan, wave)
+        return DecisionResult(
+            wave=wave.name,
+            accepted=True,
+            satisfied=not missing,
+            missing=missing,
+            message="gate satisfied"
+            if not missing
+            else "still needs " + ", ".join(f"{n} from {g}" for g, n in missing.items()),
+        )
+
+    # --- the deployment ----------------------------------------------------------------------
 
     async def _deploy(self, wave: Wave, status: WaveStatus) -> None:
         """Run the wave's child until it completes, applying ``on_failure`` to failures."""
@@ -232,8 +402,9 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
             )
             rollout_started = workflow.now()
             handle = await workflow.start_child_workflow(
-                WaveWorkflow.run,
+                WAVE_WORKFLOW,
                 child_input,
+                result_type=WaveOutcome,
                 id=f"{self._plan.id}.{wave.name}.{attempt}",
                 static_summary=f"wave {wave.name} of {self._plan.id}",
             )
@@ -247,7 +418,7 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
                 workflow.now() - rollout_started,
             )
             del self._children[wave.name]
-            self._merge_targets(status, outcome.targets)
+            merge_targets(status, outcome.targets)
             self._status.timeline.extend(outcome.events)
             if outcome.outcome == "completed":
                 self._set_wave(status, WavePhase.COMPLETED, f"wave {wave.name} completed")
@@ -294,3 +465,498 @@ class ReleaseWorkflow(ApprovalGates, OperatorControls, RollbackSaga, OverlapChec
                 return decision
         self._wave_stops_release(status, ReleasePhase.ROLLED_BACK, WavePhase.FAILED)
         raise StopRelease
+
+    @workflow.signal(name=WAVE_PROGRESS_SIGNAL)
+    def wave_progress(self, input: WaveReport) -> None:
+        """A wave's live progress and events."""
+        wave = self._status.wave(input.wave)
+        if wave.phase in WAVE_ENDS:
+            return
+        progress = input.progress
+        wave.phase = progress.phase
+        wave.step, wave.percent = progress.step, progress.percent
+        wave.next_start, wave.waiting_for = progress.next_start, progress.waiting_for
+        merge_targets(wave, progress.targets)
+        self._status.timeline.extend(input.events)
+        self._refresh()
+
+    @workflow.signal(name=RECORD_SNAPSHOTS_SIGNAL)
+    def record_snapshots(self, input: SnapshotsRecorded) -> None:
+        """A wave's snapshots, recorded before it changes anything (the saga's log)."""
+        for change in input.changes:
+            self._saga.append(change)
+            self._status.target(change.target.name).before = change.snapshot.display
+
+    # --- the rollback saga -------------------------------------------------------------------
+
+    async def _rollback(self, changes: list[Change]) -> None:
+        """Compensate ``changes`` newest first; a permanent failure waits for an operator.
+
+        Waves are restored newest first; a wave's targets, changed side by side, are
+        restored side by side, their timeline entries in the saga's order."""
+        if not changes:
+            return
+        self._rollbacks_running += 1
+        rollback_started = workflow.now()
+        self._status.phase = ReleasePhase.ROLLING_BACK
+        self._event(
+            "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
+        )
+        self._upsert_visibility()
+        while True:
+            failed = 0
+            for group in newest_wave_first(changes):
+                entries: list[Entry] = []
+                restoring = asyncio.gather(*(self._compensate(c, entries.append) for c in group))
+                try:
+                    restored = await asyncio.shield(restoring)
+                except asyncio.CancelledError:
+                    # Cancelled mid-rollback: each restore runs to its end, and so does
+                    # the rollback.
+                    restored = await restoring
+                failed += restored.count(False)
+                order = {c.target.name: i for i, c in enumerate(group)}
+                for kind, message, fields in sorted(
+                    entries, key=lambda e: order[e[2]["target"] or ""]
+                ):
+                    self._event(kind, message, **fields)
+            if not failed:
+                break
+            self._status.phase = ReleasePhase.ROLLBACK_FAILED
+            self._status.error = f"rollback of {failed} resource(s) failed; see targets"
+            self._upsert_visibility()
+            self._retry_rollback = False
+            await workflow.wait_condition(lambda: self._retry_rollback)
+            self._status.phase = ReleasePhase.ROLLING_BACK
+        self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
+        metrics.rollback_finished(self._plan.application, workflow.now() - rollback_started)
+        for name in dict.fromkeys(c.wave for c in changes):
+            w = self._status.wave(name)
+            if w.phase == WavePhase.COMPLETED and all(
+                t.phase in (TargetPhase.ROLLED_BACK, TargetPhase.SKIPPED) for t in w.targets
+            ):
+                self._set_wave(w, WavePhase.ROLLED_BACK, f"wave {name} rolled back")
+        self._rollbacks_running -= 1
+        self._refresh()
+
+    async def _compensate(self, change: Change, record: Callable[[Entry], None]) -> bool:
+        """Restore one resource; False if it cannot be restored (recorded, not dropped).
+
+        Its timeline entry goes to ``record``."""
+        tstatus = self._status.target(change.target.name)
+        if tstatus.phase == TargetPhase.ROLLED_BACK or change.target.name in self._rollback_skipped:
+            return True
+        retrying = tstatus.phase == TargetPhase.ROLLBACK_FAILED
+        tstatus.phase = TargetPhase.ROLLING_BACK
+        restore = workflow.start_activity(
+            COMPENSATE_TARGET,
+            CompensateInput(
+                release_id=self._plan.id, target=change.target, snapshot=change.snapshot
+            ),
+            result_type=CompensateResult,
+            start_to_close_timeout=COMPENSATE_TIMEOUT,
+            retry_policy=COMPENSATE_RETRY,
+            summary=f"restore {change.snapshot.resource}",
+        )
+        fields: dict[str, str | None] = {
+            "actor": SYSTEM_ACTOR,
+            "wave": change.wave,
+            "target": change.target.name,
+        }
+        try:
+            try:
+                result = await asyncio.shield(restore)
+            except asyncio.CancelledError:
+                # The release was cancelled in the middle of its rollback: cancelling this
+                # compensation would leave the resource half restored, so it runs to its end.
+                result = await restore
+        except ActivityError as err:
+            tstatus.phase = TargetPhase.ROLLBACK_FAILED
+            tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"
+            record(("rollback_failed", f"{change.snapshot.resource}: {tstatus.error}", fields))
+            return False
+        tstatus.phase = TargetPhase.ROLLED_BACK
+        if retrying:  # the apply failure it may show stays; the rollback failure is over
+            tstatus.error = None
+        tstatus.after = result.display
+        tstatus.percent = 0
+        record(
+            (
+                "target_restored",
+                f"{result.resource} restored to {result.display}"
+                + ("" if result.changed else " (it already was)"),
+                fields,
+            )
+        )
+        return True
+
+    # --- releases that deploy the same resources ---------------------------------------------
+
+    async def _overlapping_ahead(self) -> list[str]:
+        """Running releases that deploy one of the same resources and started before this
+        one (by start time, then id: of two overlapping releases exactly one goes first).
+
+        ``relman submit`` looks through visibility, which is eventually consistent; the
+        release looks again once it is visible itself, closing the race of two submissions
+        at once. A release started without relman's search attributes does not look."""
+        if workflow.info().typed_search_attributes.get(SA_TARGETS) is None:
+            return []
+        found = await workflow.execute_activity(
+            FIND_OVERLAPPING_RELEASES,
+            FindOverlapsInput(
+                release_id=self._plan.id,
+                queries=overlap_queries(self._plan, SA_APPLICATION.name, SA_TARGETS.name),
+            ),
+            result_type=OverlapsFound,
+            start_to_close_timeout=OVERLAP_CHECK_TIMEOUT,
+            summary="look for overlapping releases started before this one",
+        )
+        me = (workflow.info().workflow_start_time, self._plan.id)
+        return [r.release_id for r in found.releases if (r.started_at, r.release_id) < me]
+
+    def _refuse_overlap(self, ahead: list[str]) -> None:
+        """Record why the release ends without changing anything."""
+        plan = self._plan
+        self._status.error = (
+            f"release {plan.id} deploys resources that running release(s) "
+            f"{', '.join(ahead)} also deploy, and they started first; it changed nothing. "
+            "Submit it again once they have ended, or set `queue: true` to queue behind them"
+        )
+        self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
+
+    async def _wait_in_queue(self, releases: list[str]) -> None:
+        """Wait until running releases that deploy the same targets have ended."""
+        self._event(
+            "queued",
+            f"queued behind {', '.join(releases)}: they deploy some of the same targets",
+            actor=SYSTEM_ACTOR,
+        )
+        await workflow.execute_activity(
+            WAIT_FOR_RELEASES,
+            WaitForReleasesInput(release_ids=releases),
+            start_to_close_timeout=QUEUE_WAIT_TIMEOUT,
+            heartbeat_timeout=QUEUE_HEARTBEAT_TIMEOUT,
+            summary=f"wait for {', '.join(releases)} to end",
+        )
+        self._event("dequeued", "releases ahead have ended; starting", actor=SYSTEM_ACTOR)
+
+    # --- operator controls -------------------------------------------------------------------
+
+    @workflow.update
+    async def pause(self, input: OperatorInput) -> OperatorResult:
+        """Stop every wave at its next safe point (between target steps)."""
+        self._status.paused = True
+        self._operator_event("paused", "release paused", input)
+        await self._signal_waves("pause", input)
+        return OperatorResult(message="release paused at the next safe point")
+
+    @pause.validator
+    def _validate_pause(self, input: OperatorInput) -> None:
+        self._refuse(input, "pause")
+        if self._status.paused:
+            raise ValueError(f"release {self._plan.id} is already paused")
+
+    @workflow.update
+    async def resume(self, input: OperatorInput) -> OperatorResult:
+        """Go on after a pause."""
+        self._status.paused = False
+        self._operator_event("resumed", "release resumed", input)
+        await self._signal_waves("resume", input)
+        return OperatorResult(message="release resumed")
+
+    @resume.validator
+    def _validate_resume(self, input: OperatorInput) -> None:
+        self._refuse(input, "resume")
+        if not self._status.paused:
+            raise ValueError(f"release {self._plan.id} is not paused")
+
+    @workflow.update
+    async def abort(self, input: OperatorInput) -> OperatorResult:
+        """Stop the release and roll back everything it changed; it ends ``cancelled``."""
+        self._operator_event("aborted", "release aborted; rolling back", input)
+        self._stop_release(ReleasePhase.CANCELLED)
+        await self._signal_waves("stop", input)
+        return OperatorResult(message="release aborting: rolling back what it changed")
+
+    @abort.validator
+    def _validate_abort(self, input: OperatorInput) -> None:
+        self._refuse(input, "abort")
+        if self._stopping is not None:
+            raise ValueError(f"release {self._plan.id} is already stopping")
+
+    @workflow.update
+    async def add_freeze(self, input: FreezeInput) -> OperatorResult:
+        """Add a freeze; running waits respect it from now on."""
+        self._status.freezes.append(input.freeze)
+        self._operator_event(
+            "freeze_added",
+            f"freeze {input.freeze.start.isoformat()} -> {input.freeze.end.isoformat()}: "
+            f"{input.freeze.reason}",
+            input,
+        )
+        await self._signal_waves("add_freeze", input)
+        return OperatorResult(message="freeze added")
+
+    @add_freeze.validator
+    def _validate_add_freeze(self, input: FreezeInput) -> None:
+        self._refuse(input, "add a freeze to")
+
+    @workflow.update
+    async def override_window(self, input: OverrideInput) -> OperatorResult:
+        """Let a wave deploy outside its window (and a freeze only if included)."""
+        self._overrides[input.wave] = self._overrides.get(input.wave, False) or (
+            input.include_freeze
+        )
+        scope = "window and freezes" if input.include_freeze else "window"
+        self._operator_event(
+            "window_overridden", f"wave {input.wave}: {scope} overridden", input, input.wave
+        )
+        if input.wave in self._children:
+            await self._children[input.wave].signal("override_window", input)
+        return OperatorResult(message=f"wave {input.wave} may start outside its {scope}")
+
+    @override_window.validator
+    def _validate_override_window(self, input: OverrideInput) -> None:
+        self._refuse(input, "override a window", override=True)
+        wave = self._wave_status(input.wave)
+        if wave.phase in WAVE_ENDS:
+            raise ValueError(f"wave {input.wave!r} has already ended ({wave.phase.value})")
+
+    @workflow.update
+    def retry(self, input: WaveActionInput) -> OperatorResult:
+        """Retry a wave paused on failure from the step that failed."""
+        self._decisions[input.wave] = ("retry", input)
+        self._operator_event("retry", f"wave {input.wave}: retry", input, input.wave)
+        return OperatorResult(message=f"wave {input.wave} retrying")
+
+    @retry.validator
+    def _validate_retry(self, input: WaveActionInput) -> None:
+        self._validate_guided(input, input.wave, "retry")
+
+    @workflow.update
+    def rollback(self, input: WaveActionInput) -> OperatorResult:
+        """Roll back the release: of a wave paused on failure, or retry a failed rollback."""
+        if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
+            self._retry_rollback = True
+            self._operator_event("rollback_retry", "retrying the failed rollback", input)
+            return OperatorResult(message="retrying the rollback")
+        self._decisions[input.wave] = ("rollback", input)
+        self._operator_event("rollback", f"wave {input.wave}: roll back", input, input.wave)
+        return OperatorResult(message="rolling back the release")
+
+    @rollback.validator
+    def _validate_rollback(self, input: WaveActionInput) -> None:
+        if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
+            self._refuse(input, "roll back")
+            return
+        self._validate_guided(input, input.wave, "roll back")
+
+    @workflow.update
+    def skip_target(self, input: TargetActionInput) -> OperatorResult:
+        """Skip a target that failed (its wave goes on) or whose rollback cannot succeed."""
+        target = self._status.target(input.target)
+        if target.phase == TargetPhase.ROLLBACK_FAILED:
+            target.phase = TargetPhase.SKIPPED
+            self._rollback_skipped.add(input.target)
+            self._operator_event(
+                "rollback_skipped",
+                f"{target.resource}: rollback skipped; restore it by hand ({target.error})",
+                input,
+            )
+            self._retry_rollback = True
+            return OperatorResult(message=f"rollback of {input.target} skipped")
+        wave = wave_of_target(self._status, input.target)
+        assert wave is not None  # the validator made sure
+        self._decisions[wave.name] = ("skip", input)
+        self._operator_event("target_skipped", f"{target.resource} skipped", input, wave.name)
+        return OperatorResult(message=f"target {input.target} skipped; wave {wave.name} goes on")
+
+    @skip_target.validator
+    def _validate_skip_target(self, input: TargetActionInput) -> None:
+        self._refuse(input, "skip a target of")
+        wave = wave_of_target(self._status, input.target)
+        if wave is None:
+            raise ValueError(f"release {self._plan.id} has no target {input.target!r}")
+        if self._status.target(input.target).phase == TargetPhase.ROLLBACK_FAILED:
+            return
+        if wave.phase != WavePhase.PAUSED or wave.name not in self._failed_waves:
+            raise ValueError(
+                f"target {input.target!r} can be skipped only while its wave is paused on a "
+                "failure or its rollback failed"
+            )
+
+    def _validate_guided(self, input: OperatorInput, wave_name: str, action: str) -> None:
+        self._refuse(input, action)
+        wave = self._wave_status(wave_name)
+        if wave.phase != WavePhase.PAUSED or wave_name not in self._failed_waves:
+            raise ValueError(f"wave {wave_name!r} is not paused on a failure")
+
+    def _refuse(self, input: OperatorInput, action: str, override: bool = False) -> None:
+        reason = operator_refusal(self._plan, self._status, input.actor, action, override)
+        if reason is None and not input.reason.strip():
+            reason = f"{action} needs a reason (--reason)"
+        if reason:
+            raise ValueError(reason)
+
+    async def _signal_waves(self, signal: str, input: OperatorInput) -> None:
+        for handle in list(self._children.values()):
+            await handle.signal(signal, input)
+
+    # --- what anyone may ask -----------------------------------------------------------------
+
+    @workflow.query
+    def status(self, request: StatusRequest | None = None) -> ReleaseStatus:
+        """The release's phase, waves, targets, pending approvals and timeline (or, when
+        ``request`` says so, its latest events only)."""
+        if request is None or request.timeline_tail is None:
+            return self._status
+        events = self._status.timeline
+        latest = events[len(events) - request.timeline_tail :] if request.timeline_tail else []
+        return self._status.model_copy(update={"timeline": latest, "timeline_total": len(events)})
+
+    @workflow.query
+    def timeline(self, request: TimelineRequest) -> TimelinePage:
+        """A page of the timeline, oldest first: the audit trail of any size, in parts."""
+        events = self._status.timeline
+        return TimelinePage(
+            events=events[request.offset : request.offset + request.limit], total=len(events)
+        )
+
+    # --- how the release ends ----------------------------------------------------------------
+
+    def _stop_release(self, end: ReleasePhase) -> None:
+        """Head for ``end``: every running wave stops at its next safe point."""
+        if self._stopping is not None:
+            return
+        self._stopping = end
+        self._rollback_requested = end != ReleasePhase.REJECTED or (
+            self._plan.on_rejection == "rollback"
+        )
+        for handle in self._children.values():
+            # Waves stop at their next safe point and report what they changed.
+            asyncio.ensure_future(handle.signal("stop", OperatorInput(actor=SYSTEM_ACTOR)))
+
+    def _wave_stops_release(
+        self, status: WaveStatus, end: ReleasePhase, wave_end: WavePhase
+    ) -> None:
+        status.finished_at = workflow.now()
+        self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}")
+        self._stop_release(end)
+
+    def _finish(self, phase: ReleasePhase) -> None:
+        self._status.phase = phase
+        self._status.finished_at = workflow.now()
+        self._status.pending_approvals = []
+        self._event("finished", f"release ended {phase.value}", actor=SYSTEM_ACTOR)
+        metrics.release_finished(self._plan.application, phase.value)
+        self._upsert_visibility()
+
+    # --- status, timeline, visibility and notifications --------------------------------------
+
+    def _wave_status(self, name: str) -> WaveStatus:
+        wave = next((w for w in self._status.waves if w.name == name), None)
+        if wave is None:
+            names = ", ".join(w.name for w in self._status.waves)
+            raise ValueError(f"release {self._plan.id} has no wave {name!r} (waves: {names})")
+        return wave
+
+    def _set_wave(self, status: WaveStatus, phase: WavePhase, message: str) -> None:
+        status.phase = phase
+        self._event(f"wave_{phase.value}", message, actor=SYSTEM_ACTOR, wave=status.name)
+        self._refresh()
+
+    def _operator_event(
+        self, kind: str, message: str, input: OperatorInput, wave: str | None = None
+    ) -> None:
+        self._event(kind, message, actor=input.actor, wave=wave, comment=input.reason or None)
+        self._refresh()
+
+    def _event(self, kind: str, message: str, **fields: str | None) -> None:
+        entry = TimelineEvent(at=workflow.now(), kind=kind, message=message, **fields)
+        self._status.timeline.append(entry)
+        self._notify(entry)
+
+    def _refresh(self) -> None:
+        """Recompute the release phase and pending approvals from the waves."""
+        if self._status.phase in FINAL_PHASES:
+            return
+        self._status.pending_approvals = pending_approvals(self._plan, self._status)
+        if not self._rollbacks_running:
+            self._status.phase = active_phase(self._status, self._status.paused)
+        workflow.set_current_details(current_details(self._status))
+        self._upsert_visibility()
+
+    def _upsert_visibility(self) -> None:
+        """Keep ``RelmanPhase`` and ``RelmanApprovers`` current, sending only changes (each
+        upsert is a command and a history event)."""
+        # A release started without relman's search attributes (the time-skipping test
+        # server has none registered) would fail its task upserting them.
+        if workflow.info().typed_search_attributes.get(SA_PHASE) is None:
+            return
+        approvers = sorted(
+            {a for p in self._status.pending_approvals for a in p.eligible_approvers}
+        )
+        visible = (self._status.phase.value, tuple(approvers))
+        if visible == self._visible:
+            return
+        self._visible = visible
+        workflow.upsert_search_attributes(
+            [SA_PHASE.value_set(self._status.phase.value), SA_APPROVERS.value_set(approvers)]
+        )
+
+    def _notify(self, entry: TimelineEvent) -> None:
+        """Send a timeline entry as a notification if it is one, without waiting for it."""
+        if notified_event(self._plan, entry.kind) is None:
+            return
+        self._notifications_sent += 1
+        self._notifications_pending += 1
+        notification = notification_for(self._plan, self._status, self._notifications_sent, entry)
+        # Fire and forget: the release goes on while the notification is delivered (and
+        # retried); _notifications_delivered() keeps the workflow open until it has been.
+        asyncio.ensure_future(self._deliver(notification))
+
+    async def _deliver(self, notification: Notification) -> None:
+        if self._plan.notifications is None and not await self._worker_notifies():
+            self._notifications_pending -= 1
+            return
+        try:
+            await workflow.execute_activity(
+                NOTIFY,
+                NotifyInput(notification=notification, destinations=self._plan.notifications),
+                result_type=NotifyResult,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify {notification.event}"
+                + (f" of wave {notification.wave}" if notification.wave else ""),
+            )
+        except ActivityError as err:
+            self._event(
+                "notification_failed",
+                f"{notification.event} notification not delivered: {cause(err)}",
+                actor=SYSTEM_ACTOR,
+                wave=notification.wave,
+            )
+        finally:
+            self._notifications_pending -= 1
+
+    async def _worker_notifies(self) -> bool:
+        """Whether the worker has destinations of its own, asked once per release.
+
+        A plan without a ``notifications`` section sends only where the worker's
+        configuration says; when that is nowhere, the release schedules no notify activity
+        at all. A local activity: one marker in the history, no task-queue round trip.
+        """
+        if self._worker_destinations is None:
+            self._worker_destinations = asyncio.ensure_future(
+                workflow.execute_local_activity(
+                    NOTIFY_DESTINATIONS,
+                    NotifyDestinationsInput(release_id=self._plan.id),
+                    result_type=NotifyDestinationsResult,
+                    start_to_close_timeout=NOTIFY_DESTINATIONS_TIMEOUT,
+                )
+            )
+        return (await self._worker_destinations).configured
+
+    async def _notifications_delivered(self) -> None:
+        """Wait until every notification started is delivered or recorded as failed."""
+        await workflow.wait_condition(lambda: not self._notifications_pending)

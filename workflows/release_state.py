@@ -1,4 +1,5 @@
-"""A release's status as plain functions: initial status, phase, pending approvals, targets.
+"""A release's status as plain functions: initial status, phases, pending approvals, targets,
+the resources it claims, who may operate it, and the order its saga undoes changes.
 
 No Temporal here; the workflow calls these with ``workflow.now()`` and its own state.
 """
@@ -7,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 
+from models.messages import Change
 from models.plan import ReleasePlan, Target, Wave
 from models.status import (
     PendingApproval,
     ReleasePhase,
     ReleaseStatus,
+    TargetPhase,
     TargetStatus,
     WavePhase,
     WaveStatus,
@@ -69,6 +72,59 @@ def active_phase(status: ReleaseStatus, paused: bool) -> ReleasePhase:
     if paused and phase not in (ReleasePhase.DEPLOYING, ReleasePhase.BAKING):
         return ReleasePhase.PAUSED
     return phase
+
+
+def final_phase(status: ReleaseStatus, stopping: ReleasePhase | None) -> ReleasePhase:
+    """How a release whose waves have all ended ends: where it was heading if it stopped,
+    ``completed`` if every wave completed, else ``failed``."""
+    if stopping is not None:
+        return stopping
+    if all(w.phase == WavePhase.COMPLETED for w in status.waves):
+        return ReleasePhase.COMPLETED
+    return ReleasePhase.FAILED
+
+
+def current_details(status: ReleaseStatus) -> str:
+    """The release workflow's "current details" in the Temporal Web UI: who it waits for,
+    else its phase."""
+    waiting = "; ".join(
+        f"waiting for {', '.join(f'{n} more from {g}' for g, n in p.missing.items())} "
+        f"on wave {p.wave}"
+        for p in status.pending_approvals
+    )
+    return waiting or f"release {status.phase.value}"
+
+
+def merge_targets(wave: WaveStatus, reported: list[TargetStatus]) -> None:
+    """Take a wave's report of its targets into the release's status of them.
+
+    A target the release has already rolled back (or failed to) keeps that phase, and a
+    target reported skipped keeps the phase it reached before it was skipped."""
+    for target in reported:
+        current = next(t for t in wave.targets if t.name == target.name)
+        if current.phase in (TargetPhase.ROLLED_BACK, TargetPhase.ROLLBACK_FAILED):
+            continue
+        if target.phase == TargetPhase.SKIPPED and current.phase != TargetPhase.PENDING:
+            continue
+        current.phase, current.percent = target.phase, target.percent
+        current.before = target.before or current.before
+        current.after, current.error = target.after, target.error
+
+
+def wave_of_target(status: ReleaseStatus, target: str) -> WaveStatus | None:
+    """The wave that deploys ``target``, or None if the release has no such target."""
+    return next((w for w in status.waves if any(t.name == target for t in w.targets)), None)
+
+
+def newest_wave_first(changes: list[Change]) -> list[list[Change]]:
+    """The saga's changes newest first, in runs of one wave (each run newest first too)."""
+    groups: list[list[Change]] = []
+    for change in reversed(changes):
+        if groups and groups[-1][0].wave == change.wave:
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return groups
 
 
 def pending_approvals(plan: ReleasePlan, status: ReleaseStatus) -> list[PendingApproval]:

@@ -1,40 +1,92 @@
 """WaveWorkflow: one wave's deployment, run as a child of its release.
 
-A child per wave keeps each release's history bounded however many waves and targets it has:
-the release records gates and the saga; each wave records its own snapshots, traffic steps
-and bakes. Before the first change the wave snapshots all its targets and signals them to the
-release, so the release can roll back even if this child is cancelled or terminated.
+A wave checks its alarms, snapshots its targets and hands the snapshots to the release (the
+saga's log, so the release can roll back even if this child is cancelled or terminated),
+then shifts each traffic step and bakes it while watching its alarms — only at safe points:
+inside its window, outside freezes, not paused. It never fails: its outcome tells the
+release what happened, and the release applies the wave's ``on_failure`` policy.
 
-This module holds the workflow's state, signals, query and run; what the wave does step by
-step is in ``wave_steps.py``, ``wave_waits.py`` and ``wave_base.py``, passed through the
-sandbox (this module is imported anew for every wave run; those are loaded once).
+A child per wave keeps each release's history bounded however many waves and targets it
+has: the release records gates and the saga; each wave its own snapshots, steps and bakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # `from workflows import windows` would load the module inside the sandbox (the package
+    # `workflows` already lives there as this module's parent), where ZoneInfo is a
+    # restricted proxy that datetime refuses; naming the module in full passes it through.
+    import workflows.windows as windows
+    from models.durations import format_duration
     from models.messages import (
+        APPLY_TARGETS,
+        CHECK_ALARMS,
+        RECORD_SNAPSHOTS_SIGNAL,
+        SNAPSHOT_TARGETS,
+        SYSTEM_ACTOR,
+        WATCH_ALARMS,
+        WAVE_PROGRESS_SIGNAL,
+        AlarmCheckInput,
+        AlarmCheckResult,
+        ApplyInput,
+        ApplyResult,
+        ApplyStepInput,
+        ApplyStepResult,
+        BakeInput,
+        BakeResult,
+        Change,
         FreezeInput,
         OperatorInput,
         OverrideInput,
+        Snapshot,
+        SnapshotsRecorded,
+        SnapshotsResult,
+        TargetsInput,
         WaveInput,
         WaveOutcome,
         WaveProgress,
         WaveReport,
     )
+    from models.plan import TRAFFIC_KINDS, Target
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
+    from workflows.steps import batch_timeout, cause, due_targets, firing_names, wave_details
 
-    # The wave's steps are deterministic workflow code without module state: passed through,
-    # they are loaded once per worker, not once for every wave run in the sandbox.
-    from workflows.wave_steps import WaveSteps
+# Each attempt is a few AWS calls (botocore retries throttling inside it): a minute is
+# ample, and it is how long a worker that dies mid-activity holds the wave up.
+SNAPSHOT_TIMEOUT = timedelta(minutes=1)
+APPLY_TIMEOUT = timedelta(minutes=1)
+ALARM_CHECK_TIMEOUT = timedelta(minutes=1)
+# A bake heartbeats every poll; three missed polls mean the worker is gone.
+BAKE_HEARTBEATS_MISSED = 3
+BAKE_MARGIN = timedelta(minutes=5)
+# Applying gives up after a bounded number of attempts so the wave's failure policy runs:
+# 1+2+4+...+60 s, an AWS outage of about four minutes is waited out first.
+APPLY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
+)
+
+
+class WaveFailed(Exception):
+    """A step of the wave failed; the release applies the wave's ``on_failure`` policy."""
+
+
+class WaveStopped(Exception):
+    """The release asked the wave to stop (abort, rejection elsewhere, cancellation)."""
 
 
 @workflow.defn
-class WaveWorkflow(WaveSteps):
+class WaveWorkflow:
     """Snapshot, then shift each traffic step and bake, inside the window and out of freezes."""
 
     @workflow.init
@@ -60,14 +112,265 @@ class WaveWorkflow(WaveSteps):
                 for t in input.targets
             ],
         )
-        self._events: list[TimelineEvent] = []
+        self._events: list[TimelineEvent] = []  # since the last report to the release
         self._parent = workflow.get_external_workflow_handle(input.parent_id)
-        self._reports: list[asyncio.Future[None]] = []
-        # Progress-in-order: the report waiting to be sent, and the task sending reports.
+        # Reports go to the release in order, one at a time: the report waiting to be sent
+        # (a later one merges into it) and the task sending them.
         self._unsent: WaveReport | None = None
         self._sender: asyncio.Future[None] | None = None
 
-    # --- signals from the release and the query ----------------------------------------------
+    # --- the deployment ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: WaveInput) -> WaveOutcome:
+        """Deploy; never fails the workflow: the outcome tells the release what happened."""
+        outcome = await self._deploy(input)
+        # The release must have every report before it reads the outcome.
+        if self._sender is not None:
+            await self._sender
+        return outcome
+
+    async def _deploy(self, input: WaveInput) -> WaveOutcome:
+        wave = input.wave
+        try:
+            if wave.alarms and input.start_step == 0:
+                await self._alarms_quiet_before_start()
+            await self._snapshot_all()
+            for step in range(input.start_step, len(wave.traffic)):
+                percent = wave.traffic[step]
+                await self._safe_point(first_step=step == 0)
+                self._progress.step = step
+                self._progress.phase = WavePhase.DEPLOYING
+                self._report()
+                await self._apply_step(step, percent)
+                self._progress.percent = percent
+                self._event("traffic_shifted", f"wave {wave.name} at {percent}%")
+                if wave.bake > timedelta(0):
+                    await self._bake(percent)
+        except WaveFailed as failure:
+            self._progress.phase = WavePhase.FAILED
+            return self._outcome("failed", error=str(failure))
+        except (WaveStopped, asyncio.CancelledError):
+            # Stopped, or the release was cancelled: it holds every snapshot and rolls back.
+            return self._outcome("stopped")
+        self._progress.phase = WavePhase.COMPLETED
+        return self._outcome("completed")
+
+    async def _alarms_quiet_before_start(self) -> None:
+        try:
+            result = await workflow.execute_activity(
+                CHECK_ALARMS,
+                self._alarm_input(),
+                result_type=AlarmCheckResult,
+                start_to_close_timeout=ALARM_CHECK_TIMEOUT,
+                retry_policy=APPLY_RETRY,
+                summary=f"check alarms of wave {self._input.wave.name}",
+            )
+        except ActivityError as err:
+            # A missing alarm (or any check that cannot succeed) fails the wave, so the
+            # release applies on_failure, rather than failing this workflow unhandled.
+            raise self._failure_of(err) from None
+        if result.firing:
+            names = firing_names(result.firing)
+            raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
+
+    async def _snapshot_all(self) -> None:
+        """Snapshot every target not yet snapshotted, then have the release record them.
+
+        The record tells the release each target's "before"; the next report (a wait, a
+        pause or the first step) follows straight away."""
+        missing = [t for t in self._active_targets() if t.name not in self._input.snapshots]
+        if not missing:
+            return
+        self._progress.waiting_for = f"snapshotting {len(missing)} target(s)"
+        snapshots = await self._snapshot_batch(missing)
+        changes = [
+            Change(wave=self._input.wave.name, target=t, snapshot=s)
+            for t, s in zip(missing, snapshots, strict=True)
+        ]
+        for change in changes:
+            self._input.snapshots[change.target.name] = change.snapshot
+            self._target(change.target.name).before = change.snapshot.display
+        # The release must hold every snapshot before anything changes (saga record).
+        await self._parent.signal(RECORD_SNAPSHOTS_SIGNAL, SnapshotsRecorded(changes=changes))
+        self._progress.waiting_for = None
+
+    async def _snapshot_batch(self, targets: list[Target]) -> list[Snapshot]:
+        """Snapshot ``targets`` in one activity; any that cannot be read fails the wave."""
+        try:
+            result = await workflow.execute_activity(
+                SNAPSHOT_TARGETS,
+                TargetsInput(
+                    release_id=self._input.release_id,
+                    targets=targets,
+                    final_attempt=APPLY_RETRY.maximum_attempts,
+                ),
+                result_type=SnapshotsResult,
+                start_to_close_timeout=batch_timeout(SNAPSHOT_TIMEOUT, len(targets)),
+                retry_policy=APPLY_RETRY,
+                summary=f"snapshot {len(targets)} target(s) of wave {self._input.wave.name}",
+            )
+        except ActivityError as err:
+            raise self._failure_of(err) from None
+        if result.errors:
+            raise WaveFailed("; ".join(result.errors.values()))
+        return [result.snapshots[t.name] for t in targets]
+
+    async def _apply_step(self, step: int, percent: int) -> None:
+        """Apply the step to its targets in one activity (side by side); all must succeed."""
+        due = due_targets(self._active_targets(), step)
+        if not due:
+            return
+        for target in due:
+            self._target(target.name).phase = TargetPhase.APPLYING
+        try:
+            result = await workflow.execute_activity(
+                APPLY_TARGETS,
+                ApplyStepInput(
+                    items=[
+                        ApplyInput(
+                            release_id=self._input.release_id,
+                            target=t,
+                            snapshot=self._input.snapshots[t.name],
+                            percent=percent,
+                        )
+                        for t in due
+                    ],
+                    final_attempt=APPLY_RETRY.maximum_attempts,
+                ),
+                result_type=ApplyStepResult,
+                start_to_close_timeout=batch_timeout(APPLY_TIMEOUT, len(due)),
+                retry_policy=APPLY_RETRY,
+                summary=f"apply {len(due)} target(s) of wave {self._input.wave.name} at {percent}%",
+            )
+        except ActivityError as err:
+            if isinstance(self._failure_of(err), WaveStopped):
+                raise WaveStopped from None
+            # Every attempt timed out (or the worker lacks the activity): which targets
+            # changed is unknown, so none counts as applied; the saga restores them all.
+            result = ApplyStepResult(errors={t.name: cause(err) for t in due})
+        for target in due:
+            if target.name in result.errors:
+                self._target_failed(target, result.errors[target.name])
+            else:
+                self._target_applied(target, percent, result.results[target.name])
+        if result.errors:
+            raise WaveFailed("; ".join(result.errors.values()))
+
+    def _target_failed(self, target: Target, error: str) -> None:
+        status = self._target(target.name)
+        status.phase = TargetPhase.FAILED
+        status.error = error
+        self._event("target_failed", f"{target.resource}: {error}", target.name)
+
+    def _target_applied(self, target: Target, percent: int, result: ApplyResult) -> None:
+        status = self._target(target.name)
+        status.phase = TargetPhase.APPLIED
+        status.error = None
+        status.after = result.display
+        status.percent = percent if target.kind in TRAFFIC_KINDS else 100
+        self._event(
+            "target_applied",
+            f"{result.resource}: {status.before} -> {result.display}"
+            + (f" ({percent}%)" if target.kind in TRAFFIC_KINDS else ""),
+            target.name,
+        )
+
+    # --- waits: the bake and the safe points -------------------------------------------------
+
+    async def _bake(self, percent: int) -> None:
+        """Hold the step for the wave's bake time, watching its alarms if it has any."""
+        wave = self._input.wave
+        self._progress.phase = WavePhase.BAKING
+        self._progress.waiting_for = f"baking {format_duration(wave.bake)} at {percent}%"
+        self._report()
+        if not wave.alarms:
+            # Nothing to watch: a durable timer (skipped by time-skipping tests).
+            await self._wait_or_timeout(lambda: self._stop, wave.bake)
+        else:
+            interval = self._input.bake_interval
+            try:
+                result = await workflow.execute_activity(
+                    WATCH_ALARMS,
+                    BakeInput(
+                        **self._alarm_input().model_dump(), duration=wave.bake, interval=interval
+                    ),
+                    result_type=BakeResult,
+                    start_to_close_timeout=wave.bake + BAKE_MARGIN,
+                    heartbeat_timeout=interval * BAKE_HEARTBEATS_MISSED,
+                    retry_policy=APPLY_RETRY,
+                    # A cancelled wave ends once its bake has stopped polling (within a
+                    # poll), so no bake outlives its wave.
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"bake {wave.name} at {percent}% watching {', '.join(wave.alarms)}",
+                )
+            except ActivityError as err:
+                raise self._failure_of(err) from None
+            if result.firing:
+                names = firing_names(result.firing)
+                self._event("alarm", f"alarm in ALARM while baking at {percent}%: {names}")
+                raise WaveFailed(f"alarm in ALARM while baking at {percent}%: {names}")
+        self._progress.waiting_for = None
+        if self._stop:
+            raise WaveStopped
+
+    async def _safe_point(self, first_step: bool) -> None:
+        """Wait while paused or outside the window / inside a freeze; stop if asked."""
+        wave = self._input.wave
+        while True:
+            if self._stop:
+                raise WaveStopped
+            if self._paused:
+                self._progress.phase = WavePhase.PAUSED
+                self._progress.waiting_for = "paused by an operator"
+                self._report()
+                await workflow.wait_condition(lambda: not self._paused or self._stop)
+                continue
+            now = workflow.now()
+            window = wave.window
+            if self._override_window or not (first_step or wave.on_window_close == "pause"):
+                window = None
+            freezes = [] if self._override_freeze else self._freezes
+            start = windows.next_start(window, freezes, now)
+            if start is None:
+                raise WaveFailed(
+                    f"wave {wave.name} can never start: its window does not open "
+                    "again outside freezes within a year"
+                )
+            if start <= now:
+                self._progress.next_start = None
+                self._progress.waiting_for = None
+                return
+            reason = windows.wait_reason(wave.window, freezes, now, start)
+            self._progress.phase = WavePhase.WAITING_FOR_WINDOW
+            self._progress.next_start = start
+            self._progress.waiting_for = f"{reason}; next start {start.isoformat()}"
+            self._event(
+                "waiting_for_window", f"wave {wave.name} waits until {start.isoformat()} ({reason})"
+            )
+            self._report()
+            wake = self._wake
+
+            def woken(wake: int = wake) -> bool:
+                return self._wake != wake
+
+            await self._wait_or_timeout(woken, start - now, reason)
+
+    async def _wait_or_timeout(
+        self, condition: Callable[[], bool], timeout: timedelta, summary: str | None = None
+    ) -> bool:
+        """Wait for ``condition`` at most ``timeout``; False when the time ran out.
+
+        ``workflow.wait_condition`` raises ``TimeoutError`` at its timeout, which would fail
+        the workflow; for a bake or a window wait running out is the normal way to go on.
+        """
+        try:
+            await workflow.wait_condition(condition, timeout=timeout, timeout_summary=summary)
+        except TimeoutError:
+            return False
+        return True
+
+    # --- signals from the release, and the query ---------------------------------------------
 
     @workflow.signal
     def pause(self, input: OperatorInput) -> None:
@@ -105,15 +408,85 @@ class WaveWorkflow(WaveSteps):
         """The wave's live phase, step, traffic and targets."""
         return self._progress
 
-    # --- the deployment ----------------------------------------------------------------------
+    # --- reports to the release --------------------------------------------------------------
 
-    @workflow.run
-    async def run(self, input: WaveInput) -> WaveOutcome:
-        """Deploy; never fails the workflow: the outcome tells the release what happened."""
-        outcome = await self._deploy(input)
-        # The release must have every report before it reads the outcome.
-        if self._sender is not None:
-            await self._sender
-        if self._reports:
-            await asyncio.gather(*self._reports, return_exceptions=True)
-        return outcome
+    def _report(self) -> None:
+        """Tell the release where this wave stands and what happened since the last report.
+
+        One signal per phase change keeps the release's status (and visibility) live while
+        its history grows by a handful of events per step, not per target. Progress is
+        informational: the wave goes on while one task delivers reports in order, and
+        reports made meanwhile become one (the latest progress, every event).
+        """
+        events, self._events = self._events, []
+        progress = self._progress
+        workflow.set_current_details(wave_details(self._input.wave, progress))
+        # A copy: the signal is serialized when its task runs, by which time the wave may
+        # have moved on, and a report must not carry a later phase than its events.
+        report = WaveReport(
+            wave=self._input.wave.name, progress=progress.model_copy(deep=True), events=events
+        )
+        if self._unsent is not None:
+            report.events = [*self._unsent.events, *report.events]
+        self._unsent = report
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_reports())
+
+    async def _send_reports(self) -> None:
+        while self._unsent is not None:
+            report, self._unsent = self._unsent, None
+            try:
+                await self._parent.signal(WAVE_PROGRESS_SIGNAL, report)
+            except Exception:  # the release has ended: it reads no more reports
+                workflow.logger.warning("wave %s: a progress report was not delivered", report.wave)
+
+    def _outcome(self, outcome: str, error: str | None = None) -> WaveOutcome:
+        return WaveOutcome(
+            outcome=outcome,
+            failed_step=self._progress.step if outcome == "failed" else None,
+            error=error,
+            targets=self._progress.targets,
+            events=self._events,
+        )
+
+    def _event(self, kind: str, message: str, target: str | None = None) -> None:
+        self._events.append(
+            TimelineEvent(
+                at=workflow.now(),
+                kind=kind,
+                message=message,
+                actor=SYSTEM_ACTOR,
+                wave=self._input.wave.name,
+                target=target,
+            )
+        )
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _failure_of(self, err: ActivityError) -> WaveFailed | WaveStopped:
+        """What an activity's failure means for the wave.
+
+        Once the wave itself was cancelled (the release was cancelled), an activity that
+        ends (cancelled, or timed out on a dead worker) stops the wave: it is no failure for
+        ``on_failure`` to act on, nor to wait on an operator. An activity that ends
+        cancelled for any other reason (its worker shut down) fails it.
+        """
+        if workflow.cancellation_reason() is not None:
+            return WaveStopped()
+        return WaveFailed(cause(err))
+
+    def _active_targets(self) -> list[Target]:
+        return [t for t in self._input.targets if t.name not in self._input.skipped]
+
+    def _target(self, name: str) -> TargetStatus:
+        return next(t for t in self._progress.targets if t.name == name)
+
+    def _alarm_input(self) -> AlarmCheckInput:
+        return AlarmCheckInput(
+            release_id=self._input.release_id,
+            wave=self._input.wave.name,
+            alarms=self._input.wave.alarms,
+            region=self._input.alarm_region,
+            role_arn=self._input.alarm_role_arn,
+            external_id=self._input.alarm_external_id,
+        )

@@ -230,3 +230,15 @@ def describe_window(window: Window) -> str:
     elif window.until_date is not None:
         text += f", until {window.until_date.isoformat()}"
     return text
+
+
+def wait_reason(
+    window: Window | None, freezes: Iterable[Freeze], at: datetime, start: datetime
+) -> str:
+    """Why work waits at ``at`` until ``start``: the freeze in force now, or the one whose
+    end is the start it put off; else the window."""
+    freezes = list(freezes)
+    freeze = active_freeze(freezes, at) or next((f for f in freezes if f.end == start), None)
+    if freeze is not None:
+        return f"freeze: {freeze.reason}"
+    return f"window {describe_window(window)}" if window is not None else "window"

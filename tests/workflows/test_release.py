@@ -19,6 +19,13 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError
 
+from common.search_attributes import (
+    SA_APPLICATION,
+    SA_APPROVERS,
+    SA_PHASE,
+    SA_REQUESTER,
+    SA_VERSION,
+)
 from models.status import (
     ReleasePhase,
     StatusRequest,
@@ -42,14 +49,7 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
-from workflows.release import (
-    SA_APPLICATION,
-    SA_APPROVERS,
-    SA_PHASE,
-    SA_REQUESTER,
-    SA_VERSION,
-    ReleaseWorkflow,
-)
+from workflows.release import ReleaseWorkflow
 
 PARAMS = list(TWO_WAVE_BEFORE)
 FINANCE_DONE = {

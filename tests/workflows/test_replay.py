@@ -6,11 +6,10 @@ code started and replays their histories. If the new code issues different comma
 non-determinism error, and so would every release in flight. Such a change must go behind
 ``workflow.patched()``; this test is what notices when it did not.
 
-``histories/`` holds, as Temporal's JSON history format, each release's history
+``histories/<set>/`` holds, as Temporal's JSON history format, each release's history
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
-in one folder per recording: ``histories/`` itself (the first workflow code, before any
-``workflow.patched()``), then ``histories/<set>/`` for each later one. Every set is replayed:
-each stands for releases that code of its day left in flight.
+one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
+Every set is replayed: each stands for releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -19,6 +18,12 @@ each stands for releases that code of its day left in flight.
   rejected; its deployed changes rolled back; ends ``rejected``.
 - ``rel-replay-failed``: an apply that AWS refuses; every change rolled back newest first;
   ends ``rolled_back``.
+- ``rel-replay-alarm``: an alarm fires while a wave bakes, watched by the bake activity;
+  the wave's change rolled back; ends ``rolled_back``.
+- ``rel-replay-aborted``: a wave deployed, the next one waiting at its gate, an operator
+  aborts; ends ``cancelled`` with the deployed change rolled back.
+- ``rel-replay-guided``: a wave with ``on_failure: pause`` fails, is retried by an operator,
+  fails again and goes on after ``skip-target``; ends ``completed``.
 
 Record a new set (after a change released behind ``workflow.patched()``; old sets stay) with::
 
@@ -39,9 +44,16 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from models.messages import FreezeInput, OperatorInput, OverrideInput
+from activities.aws import AwsClients
+from models.messages import (
+    FreezeInput,
+    OperatorInput,
+    OverrideInput,
+    TargetActionInput,
+    WaveActionInput,
+)
 from models.plan import Freeze, ReleasePlan
-from models.status import ReleasePhase
+from models.status import ReleasePhase, WavePhase
 from tests.helpers import (
     APPROVER_GROUPS,
     approve,
@@ -61,6 +73,15 @@ from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+SCENARIOS = (
+    "rel-replay-approved",
+    "rel-replay-rejected",
+    "rel-replay-failed",
+    "rel-replay-alarm",
+    "rel-replay-aborted",
+    "rel-replay-guided",
+)
+ALARM = "replay-5xx"
 RECORDED = sorted(HISTORIES.rglob("*.json"))
 BERLIN = "Europe/Berlin"
 OFFICE = {"timezone": BERLIN, "days": "mon-fri", "start": "09:00", "end": "17:00"}
@@ -84,7 +105,7 @@ async def test_recorded_history_replays(path: Path) -> None:
 @pytest.mark.parametrize("folder", sorted({p.parent for p in RECORDED}), ids=lambda f: f.name)
 def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
     names = {p.stem for p in folder.glob("*.json")}
-    for release in ("rel-replay-approved", "rel-replay-rejected", "rel-replay-failed"):
+    for release in SCENARIOS:
         assert release in names
         assert any(n.startswith(f"{release}.") for n in names), f"no wave history of {release}"
     for path in RECORDED:
@@ -103,7 +124,7 @@ def plan(
     )
 
 
-async def approved(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+async def approved(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
     saturday = next_weekday(await env.get_current_time(), "sat", BERLIN)
     monday, tuesday = saturday + timedelta(days=2), saturday + timedelta(days=3)
     await skip_to(env, local(saturday, "10:00", BERLIN))
@@ -156,7 +177,7 @@ async def approved(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def rejected(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+async def rejected(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
     saturday = next_weekday(await env.get_current_time(), "sat", BERLIN)
     await skip_to(env, local(saturday, "10:00", BERLIN))
     release = plan(
@@ -180,7 +201,7 @@ async def rejected(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-async def failed(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
+async def failed(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
     release = plan(
         "rel-replay-failed",
         [
@@ -193,6 +214,64 @@ async def failed(env: Any, queue: str) -> WorkflowHandle[Any, Any]:
     return await start_release(env.client, release, queue)
 
 
+async def alarm(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=ALARM,
+        Namespace="AWS/ApplicationELB",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=10.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="quiet")
+    release = plan(
+        "rel-replay-alarm",
+        [ssm("canary", "/replay/canary", "new")],
+        [wave("canary", ["canary"], alarms=[ALARM], bake="1h", bake_interval="1s")],
+    )
+    handle = await start_release(env.client, release, queue)
+    await wait_for(handle, lambda s: s.wave("canary").phase == WavePhase.BAKING)
+    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx storm")
+    return handle
+
+
+async def aborted(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-aborted",
+        [ssm("a1", "/replay/a1", "new"), ssm("b1", "/replay/b1", "new")],
+        [wave("first", ["a1"]), wave("second", ["b1"], after=["first"], groups={"ops-leads": 1})],
+    )
+    handle = await start_release(env.client, release, queue)
+    await wait_for_gate(handle, "second")
+    await handle.execute_update(
+        ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="wrong build")
+    )
+    return handle
+
+
+async def guided(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-guided",
+        [ssm("b1", "/replay/b1", "new"), ssm("b2", RESERVED, "on")],
+        [wave("second", ["b1", "b2"], on_failure="pause")],
+    )
+    handle = await start_release(env.client, release, queue)
+    paused = lambda s: s.wave("second").phase == WavePhase.PAUSED  # noqa: E731
+    await wait_for(handle, paused)
+    await handle.execute_update(
+        ReleaseWorkflow.retry, WaveActionInput(actor="olga", reason="try again", wave="second")
+    )
+    await wait_for(handle, lambda s: any(e.kind == "retry" for e in s.timeline) and paused(s))
+    await handle.execute_update(
+        ReleaseWorkflow.skip_target,
+        TargetActionInput(actor="olga", reason="reserved name", target="b2"),
+    )
+    return handle
+
+
 @pytest.mark.skipif(
     not os.environ.get("RELMAN_RECORD_HISTORIES"), reason="set RELMAN_RECORD_HISTORIES=<set>"
 )
@@ -201,10 +280,17 @@ async def test_record_histories(time_skipping_env, aws, make_worker, task_queue)
     seed(aws, {"/replay/fin": "2.3.1", "/replay/ops": "2.3.1", "/replay/a1": "old"})
     folder = HISTORIES / os.environ["RELMAN_RECORD_HISTORIES"]
     folder.mkdir(parents=True, exist_ok=False)  # a set, once recorded, is never rewritten
-    expected = {approved: "completed", rejected: "rejected", failed: "rolled_back"}
+    expected = {
+        approved: "completed",
+        rejected: "rejected",
+        failed: "rolled_back",
+        alarm: "rolled_back",
+        aborted: "cancelled",
+        guided: "completed",
+    }
     async with make_worker(env, aws):
         for scenario, end in expected.items():
-            handle = await scenario(env, task_queue)
+            handle = await scenario(env, task_queue, aws)
             assert (await handle.result()).phase == end
             await write_histories(env, handle, folder)
 

@@ -16,12 +16,11 @@ names (``worker.telemetry``), with the replay behaviour of ``workflow.metric_met
 - Durations are differences of ``workflow.now()``: the workflow's own clock, which in
   Temporal's time-skipping tests is days long where the wall clock took milliseconds.
 
-Workflow modules import it as ``import workflows.metrics as metrics`` inside
+Workflow modules import it as ``import common.metrics as metrics`` inside
 ``workflow.unsafe.imports_passed_through()``: the sandbox must use this module as loaded in
-the worker process (with the meter provider it was given), not a copy of its own. ``from
-workflows import metrics`` would make such a copy: the ``workflows`` package is already in
-the sandbox, and Python imports a package's submodules named in ``from`` lists without
-going through the sandbox's import hook, which decides what passes through.
+the worker process (with the meter provider it was given), not a copy of its own. It lives
+outside ``workflows/`` because it is not workflow code: it holds process-wide state behind
+a lock, which the determinism rule for ``workflows/`` forbids.
 """
 
 from __future__ import annotations

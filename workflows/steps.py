@@ -1,0 +1,46 @@
+"""Pure rules of a wave's steps and of how failures read: which targets a traffic step
+changes, how long a batch activity may take, and the messages for alarms and errors.
+
+No workflow API here: ``WaveWorkflow`` and ``ReleaseWorkflow`` call these by name.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from models.messages import BATCH_FAN_OUT, FiringAlarm, WaveProgress
+from models.plan import TRAFFIC_KINDS, Target, Wave
+
+
+def due_targets(targets: list[Target], step: int) -> list[Target]:
+    """The targets a traffic step changes: all of them at the first step, then only those
+    that shift traffic (a parameter or an artifact is set once)."""
+    return [t for t in targets if step == 0 or t.kind in TRAFFIC_KINDS]
+
+
+def batch_timeout(per_attempt: timedelta, targets: int) -> timedelta:
+    """A batch activity's attempt: ``per_attempt`` for each share of targets worked on at once."""
+    return per_attempt * max(1, -(-targets // BATCH_FAN_OUT))
+
+
+def firing_names(firing: list[FiringAlarm]) -> str:
+    """The alarms in ALARM, each with CloudWatch's reason, for an event or an error."""
+    return ", ".join(f"{a.name} ({a.reason})" for a in firing)
+
+
+def cause(err: BaseException) -> str:
+    """The message of the error an activity raised (not of the errors it was raised from)."""
+    if isinstance(err, ActivityError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err.message if isinstance(err, ApplicationError) else str(err)
+
+
+def wave_details(wave: Wave, progress: WaveProgress) -> str:
+    """The wave workflow's "current details" in the Temporal Web UI."""
+    return (
+        f"wave {wave.name}: {progress.phase.value}, step {progress.step + 1}"
+        f"/{len(wave.traffic)} at {progress.percent}%"
+        + (f"; {progress.waiting_for}" if progress.waiting_for else "")
+    )

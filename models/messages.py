@@ -154,8 +154,18 @@ SYSTEM_ACTOR = "relman"
 # The wave child's workflow type, and the signals it sends its release: the release starts
 # the child by name, so its module is not loaded into every release's sandbox.
 WAVE_WORKFLOW = "WaveWorkflow"
+# Separates a wave workflow's id parts. Release ids and wave names may not contain it
+# (models.plan's patterns), so no two releases' wave workflows can share an id.
+WAVE_ID_SEPARATOR = "/"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
+
+
+
+def wave_workflow_id(release_id: str, wave: str, attempt: int) -> str:
+    """The workflow id of a wave's ``attempt``-th deployment, e.g. ``rel-42/finance/1``."""
+    return WAVE_ID_SEPARATOR.join((release_id, wave, str(attempt)))
+
 
 # Activity names: the workflow refers to activities by name so it never imports boto3.
 SNAPSHOT_TARGET = "snapshot_target"

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     # The worker's module, which holds the meter provider (see its docstring).
@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         WaveInput,
         WaveOutcome,
         WaveReport,
+        wave_workflow_id,
     )
     from models.plan import ReleasePlan, Wave
     from models.status import (
@@ -97,7 +98,7 @@ with workflow.unsafe.imports_passed_through():
         resolved_target,
         wave_of_target,
     )
-    from workflows.steps import cause
+    from workflows.steps import cause, child_failure
 
 # Notifications run beside the release and never hold it up: a few attempts with backoff,
 # then the failure is recorded in the timeline (`notification_failed`) and the release goes on.
@@ -121,6 +122,11 @@ COMPENSATE_RETRY = RetryPolicy(
 OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+
+# workflow.patched() ids of behaviour changes that releases in flight must not see.
+# A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
+# its id is taken) is a wave failure, and wave children have ids that cannot collide.
+WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
 
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
@@ -401,15 +407,19 @@ class ReleaseWorkflow:
                 bake_interval=wave.bake_interval,
             )
             rollout_started = workflow.now()
-            handle = await workflow.start_child_workflow(
-                WAVE_WORKFLOW,
-                child_input,
-                result_type=WaveOutcome,
-                id=f"{self._plan.id}.{wave.name}.{attempt}",
-                static_summary=f"wave {wave.name} of {self._plan.id}",
-            )
-            self._children[wave.name] = handle
-            outcome: WaveOutcome = await handle
+            if workflow.patched(WAVE_ABNORMAL_ENDS):
+                outcome = await self._run_child(wave, status, child_input, attempt)
+            else:
+                handle = await workflow.start_child_workflow(
+                    WAVE_WORKFLOW,
+                    child_input,
+                    result_type=WaveOutcome,
+                    id=f"{self._plan.id}.{wave.name}.{attempt}",
+                    static_summary=f"wave {wave.name} of {self._plan.id}",
+                )
+                self._children[wave.name] = handle
+                outcome = await handle
+                del self._children[wave.name]
             metrics.wave_rolled_out(
                 self._plan.application,
                 wave.name,
@@ -417,7 +427,6 @@ class ReleaseWorkflow:
                 outcome.outcome,
                 workflow.now() - rollout_started,
             )
-            del self._children[wave.name]
             merge_targets(status, outcome.targets)
             self._status.timeline.extend(outcome.events)
             if outcome.outcome == "completed":
@@ -432,6 +441,33 @@ class ReleaseWorkflow:
             if isinstance(decision, TargetActionInput):
                 skipped.append(decision.target)
                 self._status.target(decision.target).phase = TargetPhase.SKIPPED
+
+    async def _run_child(
+        self, wave: Wave, status: WaveStatus, child_input: WaveInput, attempt: int
+    ) -> WaveOutcome:
+        """Run one attempt of the wave's child workflow; however it ends, an outcome.
+
+        A child that cannot start (its id is taken), is terminated, times out or fails is
+        a failed wave: the wave's ``on_failure`` policy and the saga deal with it, with the
+        reason in the timeline. The release already holds every snapshot it recorded."""
+        child_id = wave_workflow_id(self._plan.id, wave.name, attempt)
+        try:
+            handle = await workflow.start_child_workflow(
+                WAVE_WORKFLOW,
+                child_input,
+                result_type=WaveOutcome,
+                id=child_id,
+                static_summary=f"wave {wave.name} of {self._plan.id}",
+            )
+            self._children[wave.name] = handle
+            try:
+                return await handle
+            finally:
+                del self._children[wave.name]
+        except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:
+            error = child_failure(child_id, err)
+        self._event("wave_workflow_failed", error, actor=SYSTEM_ACTOR, wave=wave.name)
+        return WaveOutcome(outcome="failed", failed_step=status.step, error=error)
 
     async def _wave_failed(
         self, wave: Wave, status: WaveStatus, error: str

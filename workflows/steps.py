@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    TerminatedError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
 
 from models.messages import BATCH_FAN_OUT, FiringAlarm, WaveProgress
 from models.plan import TRAFFIC_KINDS, Target, Wave
@@ -44,3 +51,16 @@ def wave_details(wave: Wave, progress: WaveProgress) -> str:
         f"/{len(wave.traffic)} at {progress.percent}%"
         + (f"; {progress.waiting_for}" if progress.waiting_for else "")
     )
+
+
+def child_failure(child_id: str, err: ChildWorkflowError | WorkflowAlreadyStartedError) -> str:
+    """Why a wave's child workflow ended without an outcome, for the timeline and status."""
+    if isinstance(err, WorkflowAlreadyStartedError):
+        return f"wave workflow {child_id} could not start: a workflow with that id already exists"
+    reason = err.cause
+    if isinstance(reason, TerminatedError):
+        detail = f": {reason.message}" if reason.message and reason.message != "Terminated" else ""
+        return f"wave workflow {child_id} was terminated{detail}"
+    if isinstance(reason, TimeoutError):
+        return f"wave workflow {child_id} timed out"
+    return f"wave workflow {child_id} failed: {cause(reason) if reason else err.message}"

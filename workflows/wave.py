@@ -75,6 +75,10 @@ APPLY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=10,
 )
+# workflow.patched() ids of behaviour changes that waves in flight must not see.
+# Alarms are checked and targets snapshotted after the first safe point (window, freeze,
+# pause), not before it; alarms are checked again before every further step.
+ACT_AT_START = "act-at-start"
 
 
 class WaveFailed(Exception):
@@ -132,13 +136,22 @@ class WaveWorkflow:
 
     async def _deploy(self, input: WaveInput) -> WaveOutcome:
         wave = input.wave
+        # Check and snapshot the world as it is when the wave changes it: after its window,
+        # freeze and pause waits (which may last days), and check alarms before every step.
+        act_at_start = workflow.patched(ACT_AT_START)
         try:
-            if wave.alarms and input.start_step == 0:
-                await self._alarms_quiet_before_start()
-            await self._snapshot_all()
+            if not act_at_start:
+                if wave.alarms and input.start_step == 0:
+                    await self._alarms_quiet(0)
+                await self._snapshot_all()
             for step in range(input.start_step, len(wave.traffic)):
                 percent = wave.traffic[step]
                 await self._safe_point(first_step=step == 0)
+                if act_at_start:
+                    if wave.alarms:
+                        await self._alarms_quiet(step)
+                    if step == input.start_step:
+                        await self._snapshot_all()
                 self._progress.step = step
                 self._progress.phase = WavePhase.DEPLOYING
                 self._report()
@@ -156,7 +169,8 @@ class WaveWorkflow:
         self._progress.phase = WavePhase.COMPLETED
         return self._outcome("completed")
 
-    async def _alarms_quiet_before_start(self) -> None:
+    async def _alarms_quiet(self, step: int) -> None:
+        """Fail the wave if one of its alarms is in ALARM before it shifts ``step``."""
         try:
             result = await workflow.execute_activity(
                 CHECK_ALARMS,
@@ -172,7 +186,10 @@ class WaveWorkflow:
             raise self._failure_of(err) from None
         if result.firing:
             names = firing_names(result.firing)
-            raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
+            if step == 0:
+                raise WaveFailed(f"alarm already in ALARM before the wave started: {names}")
+            percent = self._input.wave.traffic[step]
+            raise WaveFailed(f"alarm in ALARM before shifting to {percent}%: {names}")
 
     async def _snapshot_all(self) -> None:
         """Snapshot every target not yet snapshotted, then have the release record them.

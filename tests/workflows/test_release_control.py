@@ -121,8 +121,8 @@ async def test_wave_waits_for_its_window_and_deploys_when_it_opens(
         assert waiting.message == (
             f"wave berlin waits until {opens.isoformat()} (window mon-fri 09:00-17:00 {BERLIN})"
         )
-        # Snapshots are taken at once; nothing changes before the window opens.
-        assert status.target("api").before == "2.3.1"
+        # Nothing is read or changed before the window opens: the snapshot is taken then.
+        assert status.target("api").before is None
 
         await skip_to(env, opens - timedelta(minutes=1))
         status = await status_of(handle)
@@ -136,7 +136,7 @@ async def test_wave_waits_for_its_window_and_deploys_when_it_opens(
     assert param(aws) == "2.4.0"
     [applied] = events(status, "target_applied")
     assert near(applied.at, opens) and applied.target == "api"
-    assert status.target("api").after == "2.4.0"
+    assert (status.target("api").before, status.target("api").after) == ("2.3.1", "2.4.0")
     assert status.wave("berlin").next_start is None
 
 

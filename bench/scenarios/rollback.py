@@ -23,7 +23,7 @@ from bench.releases import ActivityTimes, start, wait_status
 from bench.report import load_average, row
 from bench.settings import Settings
 from bench.stack import Stack, inprocess_worker, new_queue
-from models.messages import COMPENSATE_TARGET, WATCH_ALARMS
+from models.messages import COMPENSATE_TARGET, WATCH_ALARMS, wave_workflow_id
 from models.status import ReleasePhase, WavePhase
 from worker.main import ACTIVITY_THREADS
 
@@ -56,7 +56,7 @@ async def _relman(
     result = await handle.result()
     if result.phase != ReleasePhase.ROLLED_BACK:
         raise RuntimeError(f"release {plan.id} ended {result.phase}, not rolled_back")
-    wave = await ActivityTimes.of(stack.client, f"{plan.id}.{WAVE}.1")
+    wave = await ActivityTimes.of(stack.client, wave_workflow_id(plan.id, WAVE, 1))
     release = await ActivityTimes.of(stack.client, plan.id)
     detected = wave.completed_of(WATCH_ALARMS)[-1]
     restores = release.completed_of(COMPENSATE_TARGET)

@@ -41,6 +41,7 @@ from activities.aws import AwsClients
 from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV, SEARCH_ATTRIBUTE_TYPES
 from models.loader import parse_plan
+from models.messages import wave_workflow_id
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan, SsmParameterTarget
 from models.status import ReleaseStatus
 from tests.reliability.aws_proxy import AwsProxy, Call, Hold
@@ -507,7 +508,7 @@ class Release:
         return int(described.raw_description.workflow_execution_info.history_length)
 
     def wave_id(self, wave: str, attempt: int = 1) -> str:
-        return f"{self.id}.{wave}.{attempt}"
+        return wave_workflow_id(self.id, wave, attempt)
 
     async def held(self, hold: Hold, activity: str, wave: str) -> Call:
         """Wait until ``hold`` caught its call and ``activity`` of ``wave`` is running."""

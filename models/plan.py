@@ -325,6 +325,7 @@ NotificationEvent = Literal[
     "wave_completed",
     "rollback_started",
     "rollback_finished",
+    "rollback_failed",
     "release_finished",
 ]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
@@ -333,6 +334,7 @@ NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "wave_completed",
     "rollback_started",
     "rollback_finished",
+    "rollback_failed",
     "release_finished",
 )
 _SNS_TOPIC_ARN_RE = re.compile(

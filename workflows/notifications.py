@@ -21,6 +21,7 @@ NOTIFIED_KINDS: dict[str, NotificationEvent] = {
     "wave_completed": "wave_completed",
     "rollback_started": "rollback_started",
     "rollback_finished": "rollback_finished",
+    "rollback_halted": "rollback_failed",
     "finished": "release_finished",
 }
 

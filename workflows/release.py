@@ -15,6 +15,7 @@ targets, overlap keys, saga order), ``notifications`` (what a timeline entry not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -91,6 +92,7 @@ with workflow.unsafe.imports_passed_through():
         final_phase,
         initial_status,
         merge_targets,
+        newest_applied_first,
         newest_wave_first,
         operator_refusal,
         overlap_queries,
@@ -110,14 +112,16 @@ NOTIFY_RETRY = RetryPolicy(
     maximum_attempts=5,
 )
 NOTIFY_DESTINATIONS_TIMEOUT = timedelta(seconds=30)
-# Per attempt (the retry policy has no limit): a dead worker delays a restore by this much.
+# Per attempt: a dead worker delays a restore by this much.
 COMPENSATE_TIMEOUT = timedelta(minutes=1)
-# Compensation must not give up on transient errors: it retries until it succeeds, or a
-# non-retryable error (access denied, resource gone) hands it to an operator.
+# Compensation rides out transient errors (throttling, 5xx, an AWS outage) for this long,
+# then hands the target to an operator (rollback_failed, notified) instead of retrying
+# silently forever; a non-retryable error (access denied, drift) does so at once.
+COMPENSATE_LIMIT = timedelta(minutes=30)
 COMPENSATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
+    maximum_interval=timedelta(minutes=2),
 )
 OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
@@ -127,6 +131,9 @@ QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 # A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
 # its id is taken) is a wave failure, and wave children have ids that cannot collide.
 WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
+# The saga undoes changes newest first by when each was applied, across parallel waves; an
+# abort ends a wait in the queue; a rollback that waits for an operator is notified.
+SAGA_HYGIENE = "saga-hygiene"
 
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
@@ -202,6 +209,7 @@ class ReleaseWorkflow:
                     self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
+            await workflow.wait_condition(workflow.all_handlers_finished)
             await self._notifications_delivered()
             raise
         self._finish(final)
@@ -539,9 +547,15 @@ class ReleaseWorkflow:
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
         )
         self._upsert_visibility()
+        hygiene = workflow.patched(SAGA_HYGIENE)
         while True:
             failed = 0
-            for group in newest_wave_first(changes):
+            groups = (
+                newest_applied_first(changes, self._status.timeline)
+                if hygiene
+                else newest_wave_first(changes)
+            )
+            for group in groups:
                 entries: list[Entry] = []
                 restoring = asyncio.gather(*(self._compensate(c, entries.append) for c in group))
                 try:
@@ -560,6 +574,13 @@ class ReleaseWorkflow:
                 break
             self._status.phase = ReleasePhase.ROLLBACK_FAILED
             self._status.error = f"rollback of {failed} resource(s) failed; see targets"
+            if hygiene:
+                self._event(
+                    "rollback_halted",
+                    f"rollback of {failed} resource(s) failed and waits for an operator: "
+                    f"relman rollback {self._plan.id} (retry) or relman skip-target",
+                    actor=SYSTEM_ACTOR,
+                )
             self._upsert_visibility()
             self._retry_rollback = False
             await workflow.wait_condition(lambda: self._retry_rollback)
@@ -591,6 +612,7 @@ class ReleaseWorkflow:
             ),
             result_type=CompensateResult,
             start_to_close_timeout=COMPENSATE_TIMEOUT,
+            schedule_to_close_timeout=COMPENSATE_LIMIT,
             retry_policy=COMPENSATE_RETRY,
             summary=f"restore {change.snapshot.resource}",
         )
@@ -667,13 +689,27 @@ class ReleaseWorkflow:
             f"queued behind {', '.join(releases)}: they deploy some of the same targets",
             actor=SYSTEM_ACTOR,
         )
-        await workflow.execute_activity(
+        waiting = workflow.start_activity(
             WAIT_FOR_RELEASES,
             WaitForReleasesInput(release_ids=releases),
             start_to_close_timeout=QUEUE_WAIT_TIMEOUT,
             heartbeat_timeout=QUEUE_HEARTBEAT_TIMEOUT,
+            # It only reads visibility: once cancelled, nothing needs it to have stopped.
+            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
             summary=f"wait for {', '.join(releases)} to end",
         )
+        if workflow.patched(SAGA_HYGIENE):
+            # An abort (or a rejection) while queued ends the wait: nothing ran yet.
+            await workflow.wait_condition(lambda: waiting.done() or self._stopping is not None)
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                    await waiting
+                self._event(
+                    "dequeued", "left the queue: the release is stopping", actor=SYSTEM_ACTOR
+                )
+                return
+        await waiting
         self._event("dequeued", "releases ahead have ended; starting", actor=SYSTEM_ACTOR)
 
     # --- operator controls -------------------------------------------------------------------
@@ -748,7 +784,10 @@ class ReleaseWorkflow:
             "window_overridden", f"wave {input.wave}: {scope} overridden", input, input.wave
         )
         if input.wave in self._children:
-            await self._children[input.wave].signal("override_window", input)
+            try:
+                await self._children[input.wave].signal("override_window", input)
+            except Exception:  # the wave ended meanwhile; its next attempt reads _overrides
+                workflow.logger.info("wave %s ended before it took override_window", input.wave)
         return OperatorResult(message=f"wave {input.wave} may start outside its {scope}")
 
     @override_window.validator
@@ -835,8 +874,17 @@ class ReleaseWorkflow:
             raise ValueError(reason)
 
     async def _signal_waves(self, signal: str, input: OperatorInput) -> None:
-        for handle in list(self._children.values()):
-            await handle.signal(signal, input)
+        """Pass an operator's action on to the running waves.
+
+        A wave that has just ended cannot take the signal, and needs none: the release's
+        own state (paused, stopping, freezes) goes into the wave's next attempt, if any.
+        The action stands either way, so the operator's Update gets one consistent result.
+        """
+        for name, handle in list(self._children.items()):
+            try:
+                await handle.signal(signal, input)
+            except Exception:
+                workflow.logger.info("wave %s ended before it took %s", name, signal)
 
     # --- what anyone may ask -----------------------------------------------------------------
 

@@ -7,6 +7,7 @@ No Temporal here; the workflow calls these with ``workflow.now()`` and its own s
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from models.messages import Change
 from models.plan import ReleasePlan, Target, Wave
@@ -16,6 +17,7 @@ from models.status import (
     ReleaseStatus,
     TargetPhase,
     TargetStatus,
+    TimelineEvent,
     WavePhase,
     WaveStatus,
 )
@@ -121,6 +123,37 @@ def newest_wave_first(changes: list[Change]) -> list[list[Change]]:
     groups: list[list[Change]] = []
     for change in reversed(changes):
         if groups and groups[-1][0].wave == change.wave:
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return groups
+
+
+def newest_applied_first(
+    changes: list[Change], timeline: list[TimelineEvent]
+) -> list[list[Change]]:
+    """The saga's changes newest first by when each target was last applied, across waves.
+
+    An apply that failed counts as applied when it failed: it may have changed the resource.
+    Targets applied at the same instant (one traffic step of one wave) form one group,
+    restored side by side; groups go newest first. A target recorded but never applied
+    changed nothing and goes last. Within a group the saga's order, newest first.
+    """
+    applied: dict[str, datetime] = {}
+    for event in timeline:
+        if event.kind in ("target_applied", "target_failed") and event.target is not None:
+            applied[event.target] = event.at
+    order = {id(c): i for i, c in enumerate(changes)}
+    never = datetime.min.replace(tzinfo=UTC)
+    ranked = sorted(
+        changes,
+        key=lambda c: (applied.get(c.target.name, never), order[id(c)]),
+        reverse=True,
+    )
+    groups: list[list[Change]] = []
+    for change in ranked:
+        at = applied.get(change.target.name, never)
+        if groups and applied.get(groups[-1][0].target.name, never) == at:
             groups[-1].append(change)
         else:
             groups.append([change])

@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
 from client.service import start_search_attributes
-from models.messages import ReleaseInput
+from models.messages import OperatorInput, ReleaseInput
 from models.plan import ReleasePlan
 from models.status import ReleasePhase
 from tests.helpers import (
@@ -102,4 +102,30 @@ async def test_with_queue_true_the_later_release_waits_for_the_earlier(
         )
         await later.terminate("test over")
     assert events(waiting, "dequeued")
+    assert ssm_values(aws, [PARAM]) == {PARAM: "2.3.1"}
+
+
+async def test_aborting_a_queued_release_ends_its_wait_at_once(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str, monkeypatch
+) -> None:
+    monkeypatch.setenv("RELMAN_QUEUE_POLL_SECONDS", "0.2")
+    seed(aws, {PARAM: "2.3.1"})
+    first, second = gated_plan(), gated_plan(queue=True)
+    async with make_worker(dev_env, aws):
+        ahead = await submit_bypassing_the_cli_check(dev_env.client, first, task_queue)
+        later = await submit_bypassing_the_cli_check(dev_env.client, second, task_queue)
+        await wait_for(later, lambda s: bool(events(s, "queued")), limit=30)
+        await later.execute_update(
+            ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="not needed any more")
+        )
+        result = await asyncio.wait_for(later.result(), timeout=30)
+        status = await later.query(ReleaseWorkflow.status)
+        ahead_status = await ahead.query(ReleaseWorkflow.status)
+        await ahead.terminate("test over")
+
+    assert result.phase == ReleasePhase.CANCELLED
+    assert [e.message for e in events(status, "dequeued")] == [
+        "left the queue: the release is stopping"
+    ]
+    assert ahead_status.phase == ReleasePhase.AWAITING_APPROVAL
     assert ssm_values(aws, [PARAM]) == {PARAM: "2.3.1"}

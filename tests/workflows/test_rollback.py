@@ -11,6 +11,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from models.messages import (
     CompensateInput,
     CompensateResult,
     DecisionInput,
+    OperatorInput,
     TargetActionInput,
     WaveActionInput,
 )
@@ -707,7 +709,8 @@ async def test_a_target_skipped_after_it_shifted_traffic_is_still_rolled_back(
     # Skipping a target's later steps does not exempt what it already changed from rollback.
     assert outcome.phase == ReleasePhase.ROLLED_BACK
     assert edge.describe() == before
-    assert restored_order(status) == ["bad", "web-dns", "web-lb"]
+    # Newest change first: the listener went on to 100 % after DNS stopped at 10 %.
+    assert restored_order(status) == ["bad", "web-lb", "web-dns"]
 
 
 async def test_pause_then_rollback_restores_every_wave(
@@ -956,6 +959,11 @@ async def fail_rollback_on_deleted_alias(
     assert event.target == "checkout-alias"
     assert event.message == f"lambda alias checkout:live: {alias.error}"
     assert restored_order(status) == ["bad", "config"]
+    [halted] = [e for e in status.timeline if e.kind == "rollback_halted"]
+    assert halted.message == (
+        "rollback of 1 resource(s) failed and waits for an operator: "
+        f"relman rollback {plan.id} (retry) or relman skip-target"
+    )
     assert not status.finished
     return handle, backend, before
 
@@ -1109,3 +1117,47 @@ async def test_cancelling_during_a_bake_rolls_back_everything(
     }
     assert status.error is None and status.wave("edge").error is None
     assert not [e for e in status.timeline if e.kind in ("wave_failed", "wave_paused")]
+
+
+# --- 6. the saga undoes changes newest first by when they were applied, across waves --------
+
+
+async def test_parallel_waves_are_undone_newest_applied_first(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    """``canary`` shifts 50 % of the alias, then ``config`` (approved meanwhile) changes the
+    parameter, then ``canary`` shifts to 100 %: the alias changed last, so it is restored
+    first, although the parameter's snapshot was recorded after the alias's."""
+    env = time_skipping_env
+    account = Account(aws)
+    backend = make_backend(account)
+    before = backend.describe()
+    plan = make_plan(
+        backend.targets(),
+        [
+            wave("canary", ["checkout-alias"], traffic=[50, 100], bake="1h"),
+            wave("settings", ["config"], groups={"finance-cab": 1}),
+        ],
+        operator_groups=["finance-cab"],
+    )
+    async with make_worker(env, aws):
+        handle = await start_release(env.client, plan, task_queue)
+        await wait_for(handle, wave_is("canary", WavePhase.BAKING, 50))
+        await wait_for(handle, lambda s: s.wave("settings").phase == WavePhase.AWAITING_APPROVAL)
+        await handle.execute_update(
+            ReleaseWorkflow.approve, DecisionInput(wave="settings", approver="bob")
+        )
+        await wait_for(handle, lambda s: s.wave("settings").phase == WavePhase.COMPLETED)
+        await env.sleep(timedelta(minutes=61))
+        await wait_for(handle, wave_is("canary", WavePhase.BAKING, 100))
+        await handle.execute_update(
+            ReleaseWorkflow.abort, OperatorInput(actor="carol", reason="called off")
+        )
+        outcome = await handle.result()
+        status = await status_of(handle)
+
+    assert outcome.phase == ReleasePhase.CANCELLED
+    assert backend.describe() == before
+    recorded = [e.target for e in status.timeline if e.kind == "target_applied"]
+    assert recorded == ["checkout-alias", "config", "checkout-alias"]
+    assert restored_order(status) == ["checkout-alias", "config"]

@@ -32,6 +32,7 @@ from tests.helpers import (
     ssm,
     ssm_values,
     start_release,
+    update_refusal,
     wait_for,
 )
 from workflows.release import ReleaseWorkflow
@@ -242,3 +243,33 @@ async def test_wave_ids_of_releases_with_dotted_names_do_not_collide(
 
     assert [r.phase for r in results] == [ReleasePhase.COMPLETED, ReleasePhase.COMPLETED]
     assert ssm_values(aws, ["/a", "/b"]) == {"/a": "new", "/b": "new"}
+
+
+async def test_pause_reaching_a_wave_that_has_just_ended_still_pauses_the_release_once(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    """The release signals a wave child that has ended (terminated here; the time-skipping
+    server does not tell the release): the pause stands, and repeating it is refused."""
+    env = time_skipping_env
+    seed(aws, {PARAM: "2.3.1"})
+    plan = make_plan(
+        [ssm("api", PARAM, "2.4.0")],
+        [{"name": "canary", "department": "finance", "targets": ["api"], "bake": "2h"}],
+    )
+    async with make_worker(env, aws):
+        handle = await start_release(env.client, plan, task_queue)
+        await wait_for(handle, lambda s: s.wave("canary").phase == WavePhase.BAKING)
+        await env.client.get_workflow_handle(wave_workflow_id(plan.id, "canary", 1)).terminate()
+        result = await handle.execute_update(
+            ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
+        )
+        again = await update_refusal(
+            handle.execute_update(
+                ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
+            )
+        )
+        status = await handle.query(ReleaseWorkflow.status)
+
+    assert result.message == "release paused at the next safe point"
+    assert again == f"release {plan.id} is already paused"
+    assert status.paused and len(events(status, "paused")) == 1

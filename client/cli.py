@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from client.commands import approvals, operations, plan, releases
+from client.commands import approvals, operations, plan, policy, releases
 from client.errors import EXIT_BAD_INPUT, CliError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plan.app, name="plan")
+app.add_typer(policy.app, name="policy")
 app.command("submit")(releases.submit)
 app.command("status")(releases.status)
 app.command("list")(releases.list_)

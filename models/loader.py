@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from models.plan import TARGET_KINDS, ReleasePlan
 from models.validation import Problem, plan_problems
@@ -22,15 +22,21 @@ MAX_PLAN_BYTES = 1024 * 1024
 MAX_NESTING = 50
 MAX_VALUES = 200_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
+M = TypeVar("M", bound=BaseModel)
 
 
-class PlanError(Exception):
-    """A plan that cannot be used; ``problems`` lists each field path and what is wrong."""
+class DocumentError(Exception):
+    """A YAML document that cannot be used; ``problems`` lists each field path and what is
+    wrong. Plans raise :class:`PlanError`; the organisation policy its own subclass."""
 
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+class PlanError(DocumentError):
+    """A plan that cannot be used; ``problems`` lists each field path and what is wrong."""
 
 
 class _PlanLoader(yaml.SafeLoader):
@@ -201,34 +207,55 @@ def parse_plan(data: Any, source: str = "<plan>") -> ReleasePlan:
     """Validate already-parsed plan data: field types first, then cross-field rules."""
     if not isinstance(data, dict):
         raise PlanError(source, [Problem("", "a plan must be a YAML mapping of fields")])
+    return validate_document(data, source, ReleasePlan, plan_problems, PlanError)
+
+
+def validate_document(
+    data: dict[str, Any],
+    source: str,
+    model: type[M],
+    cross_field_problems: Callable[[M], list[Problem]],
+    error: type[DocumentError],
+) -> M:
+    """``data`` as ``model``: field types first, then ``cross_field_problems``; the
+    problems of the first stage that finds any are raised as ``error``."""
     try:
-        plan = ReleasePlan.model_validate(data)
+        document = model.model_validate(data)
     except ValidationError as exc:
-        raise PlanError(source, problems_from_validation_error(exc)) from None
-    problems = plan_problems(plan)
+        raise error(source, problems_from_validation_error(exc)) from None
+    problems = cross_field_problems(document)
     if problems:
-        raise PlanError(source, problems)
-    return plan
+        raise error(source, problems)
+    return document
 
 
 def load_plan_text(text: str, source: str = "<plan>") -> ReleasePlan:
     """Parse and validate YAML plan text."""
+    return parse_plan(load_yaml_text(text, source), source)
+
+
+def load_yaml_text(
+    text: str, source: str, noun: str = "plan", error: type[DocumentError] = PlanError
+) -> Any:
+    """YAML text as data, with the plan's limits and safe loader; ``error`` names the problem.
+
+    ``noun`` is what the document is, as the messages say it ("cannot read policy: ...").
+    """
     if len(text) > MAX_PLAN_BYTES:
-        raise PlanError(source, [_too_large(len(text.encode("utf-8", "surrogatepass")))])
+        raise error(source, [_too_large(len(text.encode("utf-8", "surrogatepass")), noun)])
     try:
-        data = yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - _PlanLoader is a SafeLoader
+        return yaml.load(text, Loader=_PlanLoader)  # noqa: S506 - _PlanLoader is a SafeLoader
     except yaml.YAMLError as exc:
         problem = Problem("", f"invalid YAML: {_yaml_problem(exc, text)}")
-        raise PlanError(source, [problem]) from None
-    return parse_plan(data, source)
+        raise error(source, [problem]) from None
 
 
-def _too_large(size: int | None) -> Problem:
+def _too_large(size: int | None, noun: str) -> Problem:
     limit = f"{MAX_PLAN_BYTES // (1024 * 1024)} MiB"
     if size is None:  # a device or a pipe: it has no size to tell
-        return Problem("", f"cannot read plan: it is larger than the {limit} a plan may be")
+        return Problem("", f"cannot read {noun}: it is larger than the {limit} a {noun} may be")
     shown = f"{size / (1024 * 1024):.1f} MiB"
-    return Problem("", f"cannot read plan: it is {shown}, more than the {limit} a plan may be")
+    return Problem("", f"cannot read {noun}: it is {shown}, more than the {limit} a {noun} may be")
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
@@ -248,6 +275,13 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
 
 def load_plan(path: str | Path) -> ReleasePlan:
     """Read, parse and validate the plan file at ``path``."""
+    return load_plan_text(read_text_file(path), str(path))
+
+
+def read_text_file(
+    path: str | Path, noun: str = "plan", error: type[DocumentError] = PlanError
+) -> str:
+    """The UTF-8 text of the file at ``path``, refused unread when larger than a plan may be."""
     source = str(path)
     try:
         # Read at most one byte past the limit: a huge file (or /dev/zero) is refused unread.
@@ -256,11 +290,10 @@ def load_plan(path: str | Path) -> ReleasePlan:
             info = os.fstat(stream.fileno())
             size = info.st_size if stat.S_ISREG(info.st_mode) else None
         if len(raw) > MAX_PLAN_BYTES:
-            raise PlanError(source, [_too_large(size)])
-        text = raw.decode("utf-8")
+            raise error(source, [_too_large(size, noun)])
+        return raw.decode("utf-8")
     except OSError as exc:
-        raise PlanError(source, [Problem("", f"cannot read plan: {exc.strerror}")]) from None
+        raise error(source, [Problem("", f"cannot read {noun}: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
-        problem = Problem("", f"cannot read plan: not UTF-8 text (byte {exc.start})")
-        raise PlanError(source, [problem]) from None
-    return load_plan_text(text, source)
+        problem = Problem("", f"cannot read {noun}: not UTF-8 text (byte {exc.start})")
+        raise error(source, [problem]) from None

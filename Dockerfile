@@ -18,6 +18,7 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/relman/bin/pip install -r requirements.txt
 
+COPY common/ common/
 COPY models/ models/
 COPY workflows/ workflows/
 COPY activities/ activities/

@@ -25,7 +25,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy models workflows activities worker client
+	$(BIN)/mypy common models workflows activities worker client
 
 down: $(STAMP)
 	$(BIN)/relman dev down

@@ -10,10 +10,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 
 from client.service import start_search_attributes
+from common.search_attributes import SA_TARGETS
 from models.messages import ReleaseInput
 from models.plan import ReleasePlan
 from models.status import ReleaseStatus
-from workflows.release import SA_TARGETS, ReleaseWorkflow
+from workflows.release import ReleaseWorkflow
 
 POLL_SECONDS = 0.02
 WAIT_LIMIT_SECONDS = 120.0

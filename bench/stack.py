@@ -34,9 +34,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
 from client.binaries import find_binary
-from client.stack import LOCAL_AWS_ENV, LOOPBACK
+from client.stack import LOCAL_AWS_ENV
+from common.search_attributes import SEARCH_ATTRIBUTES
+from common.stack_state import LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
-from workflows.release import SEARCH_ATTRIBUTES
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0

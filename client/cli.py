@@ -8,7 +8,7 @@ import sys
 import typer
 
 from client.commands import approvals, operations, plan, policy, releases
-from client.errors import EXIT_BAD_INPUT, CliError
+from common.errors import EXIT_BAD_INPUT, CliError
 
 app = typer.Typer(
     name="relman",

@@ -34,7 +34,7 @@ from client.demo_aws import (
     ssm_targets,
     verify,
 )
-from client.errors import CliError
+from common.errors import CliError
 from models.plan import ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus, WavePhase
 
@@ -183,7 +183,7 @@ def use_local_aws(endpoint: str) -> Any:
 
 def load_demo_plan(plan_path: Path) -> ReleasePlan:
     """The plan at ``plan_path`` under a fresh release id; a bad plan is bad input."""
-    from client.errors import BadInput
+    from common.errors import BadInput
     from models.loader import PlanError, load_plan
 
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from client.errors import CliError
+from common.errors import CliError
 from models.plan import (
     Elbv2WeightsTarget,
     LambdaAliasTarget,

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -23,8 +22,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.connection import connect, connect_config, task_queue
-from client.errors import BadInput, CliError
+from common.connection import task_queue, temporal
+from common.errors import BadInput, CliError
+from common.search_attributes import (
+    SA_APPLICATION,
+    SA_APPROVERS,
+    SA_DEPARTMENTS,
+    SA_PHASE,
+    SA_REQUESTER,
+    SA_TARGETS,
+    SA_VERSION,
+)
 from models.messages import DecisionInput, DecisionResult, OperatorResult, ReleaseInput
 from models.plan import ReleasePlan
 from models.status import (
@@ -35,16 +43,7 @@ from models.status import (
     TimelineEvent,
     TimelineRequest,
 )
-from workflows.release import (
-    SA_APPLICATION,
-    SA_APPROVERS,
-    SA_DEPARTMENTS,
-    SA_PHASE,
-    SA_REQUESTER,
-    SA_TARGETS,
-    SA_VERSION,
-    ReleaseWorkflow,
-)
+from workflows.release import ReleaseWorkflow
 from workflows.release_state import overlap_queries, target_keys
 
 T = TypeVar("T")
@@ -76,24 +75,6 @@ class ApprovalWaiting(BaseModel):
     version: str
     requested_by: str
     pending: PendingApproval
-
-
-@asynccontextmanager
-async def temporal() -> AsyncIterator[Client]:
-    """A connected client, or a clear error naming the address that did not answer."""
-    try:
-        config = connect_config()
-    except (OSError, ValueError, RuntimeError) as exc:  # e.g. a profile's TLS file is missing
-        raise CliError(f"invalid Temporal client configuration: {exc}") from None
-    try:
-        client = await connect()
-    except Exception as exc:  # the bridge raises RuntimeError with the transport error
-        address = config.get("target_host")
-        raise CliError(
-            f"cannot connect to Temporal at {address}: {exc}. Start the embedded stack with "
-            "`relman dev up`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
-        ) from None
-    yield client
 
 
 def _handle(client: Client, release_id: str) -> WorkflowHandle[Any, Any]:

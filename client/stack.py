@@ -16,20 +16,23 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from client.binaries import find_binary
+from common.connection import task_queue
+from common.stack_state import (
+    AWS_PORT_ENV,
+    LOOPBACK,
+    TEMPORAL_PORT_ENV,
+    UI_PORT_ENV,
+    Component,
+    StackConfig,
+    StackState,
+    read_state,
+    write_state,
+)
 
-HOME_ENV = "RELMAN_HOME"
-TEMPORAL_PORT_ENV = "RELMAN_DEV_TEMPORAL_PORT"
-UI_PORT_ENV = "RELMAN_DEV_UI_PORT"
-AWS_PORT_ENV = "RELMAN_DEV_AWS_PORT"
-DEFAULT_TEMPORAL_PORT = 7233
-DEFAULT_UI_PORT = 8233
-DEFAULT_AWS_PORT = 4566
-LOOPBACK = "127.0.0.1"
-STATE_FILE = "stack.json"
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 10.0
 # Search attributes the dev server registers at start (a production cluster registers them
@@ -53,78 +56,6 @@ LOCAL_AWS_ENV = {
 
 class StackError(Exception):
     """The stack could not be started or inspected; the message says what to do."""
-
-
-@dataclass
-class Component:
-    """One background process of the stack."""
-
-    name: str
-    pid: int
-    port: int
-    log: str
-    binary: str
-
-
-@dataclass
-class StackState:
-    """What ``dev up`` started, as recorded on disk."""
-
-    temporal_address: str
-    ui_url: str
-    aws_endpoint: str
-    components: dict[str, Component] = field(default_factory=dict)
-
-
-@dataclass
-class StackConfig:
-    """Where the stack keeps its files and which loopback ports it uses."""
-
-    home: Path
-    temporal_port: int = DEFAULT_TEMPORAL_PORT
-    ui_port: int = DEFAULT_UI_PORT
-    aws_port: int = DEFAULT_AWS_PORT
-
-    @classmethod
-    def from_env(cls) -> StackConfig:
-        """Configuration from RELMAN_HOME and RELMAN_DEV_*_PORT."""
-        return cls(
-            home=Path(os.environ.get(HOME_ENV) or ".relman").resolve(),
-            temporal_port=int(os.environ.get(TEMPORAL_PORT_ENV, DEFAULT_TEMPORAL_PORT)),
-            ui_port=int(os.environ.get(UI_PORT_ENV, DEFAULT_UI_PORT)),
-            aws_port=int(os.environ.get(AWS_PORT_ENV, DEFAULT_AWS_PORT)),
-        )
-
-    @property
-    def state_path(self) -> Path:
-        return self.home / STATE_FILE
-
-    def fresh_state(self) -> StackState:
-        return StackState(
-            temporal_address=f"{LOOPBACK}:{self.temporal_port}",
-            ui_url=f"http://{LOOPBACK}:{self.ui_port}",
-            aws_endpoint=f"http://{LOOPBACK}:{self.aws_port}",
-        )
-
-
-# --- state on disk ------------------------------------------------------------------------
-
-
-def read_state(config: StackConfig) -> StackState | None:
-    """The recorded stack, or None if ``dev up`` has not run (or ``dev down`` cleared it)."""
-    try:
-        raw = json.loads(config.state_path.read_text())
-    except (OSError, ValueError):
-        return None
-    components = {k: Component(**v) for k, v in raw.pop("components", {}).items()}
-    return StackState(**raw, components=components)
-
-
-def _write_state(config: StackConfig, state: StackState) -> None:
-    config.home.mkdir(parents=True, exist_ok=True)
-    tmp = config.state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2))
-    tmp.replace(config.state_path)
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -263,8 +194,6 @@ def _check_port(port: int, what: str, env_name: str) -> None:
 
 def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-untyped-def]
     """Start whatever part of the stack is not running; return the running stack."""
-    from client.connection import task_queue
-
     state = read_state(config) or config.fresh_state()
     running = {n: c for n, c in state.components.items() if is_running(c)}
     state.components = running
@@ -296,7 +225,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
         progress(f"starting Temporal dev server on {state.temporal_address}")
         component = _spawn("temporal", cmd, temporal_port, config, dict(os.environ))
         state.components["temporal"] = component
-        _write_state(config, state)
+        write_state(config, state)
         _wait_until(component, lambda: _temporal_ready(state.temporal_address), "answer")
     added = register_search_attributes(state.temporal_address)
     if added:
@@ -309,7 +238,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
         progress(f"starting local AWS endpoint (moto) on {state.aws_endpoint}")
         component = _spawn("aws", cmd, aws_port, config, dict(os.environ))
         state.components["aws"] = component
-        _write_state(config, state)
+        write_state(config, state)
         _wait_until(
             component, lambda: _http_ok(f"{state.aws_endpoint}/moto-api/data.json"), "answer"
         )
@@ -327,7 +256,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
         progress(f"starting relman worker on task queue {task_queue()!r}")
         component = _spawn("worker", cmd, 0, config, env)
         state.components["worker"] = component
-        _write_state(config, state)
+        write_state(config, state)
         _wait_until(
             component,
             lambda: _worker_polling(state.temporal_address, task_queue()),

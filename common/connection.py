@@ -9,12 +9,17 @@ that is not recorded, to ``localhost:7233``.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
+
+from common.errors import CliError
+from common.stack_state import StackConfig, read_state
 
 DEFAULT_ADDRESS = "localhost:7233"
 TASK_QUEUE_ENV = "RELMAN_TASK_QUEUE"
@@ -37,8 +42,6 @@ def connect_config() -> dict[str, Any]:
 
 def _embedded_stack_address() -> str | None:
     """The address ``relman dev up`` recorded, when no Temporal address is configured."""
-    from client.stack import StackConfig, read_state
-
     state = read_state(StackConfig.from_env())
     return state.temporal_address if state else None
 
@@ -50,7 +53,7 @@ async def connect(runtime: Runtime | None = None) -> Client:
     trace, which the workers continue. Exporters come from ``OTEL_*`` (none by default).
     ``runtime``: the worker's, which serves the SDK's metrics (default: the SDK's own).
     """
-    from worker import telemetry  # lazily: OpenTelemetry stays out of `relman --help`
+    from common import telemetry  # lazily: OpenTelemetry stays out of `relman --help`
 
     telemetry.configure_tracing()
     config = connect_config()
@@ -60,3 +63,22 @@ async def connect(runtime: Runtime | None = None) -> Client:
         runtime=runtime,
         **config,
     )
+
+
+@asynccontextmanager
+async def temporal(runtime: Runtime | None = None) -> AsyncIterator[Client]:
+    """A connected client (``runtime`` as for ``connect``), or a clear error naming the
+    address that did not answer."""
+    try:
+        config = connect_config()
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. a profile's TLS file is missing
+        raise CliError(f"invalid Temporal client configuration: {exc}") from None
+    try:
+        client = await connect(runtime)
+    except Exception as exc:  # the bridge raises RuntimeError with the transport error
+        address = config.get("target_host")
+        raise CliError(
+            f"cannot connect to Temporal at {address}: {exc}. Start the embedded stack with "
+            "`relman dev up`, or set TEMPORAL_ADDRESS / TEMPORAL_PROFILE."
+        ) from None
+    yield client

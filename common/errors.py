@@ -1,4 +1,5 @@
-"""CLI failures and the exit codes PRODUCT.md promises: 0 ok, 1 failed, 2 bad input."""
+"""Failures of relman's commands (CLI and worker) and the exit codes PRODUCT.md promises:
+0 ok, 1 failed, 2 bad input."""
 
 from __future__ import annotations
 

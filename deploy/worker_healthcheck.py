@@ -22,7 +22,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from client.connection import connect_config, task_queue
+from common.connection import connect_config, task_queue
 
 # A worker's long poll lasts about a minute and the next starts at once, so a live worker's
 # last poll is never much older than that.

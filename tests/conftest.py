@@ -32,7 +32,7 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RELMAN_AWS_ENDPOINT_URL"):
 
 from activities.aws import AwsClients  # noqa: E402
 from client.binaries import find_binary  # noqa: E402
-from workflows.release import SEARCH_ATTRIBUTES  # noqa: E402
+from common.search_attributes import SEARCH_ATTRIBUTES  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,7 +28,8 @@ from temporalio.service import ServiceClient
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from client.errors import BadInput
+from common import metrics, telemetry
+from common.errors import BadInput
 from models.status import ReleasePhase
 from tests.conftest import free_port
 from tests.helpers import (
@@ -41,9 +42,8 @@ from tests.helpers import (
     two_wave_plan,
     wait_for_gate,
 )
-from worker import telemetry
+from worker import telemetry as worker_telemetry
 from worker.main import build_worker
-from workflows import metrics
 from workflows.release import ReleaseWorkflow
 
 
@@ -88,7 +88,7 @@ def otel() -> Iterator[Telemetry]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     metrics.use_meter_provider(MeterProvider(metric_readers=[reader]))
-    telemetry.instrument_botocore(tracer_provider)
+    worker_telemetry.instrument_botocore(tracer_provider)
     try:
         yield Telemetry(spans, reader, tracer_provider)
     finally:
@@ -100,10 +100,10 @@ def otel() -> Iterator[Telemetry]:
 async def traced_client(
     time_skipping_env: WorkflowEnvironment, otel: Telemetry
 ) -> AsyncIterator[tuple[Client, str]]:
-    """A client of the time-skipping server that traces like ``client.connection.connect``,
+    """A client of the time-skipping server that traces like ``common.connection.connect``,
     on a runtime serving Prometheus metrics like ``relman worker``; and that address."""
     address = f"127.0.0.1:{free_port()}"
-    runtime = telemetry.prometheus_runtime(address)
+    runtime = worker_telemetry.prometheus_runtime(address)
     assert runtime is not None
     env_client = time_skipping_env.client
     service = await ServiceClient.connect(
@@ -285,14 +285,15 @@ def test_bad_telemetry_settings_are_named():
             "traces", {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
         )
     with pytest.raises(BadInput, match="RELMAN_METRICS_ADDRESS: expected host:port"):
-        telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "9464"})
+        worker_telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "9464"})
 
 
 def test_metrics_address_defaults_to_loopback_and_can_be_turned_off():
-    assert telemetry.metrics_address({}) == "127.0.0.1:9464"
-    assert telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "0.0.0.0:9100"}) == "0.0.0.0:9100"
-    assert telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "off"}) is None
-    assert telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": ""}) is None
+    assert worker_telemetry.metrics_address({}) == "127.0.0.1:9464"
+    address = worker_telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "0.0.0.0:9100"})
+    assert address == "0.0.0.0:9100"
+    assert worker_telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": "off"}) is None
+    assert worker_telemetry.metrics_address({"RELMAN_METRICS_ADDRESS": ""}) is None
 
 
 def test_a_busy_metrics_port_does_not_stop_the_worker(caplog):
@@ -301,5 +302,5 @@ def test_a_busy_metrics_port_does_not_stop_the_worker(caplog):
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with caplog.at_level(logging.WARNING, logger="relman.telemetry"):
-            assert telemetry.prometheus_runtime(address) is None
+            assert worker_telemetry.prometheus_runtime(address) is None
     assert f"not served on {address}" in caplog.text

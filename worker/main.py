@@ -17,8 +17,8 @@ from activities.health import HealthActivities
 from activities.notify import NotifyActivities, defaults_from_env
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
-from client.connection import connect, task_queue
-from client.errors import BadInput
+from common.connection import task_queue, temporal
+from common.errors import BadInput, CliError
 from models.plan import Notifications
 from worker import telemetry
 from workflows.release import ReleaseWorkflow
@@ -86,28 +86,26 @@ async def run_worker(queue: str | None = None) -> None:
     except ValueError as exc:
         raise BadInput(f"worker configuration: {exc}") from None
     runtime = telemetry.configure_worker()
-    client = await connect(runtime=runtime)
     queue = queue or task_queue()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, queue, AwsClients.from_env(), executor, notify_defaults)
-        log.info("relman worker polling task queue %r", queue)
-        async with worker:
-            await stop.wait()
+    # A Temporal that does not answer is a message naming its address, not a traceback.
+    async with temporal(runtime) as client:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+            worker = build_worker(client, queue, AwsClients.from_env(), executor, notify_defaults)
+            log.info("relman worker polling task queue %r", queue)
+            async with worker:
+                await stop.wait()
     log.info("relman worker stopped")
 
 
 def main() -> None:
     """Entry point of ``python -m worker``: errors are one line and an exit code."""
-    from client.commands.worker import serve
-    from client.errors import CliError
-
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        asyncio.run(serve(None))
+        asyncio.run(run_worker())
     except CliError as exc:
         log.error("%s", exc)
         raise SystemExit(exc.exit_code) from None

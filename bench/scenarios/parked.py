@@ -29,10 +29,11 @@ from bench.releases import WaveStages, start
 from bench.report import load_average, percentile, row
 from bench.settings import Settings
 from bench.stack import Stack, WorkerProcess, new_queue
-from models.messages import DecisionInput
+from common.search_attributes import SA_PHASE
+from models.messages import DecisionInput, wave_workflow_id
 from models.plan import ReleasePlan
 from models.status import ReleasePhase
-from workflows.release import SA_PHASE, ReleaseWorkflow
+from workflows.release import ReleaseWorkflow
 
 WAVE = "finance"
 APPROVER = APPROVER_OF["finance-cab"]
@@ -116,7 +117,7 @@ async def _approve(handle: WorkflowHandle[Any, Any]) -> float:
 
 
 async def _wave_stages(client: Client, release_id: str) -> WaveStages:
-    return await WaveStages.of(client, f"{release_id}.{WAVE}.1")
+    return await WaveStages.of(client, wave_workflow_id(release_id, WAVE, 1))
 
 
 # Where an approval's latency goes: (figure, stage it runs from, stage it runs to).

@@ -34,8 +34,8 @@ def demo(
         run_rollback_demo,
         use_local_aws,
     )
-    from client.errors import CliError
     from client.output import console
+    from common.errors import CliError
 
     out = console()
 

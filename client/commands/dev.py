@@ -18,8 +18,9 @@ app = typer.Typer(
 def bring_up(say=typer.echo):  # type: ignore[no-untyped-def]
     """Start the stack if needed; the CLI error names the problem (busy port, no binary)."""
     from client.binaries import MissingBinary
-    from client.errors import CliError
-    from client.stack import StackConfig, StackError, up
+    from client.stack import StackError, up
+    from common.errors import CliError
+    from common.stack_state import StackConfig
 
     try:
         return up(StackConfig.from_env(), progress=say)
@@ -40,7 +41,8 @@ def dev_up() -> None:
 @app.command("down")
 def dev_down() -> None:
     """Stop exactly the processes `relman dev up` started."""
-    from client.stack import StackConfig, down
+    from client.stack import down
+    from common.stack_state import StackConfig
 
     stopped = down(StackConfig.from_env())
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -78,7 +80,8 @@ class DevStatusView:
 @app.command("status")
 def dev_status(output: OutputOption = OutputFormat.text) -> None:
     """Report each component of the embedded stack."""
-    from client.stack import StackConfig, status
+    from client.stack import status
+    from common.stack_state import StackConfig
 
     state, components = status(StackConfig.from_env())
     emit(DevStatusView(components, state.ui_url if state else None), output)

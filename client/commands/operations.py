@@ -73,7 +73,7 @@ def abort(
 
 
 def _aware(value: str, option: str) -> datetime:
-    from client.errors import BadInput
+    from common.errors import BadInput
 
     try:
         parsed = datetime.fromisoformat(value)
@@ -96,7 +96,7 @@ def freeze_add(
     """Add a freeze to a running release; waits in progress respect it."""
     from pydantic import ValidationError
 
-    from client.errors import BadInput
+    from common.errors import BadInput
     from models.plan import Freeze
 
     try:

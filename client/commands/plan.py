@@ -23,7 +23,7 @@ app = typer.Typer(
 
 def load(path: Path):  # type: ignore[no-untyped-def]
     """The validated plan at ``path``, or a bad-input error listing every problem."""
-    from client.errors import BadInput
+    from common.errors import BadInput
     from models.loader import PlanError, load_plan
 
     try:
@@ -60,8 +60,8 @@ def check(
 def refuse_never_starting(plan_path: Path, plan: ReleasePlan, schedule: list[WaveSchedule]) -> None:
     """Bad input: a wave whose window never opens outside the freezes (from now on) would
     fail the release, and roll back every wave before it, once it was reached."""
-    from client.errors import BadInput
     from client.schedule import never_starting
+    from common.errors import BadInput
 
     problems = never_starting(plan, schedule)
     if problems:

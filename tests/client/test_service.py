@@ -11,7 +11,7 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
 from client import service
-from client.errors import BadInput, CliError
+from common.errors import BadInput, CliError
 
 NOT_READY = RPCError(
     "Unable to perform workflow execution update due to Workflow Task in failed state.",

@@ -1,0 +1,92 @@
+"""Where ``relman dev up`` records the embedded stack it started, and reading that record.
+
+The CLI's connection falls back to the recorded Temporal address; ``client.stack`` starts
+and stops the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HOME_ENV = "RELMAN_HOME"
+TEMPORAL_PORT_ENV = "RELMAN_DEV_TEMPORAL_PORT"
+UI_PORT_ENV = "RELMAN_DEV_UI_PORT"
+AWS_PORT_ENV = "RELMAN_DEV_AWS_PORT"
+DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_UI_PORT = 8233
+DEFAULT_AWS_PORT = 4566
+LOOPBACK = "127.0.0.1"
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class Component:
+    """One background process of the stack."""
+
+    name: str
+    pid: int
+    port: int
+    log: str
+    binary: str
+
+
+@dataclass
+class StackState:
+    """What ``dev up`` started, as recorded on disk."""
+
+    temporal_address: str
+    ui_url: str
+    aws_endpoint: str
+    components: dict[str, Component] = field(default_factory=dict)
+
+
+@dataclass
+class StackConfig:
+    """Where the stack keeps its files and which loopback ports it uses."""
+
+    home: Path
+    temporal_port: int = DEFAULT_TEMPORAL_PORT
+    ui_port: int = DEFAULT_UI_PORT
+    aws_port: int = DEFAULT_AWS_PORT
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """Configuration from RELMAN_HOME and RELMAN_DEV_*_PORT."""
+        return cls(
+            home=Path(os.environ.get(HOME_ENV) or ".relman").resolve(),
+            temporal_port=int(os.environ.get(TEMPORAL_PORT_ENV, DEFAULT_TEMPORAL_PORT)),
+            ui_port=int(os.environ.get(UI_PORT_ENV, DEFAULT_UI_PORT)),
+            aws_port=int(os.environ.get(AWS_PORT_ENV, DEFAULT_AWS_PORT)),
+        )
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / STATE_FILE
+
+    def fresh_state(self) -> StackState:
+        return StackState(
+            temporal_address=f"{LOOPBACK}:{self.temporal_port}",
+            ui_url=f"http://{LOOPBACK}:{self.ui_port}",
+            aws_endpoint=f"http://{LOOPBACK}:{self.aws_port}",
+        )
+
+
+def read_state(config: StackConfig) -> StackState | None:
+    """The recorded stack, or None if ``dev up`` has not run (or ``dev down`` cleared it)."""
+    try:
+        raw = json.loads(config.state_path.read_text())
+    except (OSError, ValueError):
+        return None
+    components = {k: Component(**v) for k, v in raw.pop("components", {}).items()}
+    return StackState(**raw, components=components)
+
+
+def write_state(config: StackConfig, state: StackState) -> None:
+    """Record ``state``, replacing the file at once so a reader never sees half of it."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    tmp = config.state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    tmp.replace(config.state_path)

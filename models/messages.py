@@ -15,6 +15,14 @@ from models.plan import (
     Target,
     Wave,
 )
+from models.policy import Policy
+from models.signing import (
+    DecisionAction,
+    DecisionPayload,
+    DecisionRefused,
+    SignedDecision,
+    verify_decision,
+)
 from models.status import ReleasePhase, TargetStatus, TimelineEvent, WavePhase
 
 
@@ -27,6 +35,9 @@ class ReleaseInput(BaseModel):
 
     plan: ReleasePlan
     queued_behind: list[str] = Field(default_factory=list)
+    # The requester's signed submission (action ``submit``): the release verifies it
+    # against the organisation policy before anything else, and the signer is the requester.
+    submission: SignedDecision | None = None
 
 
 class ReleaseResult(BaseModel):
@@ -37,8 +48,15 @@ class ReleaseResult(BaseModel):
     error: str | None = None
 
 
-class DecisionInput(BaseModel):
-    """An approver's decision on a wave's gate (approve or reject)."""
+class Signature(BaseModel):
+    """A decision's signature: the payload its actor signed (:func:`decision_payload`) and
+    the armored SSH signature of its canonical bytes (see ``models.signing``)."""
+
+    signed: SignedDecision | None = None
+
+
+class DecisionInput(Signature):
+    """An approver's decision on a wave's gate (approve or reject), signed by the approver."""
 
     wave: str
     approver: str = Field(min_length=1)
@@ -79,28 +97,51 @@ class ApplyInput(BaseModel):
     """Apply the release's new version of a target at ``percent`` of traffic.
 
     Kinds without traffic (see ``models.plan.TRAFFIC_KINDS``) apply fully at any percent.
+    ``written`` is the previous step's ``ApplyResult.written`` (None for the first step):
+    if the resource no longer holds it, someone else changed it between the steps and the
+    step is refused with a ``ResourceDrifted`` error instead of overwriting their change.
     """
 
     release_id: str
     target: Target
     snapshot: Snapshot
     percent: int = Field(default=100, ge=0, le=100)
+    written: dict[str, Any] | None = None
 
 
 class ApplyResult(BaseModel):
-    """What the resource is now, and whether this call changed it (False on a re-run)."""
+    """What the resource is now, and whether this call changed it (False on a re-run).
+
+    ``written`` is what the resource holds after this call, read back from AWS, in a compact
+    kind-specific form (never a secret value) that the next step and compensation compare
+    the resource with: an SSM parameter's version and type, a Lambda alias's version,
+    routing weights and revision id, an ELB listener's forward weights, both Route 53
+    records' identifiers, weights, TTLs and values, an ECS service's task definition (and
+    desired count when the release sets it), an S3 object's version id.
+    ``written_display`` is the same for people, as drift errors name it.
+    """
 
     resource: str
     changed: bool
     display: str | None = None
+    written: dict[str, Any] = Field(default_factory=dict)
+    written_display: str | None = None
 
 
 class CompensateInput(BaseModel):
-    """Restore a target's resource to its snapshot."""
+    """Restore a target's resource to its snapshot.
+
+    ``written`` is what relman last wrote (the last ``ApplyResult.written``): when the
+    resource no longer holds it, someone else changed it since, and compensation refuses
+    with a ``ResourceDrifted`` error rather than overwrite their change, unless ``force``.
+    None skips the check (nothing recorded).
+    """
 
     release_id: str
     target: Target
     snapshot: Snapshot
+    written: dict[str, Any] | None = None
+    force: bool = False
 
 
 class CompensateResult(BaseModel):
@@ -143,10 +184,18 @@ class ApplyStepInput(BaseModel):
 
 
 class ApplyStepResult(BaseModel):
-    """Each target's result, or why it failed (by target name)."""
+    """Each target's result, or why it failed (by target name).
+
+    Every failed target is in ``errors`` (its message). A target that someone else changed
+    since relman's previous step (error type ``ResourceDrifted``) is also in ``drifted``,
+    with the error's details: ``target``, ``resource``, ``written``, ``current``,
+    ``snapshot`` and ``wanted`` (display strings), so the workflow can tell a drift from
+    other failures without parsing messages.
+    """
 
     results: dict[str, ApplyResult] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)
+    drifted: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 # The actor of the entries relman writes into a release's timeline itself.
@@ -159,7 +208,6 @@ WAVE_WORKFLOW = "WaveWorkflow"
 WAVE_ID_SEPARATOR = "/"
 WAVE_PROGRESS_SIGNAL = "wave_progress"
 RECORD_SNAPSHOTS_SIGNAL = "record_snapshots"
-
 
 
 def wave_workflow_id(release_id: str, wave: str, attempt: int) -> str:
@@ -258,8 +306,8 @@ class Change(BaseModel):
     snapshot: Snapshot
 
 
-class OperatorInput(BaseModel):
-    """Who asks for an operator action, and why (recorded in the timeline)."""
+class OperatorInput(Signature):
+    """Who asks for an operator action, and why (recorded in the timeline); signed."""
 
     actor: str = Field(min_length=1)
     reason: str = ""
@@ -449,3 +497,91 @@ class NotifyDestinationsResult(BaseModel):
     """Whether the worker's configuration sends notifications when a plan names none."""
 
     configured: bool
+
+
+# --- signed decisions ------------------------------------------------------------------------
+
+# The Update (or start) each signed action is, and the input it carries.
+DecisionMessage = DecisionInput | OperatorInput
+
+
+def decision_payload(
+    action: DecisionAction,
+    input: DecisionMessage,
+    *,
+    release_id: str,
+    plan_digest: str,
+    issued_at: datetime,
+) -> DecisionPayload:
+    """What the actor of ``input`` signs for ``action`` on a release: the CLI signs these
+    bytes, and the workflow checks that the payload signed is exactly this one."""
+    wave = target = None
+    details = ""
+    if isinstance(input, DecisionInput):
+        actor, comment, wave = input.approver, input.comment, input.wave
+    else:
+        actor, comment = input.actor, input.reason
+        if isinstance(input, (WaveActionInput, OverrideInput)):
+            wave = input.wave
+        if isinstance(input, TargetActionInput):
+            target = input.target
+        if isinstance(input, OverrideInput):
+            details = f"include_freeze={str(input.include_freeze).lower()}"
+        if isinstance(input, FreezeInput):
+            details = input.freeze.model_dump_json()
+    return DecisionPayload(
+        release_id=release_id,
+        plan_digest=plan_digest,
+        action=action,
+        wave=wave,
+        target=target,
+        comment=comment,
+        details=details,
+        actor=actor,
+        issued_at=issued_at,
+    )
+
+
+def check_decision(
+    action: DecisionAction,
+    input: DecisionMessage,
+    policy: Policy,
+    *,
+    release_id: str,
+    plan_digest: str,
+    now: datetime,
+) -> SignedDecision:
+    """The signed decision ``input`` carries, verified for exactly this ``action`` on this
+    release and plan, by the actor the input names, at ``now``; else ``DecisionRefused``
+    naming why (unsigned, unknown actor or key, bad signature, a payload for another
+    release, plan, action, wave, target, actor or comment, or signed too long ago)."""
+    signed = input.signed
+    if signed is None or not signed.signature.strip():
+        raise DecisionRefused("unsigned decision: relman accepts only signed decisions")
+    expected = decision_payload(
+        action,
+        input,
+        release_id=release_id,
+        plan_digest=plan_digest,
+        issued_at=signed.payload.issued_at,
+    )
+    for field in ("release_id", "plan_digest", "action", "wave", "target", "actor"):
+        got, want = getattr(signed.payload, field), getattr(expected, field)
+        if got != want:
+            what = field.removesuffix("_id").replace("_digest", "")
+            raise DecisionRefused(f"signed for {what} {got!r}, not {want!r}")
+    if signed.payload != expected:
+        raise DecisionRefused(
+            "the signed comment or details differ from the decision sent: it was altered"
+        )
+    verify_decision(
+        signed,
+        policy,
+        release_id=release_id,
+        plan_digest=plan_digest,
+        action=action,
+        wave=expected.wave,
+        target=expected.target,
+        now=now,
+    )
+    return signed

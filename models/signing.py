@@ -61,6 +61,8 @@ class DecisionPayload(BaseModel):
     wave: str | None = None
     target: str | None = None
     comment: str = ""
+    # What else the decision fixes, canonically (a freeze's period, an override's scope).
+    details: str = ""
     actor: str = Field(min_length=1)
     issued_at: AwareDatetime
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from models.plan import Freeze
+from models.signing import SignedDecision
 
 
 class ReleasePhase(StrEnum):
@@ -80,6 +81,19 @@ class TimelineEvent(BaseModel):
     wave: str | None = None
     target: str | None = None
     comment: str | None = None
+    # For a person's decision: what they signed, and the policy it was verified against,
+    # so anyone can verify it again later (``relman history --verify``).
+    evidence: SignedDecision | None = None
+    policy_digest: str | None = None
+
+
+class PolicyInfo(BaseModel):
+    """The organisation policy a release runs under now."""
+
+    source: str
+    version: str
+    digest: str
+    dev: bool = False
 
 
 class ApprovalRecord(BaseModel):
@@ -154,6 +168,9 @@ class ReleaseStatus(BaseModel):
     freezes: list[Freeze] = Field(default_factory=list)
     timeline: list[TimelineEvent] = Field(default_factory=list)
     error: str | None = None
+    # What every decision on this release signs, and the policy in force.
+    plan_digest: str | None = None
+    policy: PolicyInfo | None = None
     # Set when ``timeline`` holds only the latest events: how many there are in all.
     timeline_total: int | None = None
 

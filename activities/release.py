@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
 from activities.targets import build_handlers
-from activities.targets.base import TargetHandler
+from activities.targets.base import ResourceDrifted, TargetHandler
 from models.messages import (
     APPLY_TARGET,
     APPLY_TARGETS,
@@ -76,7 +76,9 @@ class TargetActivities:
     @activity.defn(name=APPLY_TARGET)
     def apply_target(self, input: ApplyInput) -> ApplyResult:
         """Make the target what the release wants; a no-op if it already is."""
-        result = self._handler(input.target).apply(input.target, input.snapshot, input.percent)
+        result = self._handler(input.target).apply(
+            input.target, input.snapshot, input.percent, input.written
+        )
         activity.logger.info(
             "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
         )
@@ -85,7 +87,7 @@ class TargetActivities:
     @activity.defn(name=SNAPSHOT_TARGETS)
     def snapshot_targets(self, input: TargetsInput) -> SnapshotsResult:
         """Snapshot a wave's targets side by side (read-only)."""
-        snapshots, errors = self._each(
+        snapshots, errors, _ = self._each(
             "snapshot",
             input.targets,
             lambda t: t.name,
@@ -97,19 +99,21 @@ class TargetActivities:
     @activity.defn(name=APPLY_TARGETS)
     def apply_targets(self, input: ApplyStepInput) -> ApplyStepResult:
         """Apply one traffic step to a wave's targets side by side; each is a no-op if its
-        target already is what the release wants, so a retried batch writes nothing twice."""
-        results, errors = self._each(
+        target already is what the release wants, so a retried batch writes nothing twice.
+        A target someone else changed since the previous step is in ``errors`` and in
+        ``drifted``."""
+        results, errors, drifted = self._each(
             "apply",
             input.items,
             lambda i: i.target.name,
-            lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent),
+            lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent, i.written),
             input.final_attempt,
         )
         for result in results.values():
             activity.logger.info(
                 "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
             )
-        return ApplyStepResult(results=results, errors=errors)
+        return ApplyStepResult(results=results, errors=errors, drifted=drifted)
 
     def _each(
         self,
@@ -118,12 +122,13 @@ class TargetActivities:
         name: Callable[[Item], str],
         work: Callable[[Item], R],
         final_attempt: int,
-    ) -> tuple[dict[str, R], dict[str, str]]:
-        """``work`` on every item side by side: results and errors by target name.
+    ) -> tuple[dict[str, R], dict[str, str], dict[str, dict[str, Any]]]:
+        """``work`` on every item side by side: results, errors and drifts by target name.
 
-        A failure that retrying cannot fix is that target's error at once. When the others
-        failed only transiently (throttling, a timeout), the whole batch is retried by
-        Temporal, until ``final_attempt``, where they are reported as errors too.
+        A failure that retrying cannot fix is that target's error at once; a
+        ``ResourceDrifted`` one (never retried) is also in the drifts, with its details.
+        When the others failed only transiently (throttling, a timeout), the whole batch is
+        retried by Temporal, until ``final_attempt``, where they are reported as errors too.
         """
         # Each thread runs in a copy of this activity's context: the trace span AWS calls
         # belong to, the activity's logger.
@@ -134,12 +139,15 @@ class TargetActivities:
         results: dict[str, R] = {}
         permanent: dict[str, str] = {}
         transient: dict[str, str] = {}
+        drifted: dict[str, dict[str, Any]] = {}
         for future in concurrent.futures.as_completed(futures):
             key = futures[future]
             try:
                 results[key] = future.result()
             except ApplicationError as exc:
                 (permanent if exc.non_retryable else transient)[key] = exc.message
+                if exc.type == ResourceDrifted.__name__:
+                    drifted[key] = dict(exc.details[0]) if exc.details else {}
             except Exception as exc:  # botocore's connection errors, timeouts...
                 transient[key] = str(exc) or type(exc).__name__
         if transient and not permanent and activity.info().attempt < final_attempt:
@@ -148,13 +156,24 @@ class TargetActivities:
                 f"{what} failed for {len(transient)} of {len(items)} target(s), retrying: {failed}"
             )
         order = {name(item): i for i, item in enumerate(items)}
-        errors = dict(sorted({**permanent, **transient}.items(), key=lambda e: order[e[0]]))
-        return dict(sorted(results.items(), key=lambda r: order[r[0]])), errors
+
+        def in_order(found: dict[str, Any]) -> dict[str, Any]:
+            return dict(sorted(found.items(), key=lambda e: order[e[0]]))
+
+        return in_order(results), in_order({**permanent, **transient}), in_order(drifted)
 
     @activity.defn(name=COMPENSATE_TARGET)
     def compensate_target(self, input: CompensateInput) -> CompensateResult:
-        """Restore the target to its snapshot; a no-op if it already is."""
-        result = self._handler(input.target).compensate(input.target, input.snapshot)
+        """Restore the target to its snapshot; a no-op if it already is.
+
+        Unless ``input.force``, a target someone else changed since relman wrote
+        ``input.written`` is left alone: the activity fails with a non-retryable
+        ``ApplicationError`` of type ``ResourceDrifted`` (details: target, resource, written,
+        current, snapshot).
+        """
+        result = self._handler(input.target).compensate(
+            input.target, input.snapshot, input.written, input.force
+        )
         activity.logger.info(
             "restored %s (%s)", result.resource, "changed" if result.changed else "unchanged"
         )

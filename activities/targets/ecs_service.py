@@ -40,6 +40,15 @@ def _describe(task_definition_arn: str, desired_count: int) -> str:
     return f"{_short(task_definition_arn)} x{desired_count}"
 
 
+def _held(target: EcsServiceTarget, current: tuple[str, int]) -> dict[str, Any]:
+    """The service as ``ApplyResult.written`` records it: its task definition ARN, and its
+    desired count only where the release sets one (else scaling is someone else's)."""
+    held: dict[str, Any] = {"task_definition": current[0]}
+    if target.desired_count is not None:
+        held["desired_count"] = current[1]
+    return held
+
+
 class EcsServiceHandler(TargetHandler):
     """``ecs_service`` targets."""
 
@@ -105,7 +114,18 @@ class EcsServiceHandler(TargetHandler):
             display=_describe(task_definition, desired_count),
         )
 
-    def apply(self, target: EcsServiceTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+    def show(self, target: EcsServiceTarget, written: dict[str, Any]) -> str:
+        count = written.get("desired_count")
+        definition = _short(written["task_definition"])
+        return definition if count is None else f"{definition} x{count}"
+
+    def apply(
+        self,
+        target: EcsServiceTarget,
+        snapshot: Snapshot,
+        percent: int,
+        written: dict[str, Any] | None = None,
+    ) -> ApplyResult:
         wanted_definition = self._task_definition_arn(target, target.task_definition)
         current = self._current(target)
         wanted = (
@@ -114,13 +134,20 @@ class EcsServiceHandler(TargetHandler):
         )
         unchanged = current == wanted
         if not unchanged:
+            # UpdateService has no condition to put on the write: compare right before it
+            # (a change landing in between is not detected).
+            self.check_step(target, snapshot, written, _held(target, current), _describe(*wanted))
             self._update(target, *wanted)
             current = self._current(target)
-        return ApplyResult(
-            resource=target.resource, changed=not unchanged, display=_describe(*current)
-        )
+        return self.result(target, not unchanged, _describe(*current), _held(target, current))
 
-    def compensate(self, target: EcsServiceTarget, snapshot: Snapshot) -> CompensateResult:
+    def compensate(
+        self,
+        target: EcsServiceTarget,
+        snapshot: Snapshot,
+        written: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> CompensateResult:
         current = self._current(target)
         # The desired count goes back only if the release set one: otherwise it belongs to
         # whoever scales the service (autoscaling), and restoring it would undo their work.
@@ -130,6 +157,8 @@ class EcsServiceHandler(TargetHandler):
         )
         unchanged = current == wanted
         if not unchanged:
+            # No conditional UpdateService: compare right before the write.
+            self.check_rollback(target, snapshot, written, force, _held(target, current))
             self._update(target, *wanted)
             current = self._current(target)
         return CompensateResult(

@@ -98,6 +98,13 @@ def _check_weights(target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) ->
                 )
 
 
+def _held(actions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The listener as ``ApplyResult.written`` records it: the forward weights by target
+    group ARN (None without a forward action)."""
+    forward = next((a for a in actions if a["Type"] == "forward"), None)
+    return {"forward_weights": None if forward is None else _forward_groups(forward)}
+
+
 class Elbv2WeightsHandler(TargetHandler):
     """``elbv2_weights`` targets."""
 
@@ -128,12 +135,15 @@ class Elbv2WeightsHandler(TargetHandler):
 
     def _describe(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> str:
         """``blue 90 / green 10``: the forward weights, by color where the group has one."""
-        names = {target.blue_target_group_arn: "blue", target.green_target_group_arn: "green"}
-        forward = next((a for a in actions if a["Type"] == "forward"), None)
-        if forward is None:
+        return self.show(target, _held(actions))
+
+    def show(self, target: Elbv2WeightsTarget, written: dict[str, Any]) -> str:
+        if written.get("forward_weights") is None:
             return "(no forward action)"
-        groups = _forward_groups(forward)
-        return " / ".join(f"{names.get(arn, arn)} {weight}" for arn, weight in groups.items())
+        names = {target.blue_target_group_arn: "blue", target.green_target_group_arn: "green"}
+        return " / ".join(
+            f"{names.get(arn, arn)} {weight}" for arn, weight in written["forward_weights"].items()
+        )
 
     def _write(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> None:
         _check_weights(target, actions)
@@ -153,8 +163,24 @@ class Elbv2WeightsHandler(TargetHandler):
             display=self._describe(target, actions),
         )
 
-    def apply(self, target: Elbv2WeightsTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+    def apply(
+        self,
+        target: Elbv2WeightsTarget,
+        snapshot: Snapshot,
+        percent: int,
+        written: dict[str, Any] | None = None,
+    ) -> ApplyResult:
         actions = self._default_actions(target)
+        wanted_weights = {
+            target.blue_target_group_arn: 100 - percent,
+            target.green_target_group_arn: percent,
+        }
+        if _held(actions)["forward_weights"] != wanted_weights:
+            # Before the listener's shape is checked: a listener someone else re-pointed is
+            # a drift to report as such. ELBv2 has no conditional write, so a change landing
+            # between this read and the write below is not detected.
+            wanted_display = self.show(target, {"forward_weights": wanted_weights})
+            self.check_step(target, snapshot, written, _held(actions), wanted_display)
         self._check_target_groups(target)
         index = _forward_index(target, actions)
         forward = actions[index]
@@ -179,17 +205,23 @@ class Elbv2WeightsHandler(TargetHandler):
         if not unchanged:
             self._write(target, wanted)
             actions = self._default_actions(target)
-        return ApplyResult(
-            resource=target.resource,
-            changed=not unchanged,
-            display=self._describe(target, actions),
-        )
+        display = self._describe(target, actions)
+        return self.result(target, not unchanged, display, _held(actions))
 
-    def compensate(self, target: Elbv2WeightsTarget, snapshot: Snapshot) -> CompensateResult:
+    def compensate(
+        self,
+        target: Elbv2WeightsTarget,
+        snapshot: Snapshot,
+        written: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> CompensateResult:
         previous = snapshot.state["default_actions"]
         actions = self._default_actions(target)
         unchanged = _canonical(actions) == _canonical(previous)
         if not unchanged:
+            # ModifyListener has no condition to put on the write: compare right before it
+            # (a change landing in between is not detected).
+            self.check_rollback(target, snapshot, written, force, _held(actions))
             self._write(target, previous)
             actions = self._default_actions(target)
         return CompensateResult(

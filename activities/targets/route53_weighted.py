@@ -1,18 +1,25 @@
 """Route 53 weighted records: traffic moves from the blue record to the green one.
 
 Both records (same name and type, ``SetIdentifier`` blue and green) must exist; the release
-only changes their weights, blue = 100 - percent and green = percent, in one UPSERT batch so
-the two never disagree. The snapshot keeps both complete record sets (values, TTL, health
-check...), which compensation UPSERTs back.
+only changes their weights, blue = 100 - percent and green = percent, in one change batch
+so the two never disagree. The snapshot keeps both complete record sets (values, TTL, health
+check...), which compensation writes back.
+
+Where relman checks for drift (a further step, a rollback without ``--force``), the batch
+DELETEs each record exactly as it was just read and CREATEs its new version: Route 53
+refuses the whole batch (InvalidChangeBatch) if a record changed in between, which is then
+``ResourceDrifted``. Unchecked writes UPSERT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import aws_call
+from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
 from models.messages import ApplyResult, CompensateResult, Snapshot
 from models.plan import Route53WeightedTarget
@@ -47,6 +54,29 @@ def _canonical(record: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     values = sorted(r["Value"] for r in record.get("ResourceRecords", []))
     return {**record, "ResourceRecords": values}
+
+
+def _held(records: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Both records as ``ApplyResult.written`` records them: identifier, weight, TTL and
+    values (an alias's target) by color, None for a missing record."""
+    held: dict[str, Any] = {}
+    for color, record in records.items():
+        if record is None:
+            held[color] = None
+            continue
+        alias = (record.get("AliasTarget") or {}).get("DNSName")
+        values = (
+            [f"alias {alias}"]
+            if alias
+            else sorted(r["Value"] for r in record.get("ResourceRecords", []))
+        )
+        held[color] = {
+            "set_identifier": record["SetIdentifier"],
+            "weight": record.get("Weight"),
+            "ttl": record.get("TTL"),
+            "values": values,
+        }
+    return {"records": held}
 
 
 def _describe(records: dict[str, dict[str, Any] | None]) -> str:
@@ -93,9 +123,14 @@ class Route53WeightedHandler(TargetHandler):
             "green": by_identifier.get(target.green_set_identifier),
         }
 
-    def _existing(self, target: Route53WeightedTarget) -> dict[str, dict[str, Any]]:
-        """Both records, each weighted; an error naming the one that is not."""
-        records = self._records(target)
+    def _existing(
+        self,
+        target: Route53WeightedTarget,
+        records: dict[str, dict[str, Any] | None] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Both records (as read now, or ``records``), each weighted; an error naming the
+        one that is not."""
+        records = self._records(target) if records is None else records
         found: dict[str, dict[str, Any]] = {}
         for color, record in records.items():
             identifier = getattr(target, f"{color}_set_identifier")
@@ -109,8 +144,20 @@ class Route53WeightedHandler(TargetHandler):
             found[color] = record
         return found
 
-    def _upsert(self, target: Route53WeightedTarget, records: list[dict[str, Any]]) -> None:
-        for record in records:
+    def _write(
+        self,
+        target: Route53WeightedTarget,
+        current: dict[str, dict[str, Any] | None],
+        wanted: dict[str, dict[str, Any]],
+        on_race: Callable[[dict[str, Any]], ApplicationError] | None = None,
+    ) -> None:
+        """Write the ``wanted`` records in one batch.
+
+        With ``on_race`` (where relman checks for drift) each record is DELETEd exactly as
+        ``current`` holds it and CREATEd anew, so Route 53 refuses the batch if someone
+        changed it since it was read; ``on_race`` builds the error from what is there then.
+        """
+        for record in wanted.values():
             if not 0 <= record["Weight"] <= MAX_WEIGHT:
                 raise _invalid(
                     target,
@@ -118,12 +165,38 @@ class Route53WeightedHandler(TargetHandler):
                     f"weight {record['Weight']} for {record['SetIdentifier']!r} "
                     f"is outside 0..{MAX_WEIGHT}",
                 )
-        changes = [{"Action": "UPSERT", "ResourceRecordSet": r} for r in records]
-        with aws_call("route53:ChangeResourceRecordSets", target.resource):
+        changes: list[dict[str, Any]] = []
+        for color, record in wanted.items():
+            existing = current[color]
+            if on_race is None:
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": record})
+                continue
+            if existing is not None:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": existing})
+            changes.append({"Action": "CREATE", "ResourceRecordSet": record})
+        try:
             self.client("route53", target).change_resource_record_sets(
                 HostedZoneId=target.hosted_zone_id,
                 ChangeBatch={"Comment": "relman", "Changes": changes},
             )
+        except ClientError as exc:
+            # AWS answers InvalidChangeBatch for a DELETE that no longer matches (moto,
+            # which checks a DELETE's values only, InvalidInput). Reading again tells a
+            # record changed in between from a batch refused for another reason.
+            if on_race is not None and error_code(exc) in ("InvalidChangeBatch", "InvalidInput"):
+                now = _held(self._records(target))
+                if now != _held(current):
+                    raise on_race(now) from exc
+            raise_aws_error(exc, "route53:ChangeResourceRecordSets", target.resource)
+
+    def show(self, target: Route53WeightedTarget, written: dict[str, Any]) -> str:
+        shown = []
+        for color, record in written["records"].items():
+            if record is None:
+                shown.append(f"{color} (absent)")
+            else:
+                shown.append(f"{color} {record['weight']} ({', '.join(record['values'])})")
+        return " / ".join(shown)
 
     def snapshot(self, target: Route53WeightedTarget) -> Snapshot:
         records = self._existing(target)
@@ -134,30 +207,46 @@ class Route53WeightedHandler(TargetHandler):
             display=_describe(dict(records)),
         )
 
-    def apply(self, target: Route53WeightedTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
-        current = self._existing(target)
-        wanted = {
-            "blue": {**current["blue"], "Weight": 100 - percent},
-            "green": {**current["green"], "Weight": percent},
-        }
-        changes = [wanted[c] for c in wanted if wanted[c] != current[c]]
+    def apply(
+        self,
+        target: Route53WeightedTarget,
+        snapshot: Snapshot,
+        percent: int,
+        written: dict[str, Any] | None = None,
+    ) -> ApplyResult:
+        records = self._records(target)
+        weights = {"blue": 100 - percent, "green": percent}
+        wanted_display = f"blue {weights['blue']} / green {weights['green']}"
+        if any((records[c] or {}).get("Weight") != weights[c] for c in weights):
+            # Before the records' shape is checked: a record someone else deleted or
+            # changed is a drift to report as such.
+            self.check_step(target, snapshot, written, _held(records), wanted_display)
+        current = self._existing(target, records)
+        wanted = {c: {**current[c], "Weight": weights[c]} for c in weights}
+        changes = {c: wanted[c] for c in wanted if wanted[c] != current[c]}
         if changes:
-            self._upsert(target, changes)
-        return ApplyResult(
-            resource=target.resource,
-            changed=bool(changes),
-            display=_describe(self._records(target)) if changes else _describe(dict(current)),
-        )
+            on_race = self.on_race(target, snapshot, written, wanted_display)
+            self._write(target, dict(current), changes, on_race)
+            records = self._records(target)
+        return self.result(target, bool(changes), _describe(records), _held(records))
 
-    def compensate(self, target: Route53WeightedTarget, snapshot: Snapshot) -> CompensateResult:
+    def compensate(
+        self,
+        target: Route53WeightedTarget,
+        snapshot: Snapshot,
+        written: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> CompensateResult:
         previous: dict[str, dict[str, Any]] = snapshot.state["records"]
         current = self._records(target)
-        # A record deleted since the snapshot is created again by the UPSERT.
-        changes = [
-            previous[c] for c in previous if _canonical(previous[c]) != _canonical(current[c])
-        ]
+        # A record deleted since the snapshot is created again.
+        changes = {
+            c: previous[c] for c in previous if _canonical(previous[c]) != _canonical(current[c])
+        }
         if changes:
-            self._upsert(target, changes)
+            self.check_rollback(target, snapshot, written, force, _held(current))
+            on_race = self.on_race(target, snapshot, None if force else written)
+            self._write(target, current, changes, on_race)
             current = self._records(target)
         return CompensateResult(
             resource=target.resource,

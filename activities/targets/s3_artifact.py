@@ -4,6 +4,10 @@ The bucket must be versioned, so whatever the key held before is still there to 
 to: the snapshot records that version's id, and compensation copies it back on top (or
 deletes the key if it did not exist). The promoted object carries its source in its
 metadata, so a re-run recognises its own copy even where ETags differ (multipart sources).
+
+What relman wrote is the version id its copy created. S3 has no condition a CopyObject can
+put on the destination's current version, so the drift check compares the current version
+id with the written one immediately before each write.
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ def _describe(head: dict[str, Any] | None) -> str:
         else ""
     )
     return f"version {head['VersionId']} etag {head['ETag']}{origin}"
+
+
+def _held(head: dict[str, Any] | None) -> dict[str, Any]:
+    """The key as ``ApplyResult.written`` records it: its current version id ({} if absent)."""
+    return {} if head is None else {"version_id": head["VersionId"]}
 
 
 def _same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -131,7 +140,16 @@ class S3ArtifactHandler(TargetHandler):
             display=_describe(head),
         )
 
-    def apply(self, target: S3ArtifactTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+    def show(self, target: S3ArtifactTarget, written: dict[str, Any]) -> str:
+        return f"version {written['version_id']}" if written else "(absent)"
+
+    def apply(
+        self,
+        target: S3ArtifactTarget,
+        snapshot: Snapshot,
+        percent: int,
+        written: dict[str, Any] | None = None,
+    ) -> ApplyResult:
         self._check_versioning(target)
         source = self._version(target, target.source_key, target.source_version_id)
         current = self._head(target, target.key)
@@ -144,6 +162,8 @@ class S3ArtifactHandler(TargetHandler):
             )
         )
         if not promoted:
+            wanted = f"{target.source_key}@{target.source_version_id}"
+            self.check_step(target, snapshot, written, _held(current), wanted)
             current = self._copy(
                 target,
                 target.source_key,
@@ -156,15 +176,20 @@ class S3ArtifactHandler(TargetHandler):
                 },
                 **{h: source[h] for h in _CONTENT_HEADERS if source.get(h)},
             )
-        return ApplyResult(
-            resource=target.resource, changed=not promoted, display=_describe(current)
-        )
+        return self.result(target, not promoted, _describe(current), _held(current))
 
-    def compensate(self, target: S3ArtifactTarget, snapshot: Snapshot) -> CompensateResult:
-        current = self._head(target, target.key)
+    def compensate(
+        self,
+        target: S3ArtifactTarget,
+        snapshot: Snapshot,
+        written: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> CompensateResult:
         if not snapshot.exists:
+            current = self._head(target, target.key)
             if current is None:
                 return CompensateResult(resource=target.resource, changed=False, display="(absent)")
+            self.check_rollback(target, snapshot, written, force, _held(current))
             # In a versioned bucket this adds a delete marker: the promoted version stays
             # in the history for the audit.
             with aws_call("s3:DeleteObject", target.resource):
@@ -175,11 +200,13 @@ class S3ArtifactHandler(TargetHandler):
             )
 
         version_id = snapshot.state["version_id"]
+        previous = self._version(target, target.key, version_id)
+        # Read last, right before the copy: the drift check compares this version id.
+        current = self._head(target, target.key)
         if current is not None and current["VersionId"] == version_id:
             return CompensateResult(
                 resource=target.resource, changed=False, display=_describe(current)
             )
-        previous = self._version(target, target.key, version_id)
         if current is not None and _same_object(current, previous):
             # An earlier compensation already copied the version back. (A version uploaded
             # in parts has a multipart ETag its copy does not share: a repeated compensation
@@ -187,6 +214,7 @@ class S3ArtifactHandler(TargetHandler):
             return CompensateResult(
                 resource=target.resource, changed=False, display=_describe(current)
             )
+        self.check_rollback(target, snapshot, written, force, _held(current))
         # MetadataDirective COPY (the default) brings back the old metadata and headers too.
         current = self._copy(target, target.key, version_id)
         return CompensateResult(resource=target.resource, changed=True, display=_describe(current))

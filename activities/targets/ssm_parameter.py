@@ -23,6 +23,17 @@ def _shown(value: str, type_: str) -> str:
     return SECRET_MASK if type_ == "SecureString" else value
 
 
+def _held(current: dict[str, Any] | None) -> dict[str, Any]:
+    """The parameter as ``ApplyResult.written`` records it: version and type, and the value
+    unless it is a SecureString ({} for an absent parameter)."""
+    if current is None:
+        return {}
+    held = {"version": current["Version"], "type": current["Type"]}
+    if current["Type"] != "SecureString":
+        held["value"] = current["Value"]
+    return held
+
+
 class SsmParameterHandler(TargetHandler):
     """``ssm_parameter`` targets."""
 
@@ -75,7 +86,19 @@ class SsmParameterHandler(TargetHandler):
             display=_shown(current["Value"], current["Type"]),
         )
 
-    def apply(self, target: SsmParameterTarget, snapshot: Snapshot, percent: int) -> ApplyResult:
+    def show(self, target: SsmParameterTarget, written: dict[str, Any]) -> str:
+        if not written:
+            return "(absent)"
+        value = written.get("value", SECRET_MASK)
+        return f"version {written['version']} ({value})"
+
+    def apply(
+        self,
+        target: SsmParameterTarget,
+        snapshot: Snapshot,
+        percent: int,
+        written: dict[str, Any] | None = None,
+    ) -> ApplyResult:
         current = self._read(target)
         unchanged = (
             current is not None
@@ -83,19 +106,29 @@ class SsmParameterHandler(TargetHandler):
             and current["Type"] == target.type
         )
         if not unchanged:
+            # SSM has no conditional write: the check runs right before the write, and a
+            # change landing between the two is not detected.
+            wanted = _shown(target.value, target.type)
+            self.check_step(target, snapshot, written, _held(current), wanted)
             self._put(target, target.value, target.type)
-        return ApplyResult(
-            resource=target.resource,
-            changed=not unchanged,
-            display=_shown(target.value, target.type),
-        )
+            current = self._read(target)
+        assert current is not None  # just written; SSM reads after writes are consistent
+        display = _shown(current["Value"], current["Type"])
+        return self.result(target, not unchanged, display, _held(current))
 
-    def compensate(self, target: SsmParameterTarget, snapshot: Snapshot) -> CompensateResult:
+    def compensate(
+        self,
+        target: SsmParameterTarget,
+        snapshot: Snapshot,
+        written: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> CompensateResult:
         resource = target.resource
-        current = self._read(target)
         if not snapshot.exists:
+            current = self._read(target)
             if current is None:
                 return CompensateResult(resource=resource, changed=False, display="(absent)")
+            self.check_rollback(target, snapshot, written, force, _held(current))
             with aws_call("ssm:DeleteParameter", resource):
                 self.client("ssm", target).delete_parameter(Name=target.parameter)
             return CompensateResult(resource=resource, changed=True, display="(absent)")
@@ -107,8 +140,12 @@ class SsmParameterHandler(TargetHandler):
             previous = self._read(target, versioned)
             assert previous is not None
             value = previous["Value"]
+        current = self._read(target)
         if current is not None and current["Value"] == value and current["Type"] == type_:
             return CompensateResult(resource=resource, changed=False, display=_shown(value, type_))
+        # No conditional write in SSM: compare right before writing (a change landing in
+        # between is not detected).
+        self.check_rollback(target, snapshot, written, force, _held(current))
         # A SecureString goes back under the key it had (snapshots before key_id was
         # recorded leave it to the account's default key).
         self._put(target, value, type_, snapshot.state.get("key_id"))

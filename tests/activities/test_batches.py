@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.release import TargetActivities, TargetsFailed
 from activities.targets.base import TargetHandler
-from models.messages import ApplyInput, ApplyStepInput, TargetsInput
+from models.messages import ApplyInput, ApplyStepInput, CompensateInput, TargetsInput
 from models.plan import SsmParameterTarget
 from tests.helpers import seed, ssm_values, writes_of
 
@@ -45,13 +46,15 @@ class Unreachable(TargetHandler):
     def snapshot(self, target: Any) -> Any:
         return self.real.snapshot(target)
 
-    def apply(self, target: Any, snapshot: Any, percent: int) -> Any:
+    def apply(self, target: Any, snapshot: Any, percent: int, written: Any = None) -> Any:
         if target.parameter == self.parameter:
             raise EndpointConnectionError(endpoint_url="https://ssm.example")
-        return self.real.apply(target, snapshot, percent)
+        return self.real.apply(target, snapshot, percent, written)
 
-    def compensate(self, target: Any, snapshot: Any) -> Any:
-        return self.real.compensate(target, snapshot)
+    def compensate(
+        self, target: Any, snapshot: Any, written: Any = None, force: bool = False
+    ) -> Any:
+        return self.real.compensate(target, snapshot, written, force)
 
 
 def snapshots_and_step(activities: TargetActivities, targets: list[SsmParameterTarget]):
@@ -139,3 +142,57 @@ def test_a_snapshot_that_cannot_be_read_is_that_targets_error(aws):
     assert result.errors == {
         "bad": "target 'bad': kind 'ssm_parameter' is not supported by this worker"
     }
+
+
+def test_a_target_changed_by_someone_else_between_steps_is_reported_as_drifted(aws):
+    seed(aws, {name: "old" for name in NAMES[:2]})
+    activities = TargetActivities(aws)
+    step = snapshots_and_step(activities, [target(0), target(1)])
+    first = env_at(1).run(activities.apply_targets, step)
+    aws.client("ssm").put_parameter(Name=NAMES[1], Value="hotfix", Type="String", Overwrite=True)
+
+    # The next step carries what the previous one wrote.
+    written = [
+        i.model_copy(update={"written": first.results[i.target.name].written}) for i in step.items
+    ]
+    result = env_at(1).run(activities.apply_targets, step.model_copy(update={"items": written}))
+
+    assert list(result.results) == ["p0"] and not result.results["p0"].changed
+    message = (
+        f"target 'p1' (ssm parameter {NAMES[1]}): changed by someone else since relman's "
+        "previous step: relman wrote version 2 (new), it now holds version 3 (hotfix); "
+        "not applying new"
+    )
+    assert result.errors == {"p1": message}
+    assert result.drifted == {
+        "p1": {
+            "target": "p1",
+            "resource": f"ssm parameter {NAMES[1]}",
+            "written": "version 2 (new)",
+            "current": "version 3 (hotfix)",
+            "snapshot": "old",
+            "wanted": "new",
+        }
+    }
+    assert ssm_values(aws, [NAMES[1]]) == {NAMES[1]: "hotfix"}
+
+
+def test_compensating_a_drifted_target_fails_the_activity_for_good(aws):
+    seed(aws, {NAMES[0]: "old"})
+    activities = TargetActivities(aws)
+    step = snapshots_and_step(activities, [target(0)])
+    applied = env_at(1).run(activities.apply_targets, step).results["p0"]
+    aws.client("ssm").put_parameter(Name=NAMES[0], Value="hotfix", Type="String", Overwrite=True)
+    compensate = CompensateInput(
+        release_id="r1", target=target(0), snapshot=step.items[0].snapshot, written=applied.written
+    )
+
+    with pytest.raises(ApplicationError) as raised:
+        env_at(1).run(activities.compensate_target, compensate)
+    assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
+    assert raised.value.details[0]["current"] == "version 3 (hotfix)"
+    assert ssm_values(aws, [NAMES[0]]) == {NAMES[0]: "hotfix"}
+
+    forced = compensate.model_copy(update={"force": True})
+    assert env_at(1).run(activities.compensate_target, forced).changed
+    assert ssm_values(aws, [NAMES[0]]) == {NAMES[0]: "old"}

@@ -145,3 +145,88 @@ def test_missing_service_is_refused(handler: EcsServiceHandler) -> None:
         "ecs service prod/api: no active service 'api' in cluster 'prod' (missing)"
     )
     assert raised.value.type == "ServiceNotFound"
+
+
+# --- drift: someone else switched the service after relman did ----------------------------
+
+
+def test_apply_reports_the_task_definition_it_wrote(handler: EcsServiceHandler) -> None:
+    new = target(desired_count=3)
+    applied = handler.apply(new, handler.snapshot(new), 100)
+    assert applied.written == {"task_definition": TASK_DEFINITION_ARN.format(2), "desired_count": 3}
+    assert applied.written_display == "web:2 x3"
+    assert handler.apply(target(), handler.snapshot(target()), 100).written == {
+        "task_definition": TASK_DEFINITION_ARN.format(2)
+    }
+
+
+def register_hotfix(aws: AwsClients) -> None:
+    """Someone registers ``web:3`` and switches the service to it."""
+    aws.client("ecs").register_task_definition(
+        family="web", containerDefinitions=[{"name": "web", "image": "nginx:fix", "memory": 128}]
+    )
+    aws.client("ecs").update_service(
+        cluster="prod", service="web", taskDefinition=TASK_DEFINITION_ARN.format(3)
+    )
+
+
+def test_compensate_leaves_a_service_someone_else_switched_alone(
+    aws: AwsClients, handler: EcsServiceHandler
+) -> None:
+    new = target()
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 100)
+    register_hotfix(aws)
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.compensate(new, snapshot, applied.written)
+
+    assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
+    assert raised.value.message == (
+        "target 'web-service' (ecs service prod/web): relman wrote web:2, it now holds web:3; "
+        "not restoring it to web:1 x2 without --force"
+    )
+    assert raised.value.details[0] == {
+        "target": "web-service",
+        "resource": "ecs service prod/web",
+        "written": "web:2",
+        "current": "web:3",
+        "snapshot": "web:1 x2",
+    }
+    assert service(aws) == (TASK_DEFINITION_ARN.format(3), 2)
+
+    assert handler.compensate(new, snapshot, applied.written, force=True).changed
+    assert service(aws) == (TASK_DEFINITION_ARN.format(1), 2)
+
+
+def test_compensate_restores_an_untouched_service_and_a_retry_is_a_no_op(
+    aws: AwsClients, handler: EcsServiceHandler
+) -> None:
+    new = target(desired_count=5)
+    before = service(aws)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 100)
+
+    assert handler.compensate(new, snapshot, applied.written).changed
+    assert service(aws) == before
+    writes = writes_of(aws.client("ecs"))
+    assert not handler.compensate(new, snapshot, applied.written).changed
+    assert writes == []
+
+
+def test_a_further_step_refuses_a_service_switched_since_the_previous_one(
+    aws: AwsClients, handler: EcsServiceHandler
+) -> None:
+    new = target()
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 10)
+    register_hotfix(aws)
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.apply(new, snapshot, 50, applied.written)
+
+    assert raised.value.message == (
+        "target 'web-service' (ecs service prod/web): changed by someone else since relman's "
+        "previous step: relman wrote web:2, it now holds web:3; not applying web:2 x2"
+    )
+    assert service(aws) == (TASK_DEFINITION_ARN.format(3), 2)

@@ -182,3 +182,92 @@ def test_weight_out_of_range_is_refused(aws: AwsClients, stack: Stack) -> None:
         f"elbv2 listener {arn}: weight -50 for {stack.blue} is outside 0..999"
     )
     assert raised.value.type == "InvalidWeight"
+
+
+# --- drift: someone else changed the weights after relman wrote them ----------------------
+
+
+def set_weights(aws: AwsClients, stack: Stack, arn: str, blue: int, green: int) -> None:
+    groups = [
+        {"TargetGroupArn": stack.blue, "Weight": blue},
+        {"TargetGroupArn": stack.green, "Weight": green},
+    ]
+    aws.client("elbv2").modify_listener(
+        ListenerArn=arn,
+        DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}],
+    )
+
+
+def test_apply_reports_the_forward_weights_it_wrote(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    applied = handler.apply(new, handler.snapshot(new), 10)
+    assert applied.written == {"forward_weights": {stack.blue: 90, stack.green: 10}}
+    assert applied.written_display == "blue 90 / green 10"
+
+
+def test_compensate_leaves_weights_someone_else_set_alone(aws: AwsClients, stack: Stack) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 50)
+    set_weights(aws, stack, arn, 80, 20)
+    after_them = describe(aws, arn)
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.compensate(new, snapshot, applied.written)
+
+    assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
+    assert raised.value.message == (
+        f"target 'web-listener' (elbv2 listener {arn}): relman wrote blue 50 / green 50, "
+        "it now holds blue 80 / green 20; not restoring it to blue 1 without --force"
+    )
+    assert raised.value.details[0] == {
+        "target": "web-listener",
+        "resource": f"elbv2 listener {arn}",
+        "written": "blue 50 / green 50",
+        "current": "blue 80 / green 20",
+        "snapshot": "blue 1",
+    }
+    assert describe(aws, arn) == after_them
+
+    assert handler.compensate(new, snapshot, applied.written, force=True).changed
+    assert handler.snapshot(new).state == snapshot.state
+
+
+def test_compensate_restores_untouched_weights_and_a_retry_is_a_no_op(
+    aws: AwsClients, stack: Stack
+) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    before = describe(aws, arn)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 50)
+
+    assert handler.compensate(new, snapshot, applied.written).changed
+    assert describe(aws, arn) == before
+    writes = writes_of(aws.client("elbv2"))
+    assert not handler.compensate(new, snapshot, applied.written).changed
+    assert writes == []
+
+
+def test_a_further_step_refuses_weights_changed_since_the_previous_one(
+    aws: AwsClients, stack: Stack
+) -> None:
+    arn = listener(aws, stack, [{"Type": "forward", "TargetGroupArn": stack.blue}])
+    handler, new = Elbv2WeightsHandler(aws), target(stack, arn)
+    snapshot = handler.snapshot(new)
+    first = handler.apply(new, snapshot, 10)
+    assert not handler.apply(new, snapshot, 10, first.written).changed  # a re-run
+    set_weights(aws, stack, arn, 100, 0)
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.apply(new, snapshot, 50, first.written)
+
+    assert raised.value.type == "ResourceDrifted"
+    assert raised.value.message == (
+        f"target 'web-listener' (elbv2 listener {arn}): changed by someone else since "
+        "relman's previous step: relman wrote blue 90 / green 10, it now holds "
+        "blue 100 / green 0; not applying blue 50 / green 50"
+    )
+    assert weights(aws, arn) == {stack.blue: 100, stack.green: 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
@@ -54,14 +55,19 @@ def target(version: str) -> LambdaAliasTarget:
     )
 
 
-@pytest.fixture
-def handler(aws: AwsClients) -> LambdaAliasHandler:
-    """Versions 1 and 2; the alias on version 1 with no routing."""
-    publish_versions(aws, 2)
+def alias_on_version_1(aws: AwsClients, versions: int) -> LambdaAliasHandler:
+    """Versions 1..``versions``; the alias on version 1 with no routing."""
+    publish_versions(aws, versions)
     aws.client("lambda").create_alias(
         FunctionName=FUNCTION, Name=ALIAS, FunctionVersion="1", Description="production"
     )
     return LambdaAliasHandler(aws)
+
+
+@pytest.fixture
+def handler(aws: AwsClients) -> LambdaAliasHandler:
+    """Versions 1 and 2; the alias on version 1 with no routing."""
+    return alias_on_version_1(aws, 2)
 
 
 def test_snapshot_records_version_and_weights(handler: LambdaAliasHandler) -> None:
@@ -162,3 +168,155 @@ def test_missing_alias_names_the_call_and_resource(aws: AwsClients) -> None:
         "Cannot find alias arn: arn:aws:lambda:us-east-1:123456789012:function:checkout:live"
     )
     assert raised.value.non_retryable
+
+
+# --- drift: someone else moved the alias after relman wrote it ----------------------------
+
+
+def hotfix(aws: AwsClients, version: str) -> None:
+    """Someone points the alias at ``version`` by hand, dropping relman's routing."""
+    aws.client("lambda").update_alias(
+        FunctionName=FUNCTION, Name=ALIAS, FunctionVersion=version, RoutingConfig={}
+    )
+
+
+@pytest.fixture
+def three(aws: AwsClients) -> LambdaAliasHandler:
+    """Versions 1..3; the alias on version 1 with no routing."""
+    return alias_on_version_1(aws, 3)
+
+
+def test_apply_reports_version_routing_and_revision_read_back(
+    aws: AwsClients, handler: LambdaAliasHandler
+) -> None:
+    applied = handler.apply(target("2"), handler.snapshot(target("2")), 10)
+    revision = aws.client("lambda").get_alias(FunctionName=FUNCTION, Name=ALIAS)["RevisionId"]
+    assert applied.written == {
+        "function_version": "1",
+        "additional_version_weights": {"2": 0.1},
+        "revision_id": revision,
+    }
+    assert applied.written_display == "1: 90% / 2: 10%"
+
+
+def test_compensate_leaves_a_hotfixed_alias_alone(
+    aws: AwsClients, three: LambdaAliasHandler
+) -> None:
+    new = target("2")
+    snapshot = three.snapshot(new)
+    applied = three.apply(new, snapshot, 50)
+    hotfix(aws, "3")
+
+    with pytest.raises(ApplicationError) as raised:
+        three.compensate(new, snapshot, applied.written)
+
+    assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
+    assert raised.value.message == (
+        "target 'checkout-api' (lambda alias checkout:live): relman wrote 1: 50% / 2: 50%, "
+        "it now holds 3: 100%; not restoring it to 1: 100% without --force"
+    )
+    assert raised.value.details[0] == {
+        "target": "checkout-api",
+        "resource": "lambda alias checkout:live",
+        "written": "1: 50% / 2: 50%",
+        "current": "3: 100%",
+        "snapshot": "1: 100%",
+    }
+    assert alias_state(aws) == {"version": "3", "weights": {}, "description": "production"}
+
+
+def test_compensate_restores_an_untouched_alias_and_a_retry_is_a_no_op(
+    aws: AwsClients, handler: LambdaAliasHandler
+) -> None:
+    new = target("2")
+    snapshot = handler.snapshot(new)
+    before = alias_state(aws)
+    applied = handler.apply(new, snapshot, 50)
+
+    assert handler.compensate(new, snapshot, applied.written).changed
+    assert alias_state(aws) == before
+    writes = writes_of(aws.client("lambda"))
+    assert not handler.compensate(new, snapshot, applied.written).changed
+    assert writes == []
+
+
+def test_forced_compensation_overwrites_the_hotfix(
+    aws: AwsClients, three: LambdaAliasHandler
+) -> None:
+    new = target("2")
+    snapshot = three.snapshot(new)
+    applied = three.apply(new, snapshot, 50)
+    hotfix(aws, "3")
+
+    assert three.compensate(new, snapshot, applied.written, force=True).changed
+    assert alias_state(aws) == {"version": "1", "weights": {}, "description": "production"}
+
+
+def test_a_further_step_refuses_an_alias_changed_since_the_previous_one(
+    aws: AwsClients, three: LambdaAliasHandler
+) -> None:
+    new = target("2")
+    snapshot = three.snapshot(new)
+    first = three.apply(new, snapshot, 10)
+    # A re-run of the same step (the worker crashed after writing) is still a no-op.
+    assert not three.apply(new, snapshot, 10, first.written).changed
+    hotfix(aws, "3")
+
+    with pytest.raises(ApplicationError) as raised:
+        three.apply(new, snapshot, 50, first.written)
+
+    assert raised.value.type == "ResourceDrifted"
+    assert raised.value.message == (
+        "target 'checkout-api' (lambda alias checkout:live): changed by someone else since "
+        "relman's previous step: relman wrote 1: 90% / 2: 10%, it now holds 3: 100%; "
+        "not applying 1: 50% / 2: 50%"
+    )
+    assert alias_state(aws)["version"] == "3"
+
+
+def test_a_step_routes_from_the_version_the_alias_holds_not_the_snapshots(
+    aws: AwsClients, three: LambdaAliasHandler
+) -> None:
+    new = target("3")
+    snapshot = three.snapshot(new)  # on version 1
+    hotfix(aws, "2")  # moved before the release's first step
+
+    first = three.apply(new, snapshot, 10)
+    assert alias_state(aws)["version"] == "2" and alias_state(aws)["weights"] == {"3": 0.1}
+    three.apply(new, snapshot, 50, first.written)
+    assert alias_state(aws)["version"] == "2" and alias_state(aws)["weights"] == {"3": 0.5}
+
+
+def test_moto_neither_enforces_nor_moves_the_revision_id(
+    aws: AwsClients, handler: LambdaAliasHandler
+) -> None:
+    """Why the handler compares routing before writing: moto takes any RevisionId and keeps
+    one revision id for the alias's whole life (AWS refuses a stale one with
+    PreconditionFailedException, which the handler turns into ResourceDrifted)."""
+    lam = aws.client("lambda")
+    revision = lam.get_alias(FunctionName=FUNCTION, Name=ALIAS)["RevisionId"]
+    lam.update_alias(FunctionName=FUNCTION, Name=ALIAS, FunctionVersion="2", RevisionId="stale")
+    assert lam.get_alias(FunctionName=FUNCTION, Name=ALIAS)["RevisionId"] == revision
+
+
+def test_a_write_refused_for_a_stale_revision_is_a_drift(
+    aws: AwsClients, handler: LambdaAliasHandler
+) -> None:
+    """AWS's answer to a RevisionId that no longer matches, stubbed (moto never gives it):
+    the alias changed between the handler's read and its write."""
+    new = target("2")
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 50)
+    alias = dict(aws.client("lambda").get_alias(FunctionName=FUNCTION, Name=ALIAS))
+    alias.pop("ResponseMetadata")
+    moved = {**alias, "FunctionVersion": "2", "RoutingConfig": {"AdditionalVersionWeights": {}}}
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response("get_alias", alias)
+        stub.add_client_error("update_alias", "PreconditionFailedException", "stale", 412)
+        stub.add_response("get_alias", moved)
+        with pytest.raises(ApplicationError) as raised:
+            handler.compensate(new, snapshot, applied.written)
+    assert raised.value.type == "ResourceDrifted"
+    assert "it now holds 2: 100%; not restoring it to 1: 100% without --force" in (
+        raised.value.message
+    )

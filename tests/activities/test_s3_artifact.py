@@ -199,3 +199,104 @@ def test_missing_source_version_is_refused_before_any_change(aws: AwsClients, s3
     )
     assert raised.value.type == "ArtifactNotFound"
     assert versions(s3) == history
+
+
+# --- drift: someone else uploaded over relman's copy ---------------------------------------
+
+
+def promoted_then_hotfixed(aws: AwsClients, s3: Any) -> tuple[Any, Any, str]:
+    put(s3, KEY, b"web 1.0", "1.0")
+    source = put(s3, "builds/web-2.0.zip", b"web 2.0", "2.0")
+    handler, new = S3ArtifactHandler(aws), target(source)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 100)
+    hotfix = put(s3, KEY, b"web 2.0.1 hotfix", "2.0.1")
+    return snapshot, applied, hotfix
+
+
+def test_apply_reports_the_version_its_copy_created(aws: AwsClients, s3: Any) -> None:
+    source = put(s3, "builds/web-2.0.zip", b"web 2.0", "2.0")
+    handler, new = S3ArtifactHandler(aws), target(source)
+    applied = handler.apply(new, handler.snapshot(new), 100)
+    assert applied.written == {"version_id": current_version(s3)}
+    assert applied.written_display == f"version {current_version(s3)}"
+
+
+def test_compensate_leaves_an_object_someone_else_uploaded_alone(aws: AwsClients, s3: Any) -> None:
+    snapshot, applied, hotfix = promoted_then_hotfixed(aws, s3)
+    handler, new = S3ArtifactHandler(aws), target("unused")
+    written = applied.written["version_id"]
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.compensate(new, snapshot, applied.written)
+
+    assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
+    assert raised.value.message == (
+        f"target 'web-artifact' (s3 object s3://{BUCKET}/{KEY}): relman wrote version "
+        f"{written}, it now holds version {hotfix}; not restoring it to {snapshot.display} "
+        "without --force"
+    )
+    assert raised.value.details[0] == {
+        "target": "web-artifact",
+        "resource": f"s3 object s3://{BUCKET}/{KEY}",
+        "written": f"version {written}",
+        "current": f"version {hotfix}",
+        "snapshot": snapshot.display,
+    }
+    assert current_version(s3) == hotfix and obj(s3)["body"] == b"web 2.0.1 hotfix"
+
+    assert handler.compensate(new, snapshot, applied.written, force=True).changed
+    assert obj(s3)["body"] == b"web 1.0"
+
+
+def test_compensate_restores_an_untouched_object_and_a_retry_is_a_no_op(
+    aws: AwsClients, s3: Any
+) -> None:
+    put(s3, KEY, b"web 1.0", "1.0")
+    source = put(s3, "builds/web-2.0.zip", b"web 2.0", "2.0")
+    handler, new = S3ArtifactHandler(aws), target(source)
+    before = obj(s3)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 100)
+
+    assert handler.compensate(new, snapshot, applied.written).changed
+    assert obj(s3) == before
+    history = versions(s3)
+    assert not handler.compensate(new, snapshot, applied.written).changed
+    assert versions(s3) == history
+
+
+def test_compensate_does_not_delete_a_key_someone_else_overwrote(aws: AwsClients, s3: Any) -> None:
+    source = put(s3, "builds/web-2.0.zip", b"web 2.0", "2.0")
+    handler, new = S3ArtifactHandler(aws), target(source)
+    snapshot = handler.snapshot(new)  # absent: the rollback would delete the key
+    applied = handler.apply(new, snapshot, 100)
+    hotfix = put(s3, KEY, b"web 2.0.1 hotfix", "2.0.1")
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.compensate(new, snapshot, applied.written)
+    assert raised.value.message.endswith(
+        f"it now holds version {hotfix}; not restoring it to (absent) without --force"
+    )
+    assert current_version(s3) == hotfix
+
+
+def test_a_further_step_refuses_an_object_replaced_since_the_previous_one(
+    aws: AwsClients, s3: Any
+) -> None:
+    source = put(s3, "builds/web-2.0.zip", b"web 2.0", "2.0")
+    handler, new = S3ArtifactHandler(aws), target(source)
+    snapshot = handler.snapshot(new)
+    applied = handler.apply(new, snapshot, 10)
+    assert not handler.apply(new, snapshot, 10, applied.written).changed  # a re-run
+    hotfix = put(s3, KEY, b"web 2.0.1 hotfix", "2.0.1")
+
+    with pytest.raises(ApplicationError) as raised:
+        handler.apply(new, snapshot, 50, applied.written)
+
+    assert raised.value.message == (
+        f"target 'web-artifact' (s3 object s3://{BUCKET}/{KEY}): changed by someone else since "
+        f"relman's previous step: relman wrote version {applied.written['version_id']}, it now "
+        f"holds version {hotfix}; not applying builds/web-2.0.zip@{source}"
+    )
+    assert current_version(s3) == hotfix

@@ -14,7 +14,7 @@ from activities.release import TargetActivities
 from activities.targets.ssm_parameter import SECRET_MASK, SsmParameterHandler
 from models.messages import ApplyInput, CompensateInput, Snapshot, TargetInput
 from models.plan import SsmParameterTarget
-from tests.helpers import history_length, seed, ssm_values
+from tests.helpers import history_length, seed, ssm_values, writes_of
 
 NAME = "/payments/api/version"
 SECRET_OLD = "hunter2-old-secret"
@@ -214,3 +214,108 @@ def test_throttling_stays_retryable_and_reaches_temporal(aws, handler, call):
     DefaultFailureConverter().to_failure(info.value, DefaultPayloadConverter(), failure)
     assert "ThrottlingException" in failure.message
     assert not failure.application_failure_info.non_retryable
+
+
+# --- drift: someone else changed the parameter after relman wrote it ----------------------
+
+HOTFIX = "2.4.1-hotfix"
+
+
+def applied_then_hotfixed(aws, handler):  # type: ignore[no-untyped-def]
+    """2.3.1 (version 1), relman writes 2.4.0 (version 2), someone writes a hotfix (3)."""
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+    applied = handler.apply(target(), snapshot, 100)
+    aws.client("ssm").put_parameter(Name=NAME, Value=HOTFIX, Type="String", Overwrite=True)
+    return snapshot, applied
+
+
+def test_apply_reports_what_it_wrote_read_back(aws, handler):
+    seed(aws, {NAME: "2.3.1"})
+    applied = handler.apply(target(), handler.snapshot(target()), 100)
+    assert applied.written == {"version": 2, "type": "String", "value": "2.4.0"}
+    assert applied.written_display == "version 2 (2.4.0)"
+
+
+def test_a_secure_string_is_written_as_its_version_only(aws, handler):
+    secret = target(SECRET_NEW, type_="SecureString")
+    applied = handler.apply(secret, handler.snapshot(secret), 100)
+    assert applied.written == {"version": 1, "type": "SecureString"}
+    assert applied.written_display == f"version 1 ({SECRET_MASK})"
+    assert SECRET_NEW not in applied.model_dump_json()
+
+
+def test_compensate_leaves_a_hotfix_alone_and_says_why(aws, handler):
+    snapshot, applied = applied_then_hotfixed(aws, handler)
+
+    with pytest.raises(ApplicationError) as info:
+        handler.compensate(target(), snapshot, applied.written)
+
+    err = info.value
+    assert (err.type, err.non_retryable) == ("ResourceDrifted", True)
+    assert err.message == (
+        "target 'api-version' (ssm parameter /payments/api/version): relman wrote version 2 "
+        "(2.4.0), it now holds version 3 (2.4.1-hotfix); not restoring it to 2.3.1 without --force"
+    )
+    assert err.details[0] == {
+        "target": "api-version",
+        "resource": f"ssm parameter {NAME}",
+        "written": "version 2 (2.4.0)",
+        "current": f"version 3 ({HOTFIX})",
+        "snapshot": "2.3.1",
+    }
+    assert stored(aws)["Value"] == HOTFIX and history_length(aws, NAME) == 3
+
+
+def test_compensate_restores_an_untouched_parameter_and_a_retry_is_a_no_op(aws, handler):
+    seed(aws, {NAME: "2.3.1"})
+    snapshot = handler.snapshot(target())
+    applied = handler.apply(target(), snapshot, 100)
+
+    restored = handler.compensate(target(), snapshot, applied.written)
+    assert (restored.changed, stored(aws)["Value"], stored(aws)["Type"]) == (
+        True,
+        "2.3.1",
+        "String",
+    )
+
+    # A retry after the restore (the worker crashed before reporting it) finds the snapshot
+    # already there: no drift, no write.
+    writes = writes_of(aws.client("ssm"))
+    assert handler.compensate(target(), snapshot, applied.written).changed is False
+    assert writes == []
+
+
+def test_forced_compensation_overwrites_the_hotfix(aws, handler):
+    snapshot, applied = applied_then_hotfixed(aws, handler)
+    restored = handler.compensate(target(), snapshot, applied.written, force=True)
+    assert restored.changed and stored(aws)["Value"] == "2.3.1"
+
+
+def test_compensate_leaves_a_parameter_someone_else_rewrote_before_deleting(aws, handler):
+    snapshot = handler.snapshot(target())  # absent: the rollback would delete it
+    applied = handler.apply(target(), snapshot, 100)
+    aws.client("ssm").put_parameter(Name=NAME, Value=HOTFIX, Type="String", Overwrite=True)
+
+    with pytest.raises(ApplicationError) as info:
+        handler.compensate(target(), snapshot, applied.written)
+    assert info.value.message.endswith(
+        f"relman wrote version 1 (2.4.0), it now holds version 2 ({HOTFIX}); "
+        "not restoring it to (absent) without --force"
+    )
+    assert stored(aws)["Value"] == HOTFIX
+
+
+def test_a_further_step_refuses_a_parameter_changed_since_the_previous_one(aws, handler):
+    snapshot, applied = applied_then_hotfixed(aws, handler)
+
+    with pytest.raises(ApplicationError) as info:
+        handler.apply(target(), snapshot, 100, applied.written)
+
+    assert info.value.type == "ResourceDrifted"
+    assert info.value.message == (
+        "target 'api-version' (ssm parameter /payments/api/version): changed by someone else "
+        "since relman's previous step: relman wrote version 2 (2.4.0), it now holds version 3 "
+        "(2.4.1-hotfix); not applying 2.4.0"
+    )
+    assert stored(aws)["Value"] == HOTFIX

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from models import arns
 from models.durations import Duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -93,14 +94,35 @@ def _parse_days(value: Any) -> Any:
     return value
 
 
+Region = Annotated[
+    str,
+    AfterValidator(arns.check_region),
+    WithJsonSchema({"type": "string", "examples": ["us-east-1", "eu-west-1"]}),
+]
+RoleArn = Annotated[str, AfterValidator(arns.check_role_arn)]
+
+# AWS resource names and ARNs, each checked against its service and resource type.
+SsmParameterName = Annotated[
+    str, Field(min_length=1, max_length=2048), AfterValidator(arns.check_ssm_parameter)
+]
+LambdaFunction = Annotated[str, Field(min_length=1), AfterValidator(arns.check_lambda_function)]
+ListenerArn = Annotated[str, Field(min_length=1), AfterValidator(arns.check_listener_arn)]
+TargetGroupArn = Annotated[str, Field(min_length=1), AfterValidator(arns.check_target_group_arn)]
+HostedZoneId = Annotated[str, Field(min_length=1), AfterValidator(arns.check_hosted_zone_id)]
+EcsCluster = Annotated[str, Field(min_length=1), AfterValidator(arns.check_ecs_cluster)]
+EcsService = Annotated[str, Field(min_length=1), AfterValidator(arns.check_ecs_service)]
+TaskDefinition = Annotated[str, Field(min_length=1), AfterValidator(arns.check_task_definition)]
+BucketName = Annotated[str, Field(min_length=3), AfterValidator(arns.check_bucket_name)]
+
+
 # --- plan sections -----------------------------------------------------------------------
 
 
 class Department(PlanModel):
     """Where a department's resources live; waves of the department inherit it."""
 
-    region: str | None = None
-    role_arn: str | None = None
+    region: Region | None = None
+    role_arn: RoleArn | None = None
     external_id: str | None = None
 
 
@@ -178,8 +200,8 @@ class TargetBase(PlanModel):
     """Fields every target kind has: where it lives and which account it is in."""
 
     name: Name
-    region: str | None = None
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    region: Region | None = None
+    role_arn: RoleArn | None = None
     external_id: str | None = None
 
 
@@ -187,7 +209,7 @@ class SsmParameterTarget(TargetBase):
     """An SSM parameter whose value becomes the release's value."""
 
     kind: Literal["ssm_parameter"]
-    parameter: str = Field(min_length=1, max_length=2048)
+    parameter: SsmParameterName
     value: str = Field(min_length=1)
     type: Literal["String", "SecureString"] = "String"
 
@@ -201,7 +223,7 @@ class LambdaAliasTarget(TargetBase):
     """A Lambda alias moved to a version through weighted routing."""
 
     kind: Literal["lambda_alias"]
-    function: str = Field(min_length=1)
+    function: LambdaFunction
     alias: str = Field(min_length=1)
     version: str = Field(pattern=r"^\d+$")
 
@@ -215,9 +237,9 @@ class Elbv2WeightsTarget(TargetBase):
     """A listener's weighted forward action shifted from blue to green target group."""
 
     kind: Literal["elbv2_weights"]
-    listener_arn: str = Field(min_length=1)
-    blue_target_group_arn: str = Field(min_length=1)
-    green_target_group_arn: str = Field(min_length=1)
+    listener_arn: ListenerArn
+    blue_target_group_arn: TargetGroupArn
+    green_target_group_arn: TargetGroupArn
 
     @property
     def resource(self) -> str:
@@ -229,7 +251,7 @@ class Route53WeightedTarget(TargetBase):
     """Two weighted records of one name; weight moves from blue to green."""
 
     kind: Literal["route53_weighted"]
-    hosted_zone_id: str = Field(min_length=1)
+    hosted_zone_id: HostedZoneId
     record_name: str = Field(min_length=1)
     record_type: Literal["A", "AAAA", "CNAME"] = "CNAME"
     blue_set_identifier: str = Field(min_length=1)
@@ -245,9 +267,9 @@ class EcsServiceTarget(TargetBase):
     """An ECS service switched to a task-definition revision (and desired count)."""
 
     kind: Literal["ecs_service"]
-    cluster: str = Field(min_length=1)
-    service: str = Field(min_length=1)
-    task_definition: str = Field(min_length=1)
+    cluster: EcsCluster
+    service: EcsService
+    task_definition: TaskDefinition
     desired_count: int | None = Field(default=None, ge=0)
 
     @property
@@ -260,7 +282,7 @@ class S3ArtifactTarget(TargetBase):
     """A version of a versioned S3 object promoted to the release key."""
 
     kind: Literal["s3_artifact"]
-    bucket: str = Field(min_length=3)
+    bucket: BucketName
     key: str = Field(min_length=1)
     source_key: str = Field(min_length=1)
     source_version_id: str = Field(min_length=1)
@@ -337,16 +359,7 @@ NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "rollback_failed",
     "release_finished",
 )
-_SNS_TOPIC_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
-)
-
-
-def check_sns_topic_arn(value: str) -> str:
-    """``value`` if it has the shape of an SNS topic ARN, else a clear error."""
-    if not _SNS_TOPIC_ARN_RE.match(value):
-        raise ValueError(f"{value!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)")
-    return value
+check_sns_topic_arn = arns.arn_checker(arns.SNS_TOPIC)
 
 
 def check_webhook_url(value: str) -> str:
@@ -366,8 +379,8 @@ class Notifications(PlanModel):
         default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1
     )
     # Where the topic is published from; the region defaults to the topic ARN's.
-    region: str | None = None
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    region: Region | None = None
+    role_arn: RoleArn | None = None
     external_id: str | None = None
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.plan import ReleasePlan
+from models.resources import DEFAULT_REGION, ResourceKey, plan_resource_keys
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,33 @@ def _gate_problems(plan: ReleasePlan, prefix: str, groups: dict[str, int]) -> li
     return problems
 
 
+def _shared_resources(plan: ReleasePlan) -> list[Problem]:
+    """Targets that change a resource an earlier target changes, however each spells it."""
+    first: dict[ResourceKey, int] = {}
+    problems = []
+    for i, (target, keys) in enumerate(plan_resource_keys(plan)):
+        earlier = next((first[k] for k in keys if k in first), None)
+        if earlier is not None:
+            region = next((k.region for k in keys if k.region), "")
+            where = "" if not region else f" in {region}"
+            where = where.replace(DEFAULT_REGION, "the default region")
+            problems.append(
+                Problem(
+                    f"targets[{i}]",
+                    f"same resource as targets[{earlier}] ({target.resource}{where})",
+                )
+            )
+        for key in keys:
+            first.setdefault(key, i)
+    return problems
+
+
 def plan_problems(plan: ReleasePlan) -> list[Problem]:
     """Every cross-field problem of ``plan``; empty when the plan is sound."""
     problems: list[Problem] = []
     problems += _duplicates((t.name for t in plan.targets), "targets", "target")
     problems += _duplicates((w.name for w in plan.waves), "waves", "wave")
+    problems += _shared_resources(plan)
 
     for group, members in plan.approver_groups.items():
         if not members:

@@ -39,6 +39,14 @@ def check(
         datetime | None,
         typer.Option("--from", help="project the schedule from this time (default: now)"),
     ] = None,
+    aws: Annotated[
+        bool,
+        typer.Option(
+            "--aws",
+            help="also check that every resource and alarm exists and is reachable with the "
+            "role that will be used (read-only; local AWS configuration)",
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Validate PLAN and print its waves, gates, windows and schedule."""
@@ -54,18 +62,55 @@ def check(
         now = now.replace(tzinfo=UTC)
     schedule = project(plan, now)
     emit(PlanCheckView(str(plan_path), plan, wave_order(plan), schedule, now), output)
-    refuse_never_starting(plan_path, plan, schedule)
+    refuse_never_starting(plan_path, plan, schedule, aws_problems(plan) if aws else [])
 
 
-def refuse_never_starting(plan_path: Path, plan: ReleasePlan, schedule: list[WaveSchedule]) -> None:
+def refuse_never_starting(
+    plan_path: Path,
+    plan: ReleasePlan,
+    schedule: list[WaveSchedule],
+    also: list[str] | None = None,
+) -> None:
     """Bad input: a wave whose window never opens outside the freezes (from now on) would
-    fail the release, and roll back every wave before it, once it was reached."""
+    fail the release, and roll back every wave before it, once it was reached. ``also``:
+    further problems to report with them (the AWS preflight's)."""
     from client.schedule import never_starting
     from common.errors import BadInput
 
-    problems = never_starting(plan, schedule)
+    problems = [*never_starting(plan, schedule), *(also or [])]
     if problems:
         raise BadInput("\n".join(f"{plan_path}: {problem}" for problem in problems))
+
+
+def aws_problems(plan: ReleasePlan) -> list[str]:
+    """The AWS preflight of ``plan``, run here with the local AWS configuration: every
+    resource and alarm that is missing or unreachable with the role that will be used.
+
+    The endpoint is ``RELMAN_AWS_ENDPOINT_URL`` or boto3's own configuration; without
+    either, the embedded stack's (``relman dev up``) when one is recorded.
+    """
+    import os
+
+    from activities.aws import ENDPOINT_ENV, AwsClients
+    from activities.preflight import PreflightActivities
+    from common.stack_state import StackConfig, read_state
+    from models.preflight import preflight_input
+
+    configured = any(os.environ.get(v) for v in (ENDPOINT_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"))
+    state = None if configured else read_state(StackConfig.from_env())
+    if state is not None:
+        from client.demo import use_local_aws
+
+        clients = use_local_aws(state.aws_endpoint)
+    else:
+        clients = AwsClients.from_env()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        result = PreflightActivities(clients).preflight(preflight_input(plan))
+    except (BotoCoreError, ClientError) as exc:  # throttled, unreachable: nothing was checked
+        return [f"the AWS preflight could not run: {exc}"]
+    return [str(problem) for problem in result.problems]
 
 
 @app.command("iam")

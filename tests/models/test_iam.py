@@ -284,7 +284,7 @@ def test_targets_sharing_resources_share_statements_without_duplicates() -> None
     plan = plan_text(
         targets="""
   - {name: a, kind: ssm_parameter, parameter: /app/flag, value: "1", region: eu-west-1}
-  - {name: b, kind: ssm_parameter, parameter: /app/flag, value: "1", region: eu-west-1}
+  - {name: b, kind: ssm_parameter, parameter: /app/mode, value: "1", region: eu-west-1}
   - {name: c, kind: lambda_alias, function: fn, alias: live, version: "3", region: eu-west-1}
   - {name: d, kind: lambda_alias, function: fn, alias: beta, version: "3", region: eu-west-1}
 """,
@@ -297,7 +297,11 @@ def test_targets_sharing_resources_share_statements_without_duplicates() -> None
     found = statements(policy)
     function = f"arn:aws:lambda:eu-west-1:{W}:function:fn"
 
-    assert found["SsmParameters"]["Resource"] == [f"arn:aws:ssm:eu-west-1:{W}:parameter/app/flag"]
+    # Two targets may not change one parameter (plan validation refuses it); functions,
+    # permissions and alarms are shared.
+    assert found["SsmParameters"]["Resource"] == [
+        f"arn:aws:ssm:eu-west-1:{W}:parameter/app/{name}" for name in ("flag", "mode")
+    ]
     assert found["LambdaAliases"]["Resource"] == [function, f"{function}:beta", f"{function}:live"]
     assert found["LambdaVersionCheck"]["Resource"] == [function, f"{function}:3"]
     # The department names no region: the alarms are read wherever the worker runs.
@@ -373,7 +377,7 @@ def test_resources_given_as_arns_keep_their_own_names() -> None:
     function: arn:aws:lambda:eu-west-1:999999999999:function:shop:7
     alias: live
     version: "8"
-  - {name: svc, kind: ecs_service, cluster: "arn:aws:ecs:eu-west-1:1:cluster/main",
+  - {name: svc, kind: ecs_service, cluster: "arn:aws:ecs:eu-west-1:999999999999:cluster/main",
      service: web, task_definition: "web:2", region: eu-west-1}
   - {name: dns, kind: route53_weighted, hosted_zone_id: /hostedzone/ZONE,
      record_name: A.Example.COM., record_type: A, blue_set_identifier: b, green_set_identifier: g}

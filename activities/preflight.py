@@ -1,0 +1,280 @@
+"""AWS preflight: every resource a release touches exists and is reachable with the role that
+will be used. Read-only; every problem is collected, none stops the others.
+
+Expected failures (not found, access denied, a role that cannot be assumed) become problems
+naming the plan field; throttling, 5xx and connection errors are raised for the retry policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import ClientError, NoCredentialsError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.aws import AwsClients
+from activities.errors import error_code, is_permanent
+from activities.health import ALARM_NAMES_PER_CALL, ALARM_TYPES
+from activities.targets.route53_weighted import Route53WeightedHandler
+from models.plan import (
+    EcsServiceTarget,
+    Elbv2WeightsTarget,
+    LambdaAliasTarget,
+    Route53WeightedTarget,
+    S3ArtifactTarget,
+    SsmParameterTarget,
+)
+from models.preflight import (
+    CALLER_ACCOUNT,
+    PREFLIGHT,
+    CallerAccountInput,
+    CallerAccountResult,
+    PreflightAlarms,
+    PreflightInput,
+    PreflightProblem,
+    PreflightResult,
+    PreflightTarget,
+)
+
+# The AWS-managed key every account has: SSM encrypts with it when no key is named.
+AWS_MANAGED_SSM_KEY = "alias/aws/ssm"
+# What S3 and others answer when the thing asked about does not exist.
+_MISSING = ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NoSuchHostedZone")
+
+
+class _Found:
+    """The problems of one target or wave, and a context that turns an expected AWS failure
+    into one of them."""
+
+    def __init__(self, path: str, name: str, problems: list[PreflightProblem]):
+        self.path, self.name, self.problems = path, name, problems
+        self.failed = False
+
+    def add(self, message: str) -> None:
+        self.failed = True
+        self.problems.append(PreflightProblem(path=self.path, name=self.name, message=message))
+
+    @contextmanager
+    def call(
+        self,
+        what: str,
+        missing: str | None = None,
+        missing_codes: tuple[str, ...] = (),
+        absent_ok: bool = False,
+    ) -> Iterator[None]:
+        """Run AWS calls about ``what``; ``missing`` is the problem when AWS says it does not
+        exist (an error code ending in NotFound, or one of ``missing_codes``), none at all
+        with ``absent_ok``."""
+        try:
+            yield
+        except ClientError as exc:
+            code = error_code(exc)
+            not_found = (
+                code in missing_codes
+                or code in _MISSING
+                or code.endswith(("NotFound", "NotFoundException"))
+            )
+            if absent_ok and not_found:
+                return
+            if missing is not None and not_found:
+                self.add(missing)
+            elif is_permanent(code) or not_found:
+                text = exc.response.get("Error", {}).get("Message", "")
+                self.add(f"cannot read {what}: {code}" + (f": {text}" if text else ""))
+            else:
+                raise
+        except NoCredentialsError:
+            self.add(f"cannot read {what}: no AWS credentials")
+        except ApplicationError as exc:  # a handler's own non-retryable verdict
+            if exc.non_retryable:
+                self.add(exc.message)
+            else:
+                raise
+
+
+class PreflightActivities:
+    """Check a release's resources before it changes any; boto3 clients come from the
+    worker."""
+
+    def __init__(self, aws: AwsClients):
+        self.aws = aws
+        self._route53 = Route53WeightedHandler(aws)
+        self._checks: dict[str, Callable[[Any, Any, _Found], None]] = {
+            "ssm_parameter": self._ssm_parameter,
+            "lambda_alias": self._lambda_alias,
+            "elbv2_weights": self._elbv2_weights,
+            "route53_weighted": self._route53_weighted,
+            "ecs_service": self._ecs_service,
+            "s3_artifact": self._s3_artifact,
+        }
+
+    def _client(self, service: str, where: Any) -> Any:
+        return self.aws.client(service, where.region, where.role_arn, where.external_id)
+
+    @activity.defn(name=PREFLIGHT)
+    def preflight(self, input: PreflightInput) -> PreflightResult:
+        """Every problem with the input's targets and alarms; changes nothing."""
+        problems: list[PreflightProblem] = []
+        for item in input.targets:
+            self.check_target(item, problems)
+        for alarms in input.alarms:
+            self.check_alarms(alarms, problems)
+        return PreflightResult(problems=problems, checked=len(input.targets) + len(input.alarms))
+
+    @activity.defn(name=CALLER_ACCOUNT)
+    def caller_account(self, input: CallerAccountInput) -> CallerAccountResult:
+        """The account of the worker's own credentials (for canonical resource keys)."""
+        identity = self.aws.client("sts", input.region).get_caller_identity()
+        return CallerAccountResult(account=identity["Account"], arn=identity["Arn"])
+
+    def check_target(self, item: PreflightTarget, problems: list[PreflightProblem]) -> None:
+        """Add the problems of one target to ``problems``."""
+        found = _Found(item.path, item.target.name, problems)
+        self._checks[item.target.kind](self._client_for(item.target), item.target, found)
+
+    def _client_for(self, target: Any) -> Callable[[str], Any]:
+        return lambda service: self._client(service, target)
+
+    def _ssm_parameter(self, client: Any, target: SsmParameterTarget, found: _Found) -> None:
+        ssm = client("ssm")
+        name = target.parameter
+        # Absent is fine (the release creates it); what matters is that it can be read.
+        with found.call(f"ssm parameter {name}", absent_ok=True):
+            ssm.get_parameter(Name=name, WithDecryption=False)
+        if found.failed or name.startswith("arn:"):
+            return
+        with found.call(f"ssm parameter {name}"):
+            listed = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])[
+                "Parameters"
+            ]
+        key_id = listed[0].get("KeyId") if listed else None
+        if key_id and key_id != AWS_MANAGED_SSM_KEY:
+            with found.call(
+                f"KMS key {key_id} of ssm parameter {name}",
+                missing=f"KMS key {key_id} of ssm parameter {name} does not exist",
+            ):
+                key = client("kms").describe_key(KeyId=key_id)["KeyMetadata"]
+                if key.get("KeyState") != "Enabled":
+                    found.add(
+                        f"KMS key {key_id} of ssm parameter {name} is "
+                        f"{key.get('KeyState', 'unusable')}"
+                    )
+
+    def _lambda_alias(self, client: Any, target: LambdaAliasTarget, found: _Found) -> None:
+        lam, function = client("lambda"), target.function
+        with found.call(f"lambda function {function}", f"function {function} does not exist"):
+            lam.get_function_configuration(FunctionName=function)
+        if found.failed:
+            return
+        with found.call(
+            f"version {target.version} of function {function}",
+            f"version {target.version} of function {function} does not exist "
+            "(publish it before the release)",
+        ):
+            lam.get_function_configuration(FunctionName=function, Qualifier=target.version)
+        with found.call(
+            f"alias {target.alias} of function {function}",
+            f"alias {target.alias} of function {function} does not exist",
+        ):
+            lam.get_alias(FunctionName=function, Name=target.alias)
+
+    def _elbv2_weights(self, client: Any, target: Elbv2WeightsTarget, found: _Found) -> None:
+        elbv2 = client("elbv2")
+        listener: dict[str, Any] = {}
+        with found.call(
+            f"listener {target.listener_arn}", f"listener {target.listener_arn} does not exist"
+        ):
+            listener = elbv2.describe_listeners(ListenerArns=[target.listener_arn])["Listeners"][0]
+        balancer = listener.get("LoadBalancerArn")
+        for arn in dict.fromkeys((target.blue_target_group_arn, target.green_target_group_arn)):
+            groups: list[dict[str, Any]] = []
+            with found.call(f"target group {arn}", f"target group {arn} does not exist"):
+                groups = elbv2.describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
+            balancers = groups[0].get("LoadBalancerArns", []) if groups else []
+            # A group no load balancer uses yet joins the listener's when it forwards to it;
+            # one that another load balancer uses cannot (a target group has one).
+            if balancer and balancers and balancer not in balancers:
+                found.add(
+                    f"target group {arn} is not on the listener's load balancer "
+                    f"{balancer} (it is on {', '.join(balancers)})"
+                )
+
+    def _route53_weighted(self, client: Any, target: Route53WeightedTarget, found: _Found) -> None:
+        zone = target.hosted_zone_id
+        with found.call(f"hosted zone {zone}", f"hosted zone {zone} does not exist"):
+            client("route53").get_hosted_zone(Id=zone)
+        if found.failed:
+            return
+        records: dict[str, dict[str, Any] | None] = {}
+        with found.call(f"records {target.record_name} in {zone}"):
+            records = self._route53._records(target)  # noqa: SLF001 - the handler's own read
+        for color, record in records.items():
+            if record is None or "Weight" not in record:
+                identifier = getattr(target, f"{color}_set_identifier")
+                found.add(
+                    f"no weighted {target.record_type} record {target.record_name} with "
+                    f"SetIdentifier {identifier!r} ({color}) in hosted zone {zone}"
+                )
+
+    def _ecs_service(self, client: Any, target: EcsServiceTarget, found: _Found) -> None:
+        ecs, cluster, service = client("ecs"), target.cluster, target.service
+        with found.call(f"ecs cluster {cluster}"):
+            clusters = ecs.describe_clusters(clusters=[cluster])["clusters"]
+            if not any(c.get("status") == "ACTIVE" for c in clusters):
+                found.add(f"ecs cluster {cluster} does not exist")
+        if not found.failed:
+            with found.call(f"ecs service {service}"):
+                services = ecs.describe_services(cluster=cluster, services=[service])["services"]
+                if not any(s.get("status") == "ACTIVE" for s in services):
+                    found.add(f"ecs service {service} does not exist in cluster {cluster}")
+        # ECS answers ClientException for a task definition that is not registered.
+        with found.call(
+            f"task definition {target.task_definition}",
+            f"task definition {target.task_definition} is not registered",
+            missing_codes=("ClientException",),
+        ):
+            ecs.describe_task_definition(taskDefinition=target.task_definition)
+
+    def _s3_artifact(self, client: Any, target: S3ArtifactTarget, found: _Found) -> None:
+        s3, bucket = client("s3"), target.bucket
+        with found.call(f"bucket {bucket}", f"bucket {bucket} does not exist"):
+            status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+            if status != "Enabled":
+                found.add(
+                    f"bucket {bucket} must have versioning enabled to roll back "
+                    f"(it is {(status or 'never enabled').lower()})"
+                )
+        if found.failed:
+            return
+        source = f"s3://{bucket}/{target.source_key}"
+        with found.call(
+            f"{source} version {target.source_version_id}",
+            f"{source} has no version {target.source_version_id!r}",
+            # An id S3 never issued is an InvalidArgument, not a 404.
+            missing_codes=("400", "InvalidArgument"),
+        ):
+            s3.head_object(Bucket=bucket, Key=target.source_key, VersionId=target.source_version_id)
+
+    def check_alarms(self, item: PreflightAlarms, problems: list[PreflightProblem]) -> None:
+        """Add a problem for each alarm of the wave that does not exist."""
+        found = _Found(item.path, item.wave, problems)
+        names = list(dict.fromkeys(item.alarms))
+        seen: set[str] = set()
+        with found.call(f"CloudWatch alarms of wave {item.wave!r}"):
+            cloudwatch = self._client("cloudwatch", item)
+            for start in range(0, len(names), ALARM_NAMES_PER_CALL):
+                chunk = names[start : start + ALARM_NAMES_PER_CALL]
+                for page in cloudwatch.get_paginator("describe_alarms").paginate(
+                    AlarmNames=chunk, AlarmTypes=ALARM_TYPES
+                ):
+                    for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                        seen.add(alarm["AlarmName"])
+        if found.failed:
+            return
+        region = self.aws.region(item.region)
+        for name in names:
+            if name not in seen:
+                found.add(f"CloudWatch alarm {name!r} does not exist in {region}")

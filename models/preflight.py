@@ -1,0 +1,100 @@
+"""AWS preflight: the inputs and result of checking, before anything changes, that every
+resource a release touches exists and is reachable with the role that will be used."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from models.plan import ReleasePlan, Target
+from models.resources import resolved_targets
+
+PREFLIGHT = "preflight"
+CALLER_ACCOUNT = "caller_account"
+
+
+class PreflightTarget(BaseModel):
+    """A target resolved to its region, role and external id, and where the plan has it."""
+
+    path: str  # targets[2]
+    target: Target
+
+
+class PreflightAlarms(BaseModel):
+    """A wave's alarms, read in its department's region and account."""
+
+    path: str  # waves[1].alarms
+    wave: str
+    alarms: list[str]
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+
+class PreflightInput(BaseModel):
+    """What to check: targets and alarms (of a whole plan, or of one wave)."""
+
+    targets: list[PreflightTarget] = Field(default_factory=list)
+    alarms: list[PreflightAlarms] = Field(default_factory=list)
+
+
+class PreflightProblem(BaseModel):
+    """One thing missing or unreachable, named by its plan field and target or wave."""
+
+    path: str
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.name}): {self.message}"
+
+
+class PreflightResult(BaseModel):
+    """Every problem found (none: the release may change AWS)."""
+
+    problems: list[PreflightProblem] = Field(default_factory=list)
+    checked: int = 0  # targets and alarm sets checked
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing or unreachable."""
+        return not self.problems
+
+
+class CallerAccountInput(BaseModel):
+    """Ask STS which account the worker's own credentials are in."""
+
+    region: str | None = None
+
+
+class CallerAccountResult(BaseModel):
+    """The worker's account id and the ARN of its credentials."""
+
+    account: str
+    arn: str
+
+
+def preflight_input(plan: ReleasePlan, waves: list[str] | None = None) -> PreflightInput:
+    """The preflight of ``plan`` (or only of the named ``waves``), in plan order."""
+    chosen = [w for w in plan.waves if waves is None or w.name in waves]
+    in_chosen = {name for w in chosen for name in w.targets}
+    targets = [
+        PreflightTarget(path=f"targets[{i}]", target=target)
+        for i, target in enumerate(resolved_targets(plan))
+        if target.name in in_chosen
+    ]
+    alarms = []
+    for wave in chosen:
+        if not wave.alarms:
+            continue
+        department = plan.departments.get(wave.department)
+        alarms.append(
+            PreflightAlarms(
+                path=f"waves[{plan.waves.index(wave)}].alarms",
+                wave=wave.name,
+                alarms=list(wave.alarms),
+                region=department.region if department else None,
+                role_arn=department.role_arn if department else None,
+                external_id=department.external_id if department else None,
+            )
+        )
+    return PreflightInput(targets=targets, alarms=alarms)

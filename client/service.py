@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -22,6 +23,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.signer import sign_decision
 from common.connection import task_queue, temporal
 from common.errors import BadInput, CliError
 from common.search_attributes import (
@@ -33,8 +35,17 @@ from common.search_attributes import (
     SA_TARGETS,
     SA_VERSION,
 )
-from models.messages import DecisionInput, DecisionResult, OperatorResult, ReleaseInput
+from models.messages import (
+    DecisionInput,
+    DecisionMessage,
+    DecisionResult,
+    OperatorResult,
+    ReleaseInput,
+    decision_payload,
+)
 from models.plan import ReleasePlan
+from models.policy import LOAD_POLICY, Policy, PolicySnapshot
+from models.signing import DecisionAction, DecisionPayload, SignedDecision, plan_digest
 from models.status import (
     PendingApproval,
     ReleasePhase,
@@ -51,6 +62,9 @@ T = TypeVar("T")
 # timeout hands it to another worker) the server refuses its queries and Updates. A command
 # keeps asking this long, in real seconds, before it gives up.
 NOT_READY_PATIENCE = 60.0
+# The memo key under which a release records the digest of its plan (set at submit): what
+# every later decision signs, readable with no worker running.
+PLAN_DIGEST_MEMO = "plan_digest"
 # How the release's validators refuse a wave or target name it does not have: bad input.
 _NAMES_NOTHING = re.compile(r"^release \S+ has no (wave|target) ")
 
@@ -152,12 +166,26 @@ async def overlapping_releases(client: Client, plan: ReleasePlan) -> list[Releas
     return list(found.values())
 
 
-async def submit(plan: ReleasePlan, queue: str | None = None) -> str:
-    """Start the release; its id is the plan's id, usable once only (an audit trail).
+def submission(plan: ReleasePlan, key: Path) -> SignedDecision:
+    """The requester's signed submission of ``plan``, signed now with ``key``."""
+    payload = DecisionPayload(
+        release_id=plan.id,
+        plan_digest=plan_digest(plan),
+        action="submit",
+        actor=plan.requested_by,
+        issued_at=datetime.now(UTC),
+    )
+    return sign_decision(payload, key)
+
+
+async def submit(plan: ReleasePlan, key: Path, queue: str | None = None) -> str:
+    """Start the release, its submission signed by the requester with ``key``; its id is
+    the plan's id, usable once only (an audit trail).
 
     A running release that deploys one of the same resources blocks the submission, or,
     with ``queue: true`` in the plan, the new release waits for it to end.
     """
+    signed = await asyncio.to_thread(submission, plan, key)
     async with temporal() as client:
         try:
             overlapping = await overlapping_releases(client, plan)
@@ -178,12 +206,17 @@ async def submit(plan: ReleasePlan, queue: str | None = None) -> str:
         try:
             await client.start_workflow(
                 ReleaseWorkflow.run,
-                ReleaseInput(plan=plan, queued_behind=[r.release_id for r in overlapping]),
+                ReleaseInput(
+                    plan=plan,
+                    queued_behind=[r.release_id for r in overlapping],
+                    submission=signed,
+                ),
                 id=plan.id,
                 task_queue=queue or task_queue(),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=start_search_attributes(plan),
                 static_summary=f"{plan.application} {plan.version} by {plan.requested_by}",
+                memo={PLAN_DIGEST_MEMO: signed.payload.plan_digest},
             )
         except WorkflowAlreadyStartedError:
             raise CliError(
@@ -245,6 +278,34 @@ async def history(release_id: str) -> ReleaseStatus:
                 return current.model_copy(update={"timeline": events, "timeline_total": None})
 
 
+async def policies_of(release_id: str) -> list[Policy]:
+    """Every organisation policy version the release ran under, from its Temporal history:
+    the results of its ``load_policy`` activity that carried a policy (each change)."""
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+
+        async def collect() -> list[Policy]:
+            loads: set[int] = set()
+            found: dict[str, Policy] = {}
+            async for event in handle.fetch_history_events():
+                if event.HasField("activity_task_scheduled_event_attributes"):
+                    scheduled = event.activity_task_scheduled_event_attributes
+                    if scheduled.activity_type.name == LOAD_POLICY:
+                        loads.add(event.event_id)
+                elif event.HasField("activity_task_completed_event_attributes"):
+                    done = event.activity_task_completed_event_attributes
+                    if done.scheduled_event_id not in loads or not done.result.payloads:
+                        continue
+                    [snapshot] = await client.data_converter.decode(
+                        done.result.payloads, [PolicySnapshot]
+                    )
+                    if snapshot.policy is not None:
+                        found[snapshot.digest] = snapshot.policy
+            return list(found.values())
+
+        return await _known(release_id, collect)
+
+
 async def watch(
     release_id: str,
     on_status: Callable[[ReleaseStatus], None],
@@ -262,16 +323,51 @@ async def watch(
             await asyncio.sleep(interval)
 
 
+async def release_plan_digest(handle: WorkflowHandle[Any, Any]) -> str:
+    """The digest of the plan the release runs: its memo (set at submit, readable with no
+    worker running), else its status."""
+    described = await handle.describe()
+    digest = await described.memo_value(PLAN_DIGEST_MEMO, None)
+    if not digest:
+        digest = (await _status_query(handle, 0)).plan_digest
+    if not digest:
+        raise CliError(
+            f"release {handle.id} does not record the digest of its plan, so no decision "
+            "on it can be signed (it was started by a relman without signed decisions)"
+        )
+    return str(digest)
+
+
+async def _signed(
+    handle: WorkflowHandle[Any, Any], action: DecisionAction, arg: DecisionMessage, key: Path
+) -> DecisionMessage:
+    """``arg`` carrying its actor's signature of ``action`` on the release, made now."""
+    digest = await _known(handle.id, lambda: release_plan_digest(handle))
+    payload = decision_payload(
+        action, arg, release_id=handle.id, plan_digest=digest, issued_at=datetime.now(UTC)
+    )
+    signed = await asyncio.to_thread(sign_decision, payload, key)
+    return arg.model_copy(update={"signed": signed})
+
+
 async def _update(
-    release_id: str, update: Any, arg: BaseModel, what: str, update_id: str | None = None
+    release_id: str,
+    update: Any,
+    action: DecisionAction,
+    arg: DecisionMessage,
+    key: Path,
+    what: str,
+    update_id: str | None = None,
 ) -> Any:
-    """Send an Update; a refusal by its validator becomes a CLI error naming ``what``."""
+    """Sign ``arg`` for ``action`` with ``key`` and send it as an Update; a refusal by its
+    validator becomes a CLI error naming ``what``."""
     from temporalio.client import WorkflowUpdateFailedError
 
     async with temporal() as client:
         handle = _handle(client, release_id)
+        signed = await _signed(handle, action, arg, key)
         try:
-            return await _patiently(lambda: handle.execute_update(update, arg, id=update_id))
+            return await _patiently(lambda: handle.execute_update(update, signed, id=update_id))
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)
@@ -295,40 +391,45 @@ async def _update(
 
 
 async def decide(
-    release_id: str, wave: str, user: str, comment: str, approve: bool
+    release_id: str, wave: str, user: str, comment: str, approve: bool, key: Path
 ) -> DecisionResult:
-    """Approve or reject a wave's gate as ``user``.
+    """Approve or reject a wave's gate as ``user``, signed with ``key``.
 
     The update id is derived from release, wave, user and decision, so a retried command
     (after a timeout, say) is applied once.
     """
-    verb = "approve" if approve else "reject"
+    verb: DecisionAction = "approve" if approve else "reject"
     return await _update(
         release_id,
         ReleaseWorkflow.approve if approve else ReleaseWorkflow.reject,
+        verb,
         DecisionInput(wave=wave, approver=user, comment=comment),
+        key,
         f"{verb} wave {wave!r} of",
         update_id=f"{verb}:{wave}:{user}",
     )
 
 
-# Operator actions: the Update each sends, and how an error names it.
-OPERATIONS = {
-    "pause": (ReleaseWorkflow.pause, "pause"),
-    "resume": (ReleaseWorkflow.resume, "resume"),
-    "abort": (ReleaseWorkflow.abort, "abort"),
-    "add_freeze": (ReleaseWorkflow.add_freeze, "add a freeze to"),
-    "override_window": (ReleaseWorkflow.override_window, "override a window of"),
-    "retry": (ReleaseWorkflow.retry, "retry"),
-    "rollback": (ReleaseWorkflow.rollback, "roll back"),
-    "skip_target": (ReleaseWorkflow.skip_target, "skip a target of"),
+# Operator actions: the Update each sends, the action its actor signs, how an error names it.
+OPERATIONS: dict[str, tuple[Any, DecisionAction, str]] = {
+    "pause": (ReleaseWorkflow.pause, "pause", "pause"),
+    "resume": (ReleaseWorkflow.resume, "resume", "resume"),
+    "abort": (ReleaseWorkflow.abort, "abort", "abort"),
+    "add_freeze": (ReleaseWorkflow.add_freeze, "freeze_add", "add a freeze to"),
+    "override_window": (ReleaseWorkflow.override_window, "override_window", "override a window of"),
+    "retry": (ReleaseWorkflow.retry, "retry", "retry"),
+    "rollback": (ReleaseWorkflow.rollback, "rollback", "roll back"),
+    "skip_target": (ReleaseWorkflow.skip_target, "skip_target", "skip a target of"),
 }
 
 
-async def operate(release_id: str, operation: str, arg: BaseModel) -> OperatorResult:
-    """Run an operator action (pause, abort, override_window, ...) on a release."""
-    update, what = OPERATIONS[operation]
-    return await _update(release_id, update, arg, what)
+async def operate(
+    release_id: str, operation: str, arg: DecisionMessage, key: Path
+) -> OperatorResult:
+    """Run an operator action (pause, abort, override_window, ...) on a release, signed
+    by its actor with ``key``."""
+    update, action, what = OPERATIONS[operation]
+    return await _update(release_id, update, action, arg, key, what)
 
 
 def _summary(execution: Any) -> ReleaseSummary:

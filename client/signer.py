@@ -1,9 +1,11 @@
 """Sign decisions with the person's SSH key, the way git signs commits.
 
 ``ssh-keygen -Y sign -n relman -f KEY`` signs the payload's canonical bytes. ``KEY`` is
-``RELMAN_SSH_KEY`` if set, else ``~/.ssh/id_ed25519``; it is either a private key file, or a
-public key file (``.pub``) whose private half is in ``ssh-agent`` (``SSH_AUTH_SOCK``), which
-is how hardware tokens and agent-only keys sign. Nothing here reads the private key itself.
+``RELMAN_SSH_KEY`` if set, else ``~/.ssh/id_ed25519`` (the CLI's commands choose it with
+``client.identity.key_for``, which also knows ``--key`` and the dev stack's keys); it is
+either a private key file, or a public key file (``.pub``) whose private half is in
+``ssh-agent`` (``SSH_AUTH_SOCK``), which is how hardware tokens and agent-only keys sign.
+Nothing here reads the private key itself.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from client.identity import DEFAULT_KEY, KEY_ENV
 from common.errors import CliError
 from models.signing import NAMESPACE, DecisionPayload, SignedDecision
 
-KEY_ENV = "RELMAN_SSH_KEY"
-DEFAULT_KEY = "~/.ssh/id_ed25519"
 # Long enough for a hardware token's touch; ssh-keygen never waits on the network.
 SIGN_TIMEOUT_SECONDS = 60.0
 

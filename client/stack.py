@@ -23,6 +23,7 @@ from client.binaries import find_binary
 from common.connection import task_queue
 from common.stack_state import (
     AWS_PORT_ENV,
+    DEV_WORKER_ENV,
     LOOPBACK,
     TEMPORAL_PORT_ENV,
     UI_PORT_ENV,
@@ -56,6 +57,47 @@ LOCAL_AWS_ENV = {
 
 class StackError(Exception):
     """The stack could not be started or inspected; the message says what to do."""
+
+
+# --- the dev policy and keys ------------------------------------------------------------------
+
+
+def _dev_key(path: Path, person: str) -> str:
+    """``person``'s dev key at ``path`` (made once, kept across up/down): its public line."""
+    public = path.with_name(path.name + ".pub")
+    if not (path.is_file() and public.is_file()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        public.unlink(missing_ok=True)
+        made = subprocess.run(
+            [find_binary("ssh-keygen"), "-q", "-t", "ed25519", "-N", "",
+             "-C", f"{person}@relman-dev", "-f", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise StackError(f"cannot make the dev SSH key {path}: {made.stderr.strip()}")
+    return public.read_text().strip()
+
+
+def ensure_dev_identities(config: StackConfig) -> Path:
+    """Write (once) a dev SSH key for each demo person under ``dev-keys/`` and the dev
+    policy naming them; return the policy's path. Existing keys are kept, so the policy
+    only changes when a person is added."""
+    import yaml
+
+    from models.dev_policy import DEV_PEOPLE, dev_policy
+
+    keys = {person: _dev_key(config.dev_key_path(person), person) for person in DEV_PEOPLE}
+    policy = dev_policy(keys)
+    text = yaml.safe_dump(policy.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+    path = config.dev_policy_path
+    if not path.is_file() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -243,6 +285,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             component, lambda: _http_ok(f"{state.aws_endpoint}/moto-api/data.json"), "answer"
         )
 
+    policy = ensure_dev_identities(config)
     if "worker" not in running:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
         env.update(LOCAL_AWS_ENV)
@@ -250,8 +293,11 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             TEMPORAL_ADDRESS=state.temporal_address,
             TEMPORAL_NAMESPACE="default",
             RELMAN_AWS_ENDPOINT_URL=state.aws_endpoint,
+            # The embedded worker runs under the dev policy, whatever the shell says.
+            RELMAN_POLICY=str(policy),
             PYTHONUNBUFFERED="1",
         )
+        env[DEV_WORKER_ENV] = "1"
         cmd = [sys.executable, "-m", "worker"]
         progress(f"starting relman worker on task queue {task_queue()!r}")
         component = _spawn("worker", cmd, 0, config, env)

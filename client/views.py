@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -12,7 +13,11 @@ from rich.text import Text
 from models.durations import format_duration
 from models.messages import DecisionResult
 from models.plan import ReleasePlan, Wave
-from models.status import ReleaseStatus, TimelineEvent
+from models.status import PolicyInfo, ReleaseStatus, TimelineEvent
+
+if TYPE_CHECKING:
+    from client.audit import Verdict
+    from models.policy import Policy
 
 PHASE_STYLE = {
     "completed": "green",
@@ -187,6 +192,8 @@ class StatusView:
             console.print(f"[red]error:[/red] {st.error}", highlight=False)
         if st.paused:
             console.print("[yellow]paused by an operator[/yellow]")
+        if st.policy is not None:
+            console.print(policy_line(st.policy), markup=False)
         waves = Table(title="Waves")
         for column in ("wave", "department", "phase", "gate", "target", "state", "traffic",
                        "before", "after"):  # fmt: skip
@@ -230,6 +237,13 @@ class StatusView:
         console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {total})"))
 
 
+def policy_line(policy: PolicyInfo) -> str:
+    """How status names the organisation policy a release runs under."""
+    if policy.dev:
+        return f"policy: dev policy {policy.version} (the local stack's; not for production)"
+    return f"policy: {policy.version} ({policy.digest[:19]}) from {policy.source}"
+
+
 @dataclass
 class HistoryView:
     """``relman history``: the complete audit timeline."""
@@ -240,12 +254,97 @@ class HistoryView:
         return {
             "release_id": self.status.release_id,
             "phase": self.status.phase.value,
+            "plan_digest": self.status.plan_digest,
             "timeline": [e.model_dump(mode="json") for e in self.status.timeline],
         }
 
     def render(self, console: Any) -> None:
         st = self.status
         console.print(_timeline_table(st.timeline, f"{st.release_id}: {st.phase.value}"))
+
+
+@dataclass
+class VerifiedHistoryView:
+    """``relman history --verify``: the timeline, each signed decision re-verified.
+
+    Its JSON is the audit record: the events with their evidence (payload, signature,
+    policy digest), the policy versions used and the verdicts, which ``--file`` reads back
+    to verify again with no Temporal at all.
+    """
+
+    status: ReleaseStatus
+    policies: list[Policy]
+    verdicts: list[Verdict]
+
+    @property
+    def verified(self) -> bool:
+        """Every signed decision verified."""
+        return all(v.verified for v in self.verdicts)
+
+    def to_json(self) -> Any:
+        return HistoryView(self.status).to_json() | {
+            "verified": self.verified,
+            "verification": [v.model_dump(mode="json") for v in self.verdicts],
+            "policies": [p.model_dump(mode="json", exclude_defaults=True) for p in self.policies],
+        }
+
+    @staticmethod
+    def read(path: Path) -> tuple[ReleaseStatus, list[Policy]]:
+        """The release and the policies of an exported record (this view's JSON)."""
+        import json
+
+        from pydantic import TypeAdapter, ValidationError
+
+        from common.errors import BadInput
+        from models.policy import PolicyError, parse_policy
+
+        try:
+            data = json.loads(path.read_text())
+            events = TypeAdapter(list[TimelineEvent]).validate_python(data["timeline"])
+            status = ReleaseStatus(
+                release_id=data["release_id"],
+                application="",
+                version="",
+                requested_by="",
+                phase=data.get("phase", "pending"),
+                plan_digest=data.get("plan_digest"),
+                timeline=events,
+            )
+            policies = [parse_policy(p, f"{path}: policies") for p in data.get("policies", [])]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path}: not a relman audit record: {exc}") from None
+        except (ValidationError, PolicyError) as exc:
+            raise BadInput(f"{path}: not a relman audit record: {exc}") from None
+        return status, policies
+
+    def render(self, console: Any) -> None:
+        st = self.status
+        verdicts = {v.index: v for v in self.verdicts}
+        table = Table(title=f"{st.release_id}: {st.phase.value}, signatures re-verified")
+        for column in ("time", "event", "actor", "wave", "what", "signature"):
+            table.add_column(column)
+        for i, e in enumerate(st.timeline):
+            what = e.message + (f' - "{e.comment}"' if e.comment else "")
+            v = verdicts.get(i)
+            mark = Text("-")
+            if v is not None:
+                mark = Text(v.outcome, style=_VERDICT_STYLE[v.outcome])
+                mark.append(f": {v.reason}" if v.reason else "")
+            table.add_row(when(e.at), e.kind, e.actor or "-", e.wave or "-", what, mark)
+        console.print(table)
+        for p in self.policies:
+            dev = " (dev policy)" if p.dev else ""
+            console.print(f"policy {p.version} {p.digest}{dev}", markup=False)
+        failed = [v for v in self.verdicts if not v.verified]
+        if failed:
+            console.print(
+                f"[red]{len(failed)} of {len(self.verdicts)} signed decision(s) do not verify[/red]"
+            )
+        else:
+            console.print(f"[green]all {len(self.verdicts)} signed decision(s) verify[/green]")
+
+
+_VERDICT_STYLE = {"verified": "green", "failed": "bold red", "unverifiable": "yellow"}
 
 
 @dataclass

@@ -20,6 +20,12 @@ DEFAULT_UI_PORT = 8233
 DEFAULT_AWS_PORT = 4566
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "stack.json"
+# What `relman dev up` writes for the local stack's signed decisions: one SSH key per demo
+# person under DEV_KEYS_DIR, and the dev policy naming them.
+DEV_KEYS_DIR = "dev-keys"
+DEV_POLICY_FILE = "dev-policy.yaml"
+# Set for a worker that may run under the dev stack's dev policy (never in production).
+DEV_WORKER_ENV = "RELMAN_DEV_WORKER"
 
 
 @dataclass
@@ -65,6 +71,15 @@ class StackConfig:
     @property
     def state_path(self) -> Path:
         return self.home / STATE_FILE
+
+    @property
+    def dev_policy_path(self) -> Path:
+        """The dev policy ``relman dev up`` writes and its worker runs under."""
+        return self.home / DEV_POLICY_FILE
+
+    def dev_key_path(self, person: str) -> Path:
+        """The private dev SSH key of ``person`` (its public half beside it, ``.pub``)."""
+        return self.home / DEV_KEYS_DIR / person
 
     def fresh_state(self) -> StackState:
         return StackState(

@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
 from activities.notify import NotifyActivities, defaults_from_env
+from activities.policy import POLICY_ENV, PolicyActivities, read_policy
+from activities.policy import policy_source as configured_policy_source
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
 from common.connection import task_queue, temporal
 from common.errors import BadInput, CliError
+from common.stack_state import DEV_WORKER_ENV, StackConfig
 from models.plan import Notifications
+from models.policy import PolicyError
+from models.signing import SANDBOX_PASSTHROUGH
 from worker import telemetry
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
@@ -34,8 +41,57 @@ ACTIVITY_THREADS = 32
 WORKFLOW_TASK_POLLS = 10
 NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
 
+# The workflow sandbox checks the workflow code; signature verification's native crypto
+# library cannot be loaded twice, so it passes through (models.signing).
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
+
+NO_POLICY = (
+    "no organisation policy: set RELMAN_POLICY (a file, s3://bucket/key or ssm:/name), "
+    "or RELMAN_DEV_WORKER=1 for a development worker"
+)
+
+
+def worker_policy_source(env: Mapping[str, str] | None = None) -> str:
+    """Where this worker reads the organisation policy: ``RELMAN_POLICY``; for a worker
+    told it is a dev worker (``RELMAN_DEV_WORKER=1``) without it, the dev policy that
+    ``relman dev up`` wrote under ``RELMAN_HOME``. Anything else is refused: a worker
+    without a policy would have nobody to trust."""
+    env = os.environ if env is None else env
+    source = configured_policy_source(dict(env))
+    if source is not None:
+        return source
+    if env.get(DEV_WORKER_ENV, "").strip() != "1":
+        raise BadInput(NO_POLICY)
+    dev = StackConfig.from_env().dev_policy_path
+    if not dev.is_file():
+        raise BadInput(
+            f"{DEV_WORKER_ENV}=1 but there is no dev policy at {dev}: run `relman dev up` "
+            f"(it writes one), or set {POLICY_ENV}"
+        )
+    return str(dev)
+
+
+def check_policy(source: str, aws: AwsClients, env: Mapping[str, str] | None = None) -> None:
+    """Read the policy once before polling, so a worker with a broken or misplaced policy
+    stops at once with the reason; a dev policy is refused unless this is a dev worker."""
+    env = os.environ if env is None else env
+    try:
+        policy = read_policy(source, aws)
+    except PolicyError as exc:
+        raise BadInput(f"organisation policy: {exc}") from None
+    except Exception as exc:  # AWS errors as activities.errors maps them
+        raise CliError(f"cannot read the organisation policy at {source}: {exc}") from None
+    if policy.dev and env.get(DEV_WORKER_ENV, "").strip() != "1":
+        raise BadInput(
+            f"{source} is a dev policy (written by `relman dev up`): a worker runs under it "
+            f"only with {DEV_WORKER_ENV}=1"
+        )
+    log.info("organisation policy %s (%s) from %s", policy.version, policy.digest, source)
 
 
 def build_worker(
@@ -45,11 +101,14 @@ def build_worker(
     executor: concurrent.futures.ThreadPoolExecutor,
     notify_defaults: Notifications | None = None,
     *,
+    policy_source: str | None = None,
     stand_ins: Sequence[Callable[..., Any]] = (),
     **options: Any,
 ) -> Worker:
     """A worker for ``queue`` running releases whose activities use ``aws``.
 
+    ``policy_source`` is where the organisation policy lives (``RELMAN_POLICY``: a file,
+    ``s3://bucket/key`` or ``ssm:/name``); without one, releases cannot start.
     ``notify_defaults`` is where notifications of plans without a ``notifications`` section
     go (none: they are not sent). ``stand_ins`` replace the activities of the same function
     name (tests: an activity that hangs or crashes); ``options`` go to ``Worker`` as they are.
@@ -61,10 +120,13 @@ def build_worker(
         *ReleaseActivities(client).all(),
         *NotifyActivities(aws, notify_defaults).all(),
     ]
+    if policy_source is not None:
+        activities.append(PolicyActivities(policy_source, aws).load_policy)
     return Worker(
         client,
         task_queue=queue,
         workflows=[ReleaseWorkflow, WaveWorkflow],
+        workflow_runner=SANDBOX,
         activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -85,6 +147,9 @@ async def run_worker(queue: str | None = None) -> None:
         notify_defaults = defaults_from_env()
     except ValueError as exc:
         raise BadInput(f"worker configuration: {exc}") from None
+    source = worker_policy_source()
+    aws = AwsClients.from_env()
+    check_policy(source, aws)
     runtime = telemetry.configure_worker()
     queue = queue or task_queue()
     stop = asyncio.Event()
@@ -94,7 +159,9 @@ async def run_worker(queue: str | None = None) -> None:
     # A Temporal that does not answer is a message naming its address, not a traceback.
     async with temporal(runtime) as client:
         with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-            worker = build_worker(client, queue, AwsClients.from_env(), executor, notify_defaults)
+            worker = build_worker(
+                client, queue, aws, executor, notify_defaults, policy_source=source
+            )
             log.info("relman worker polling task queue %r", queue)
             async with worker:
                 await stop.wait()

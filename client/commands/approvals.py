@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from client.commands.common import OutputOption, current_user, run
+from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
 AsUser = Annotated[
@@ -29,13 +31,15 @@ def _decide(
     as_user: str | None,
     comment: str,
     approve: bool,
+    key: Path | None,
     output: OutputFormat,
 ) -> None:
     from client import service
+    from client.identity import key_for
     from client.views import DecisionView
 
     user = current_user(as_user)
-    result = run(service.decide(release_id, wave, user, comment, approve))
+    result = run(service.decide(release_id, wave, user, comment, approve, key_for(user, key)))
     emit(DecisionView(release_id, result), output)
 
 
@@ -44,10 +48,11 @@ def approve(
     wave: Annotated[str, typer.Option("--wave", help="the wave whose gate to approve")],
     as_user: AsUser = None,
     comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Approve a wave's gate."""
-    _decide(release_id, wave, as_user, comment, True, output)
+    _decide(release_id, wave, as_user, comment, True, key, output)
 
 
 def reject(
@@ -55,7 +60,8 @@ def reject(
     wave: Annotated[str, typer.Option("--wave", help="the wave whose gate to reject")],
     as_user: AsUser = None,
     comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Reject a wave: the release stops and rolls back what it changed."""
-    _decide(release_id, wave, as_user, comment, False, output)
+    _decide(release_id, wave, as_user, comment, False, key, output)

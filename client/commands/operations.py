@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from client.commands.common import OutputOption, current_user, run
+from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
 ReleaseId = Annotated[str, typer.Argument(metavar="ID", help="the release id")]
@@ -43,33 +44,39 @@ def _operate(release_id: str, operation: str, output: OutputFormat, **fields: An
         "rollback": messages.WaveActionInput,
         "skip_target": messages.TargetActionInput,
     }.get(operation, messages.OperatorInput)
-    fields["actor"] = current_user(fields.pop("as_user"))
-    result = run(service.operate(release_id, operation, model(**fields)))
+    from client.identity import key_for
+
+    actor = fields["actor"] = current_user(fields.pop("as_user"))
+    key = key_for(actor, fields.pop("key"))
+    result = run(service.operate(release_id, operation, model(**fields), key))
     emit(OperationView(release_id, result.message), output)
 
 
 def pause(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Pause a release at its next safe point (between target steps)."""
-    _operate(release_id, "pause", output, reason=reason, as_user=as_user)
+    _operate(release_id, "pause", output, reason=reason, as_user=as_user, key=key)
 
 
 def resume(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Resume a paused release."""
-    _operate(release_id, "resume", output, reason=reason, as_user=as_user)
+    _operate(release_id, "resume", output, reason=reason, as_user=as_user, key=key)
 
 
 def abort(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Abort a release: roll back everything it changed; it ends cancelled."""
-    _operate(release_id, "abort", output, reason=reason, as_user=as_user)
+    _operate(release_id, "abort", output, reason=reason, as_user=as_user, key=key)
 
 
 def _aware(value: str, option: str) -> datetime:
@@ -91,6 +98,7 @@ def freeze_add(
     end: Annotated[str, typer.Option("--end", help="ISO 8601 with offset")],
     reason: Reason,
     as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Add a freeze to a running release; waits in progress respect it."""
@@ -103,7 +111,9 @@ def freeze_add(
         freeze = Freeze(start=_aware(start, "--start"), end=_aware(end, "--end"), reason=reason)
     except ValidationError as exc:
         raise BadInput(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    _operate(release_id, "add_freeze", output, freeze=freeze, reason=reason, as_user=as_user)
+    _operate(
+        release_id, "add_freeze", output, freeze=freeze, reason=reason, as_user=as_user, key=key
+    )
 
 
 def override_window(
@@ -114,12 +124,13 @@ def override_window(
         bool, typer.Option("--include-freeze", help="also override freezes (recorded)")
     ] = False,
     as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Let a wave start outside its rollout window (on-call emergency)."""
     _operate(
         release_id, "override_window", output,
-        wave=wave, include_freeze=include_freeze, reason=reason, as_user=as_user,
+        wave=wave, include_freeze=include_freeze, reason=reason, as_user=as_user, key=key,
     )  # fmt: skip
 
 
@@ -128,10 +139,11 @@ def retry(
     wave: Annotated[str, typer.Option("--wave", help="the wave paused on failure")],
     reason: Reason,
     as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Retry a wave paused on failure, from the step that failed."""
-    _operate(release_id, "retry", output, wave=wave, reason=reason, as_user=as_user)
+    _operate(release_id, "retry", output, wave=wave, reason=reason, as_user=as_user, key=key)
 
 
 def rollback(
@@ -144,10 +156,11 @@ def rollback(
         ),
     ] = "",
     as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Roll the release back (a wave paused on failure), or retry a failed rollback."""
-    _operate(release_id, "rollback", output, wave=wave, reason=reason, as_user=as_user)
+    _operate(release_id, "rollback", output, wave=wave, reason=reason, as_user=as_user, key=key)
 
 
 def skip_target(
@@ -155,7 +168,10 @@ def skip_target(
     target: Annotated[str, typer.Option("--target", help="the target to skip")],
     reason: Reason,
     as_user: AsUser = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Skip a failed target (its wave goes on), or a rollback that cannot succeed."""
-    _operate(release_id, "skip_target", output, target=target, reason=reason, as_user=as_user)
+    _operate(
+        release_id, "skip_target", output, target=target, reason=reason, as_user=as_user, key=key
+    )

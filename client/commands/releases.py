@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from client.commands.common import OutputOption, run
+from client.commands.common import OutputOption, current_user, run
+from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
 WATCH_INTERVAL_SECONDS = 2.0
@@ -19,20 +20,31 @@ ReleaseId = Annotated[str, typer.Argument(metavar="ID", help="the release id")]
 
 def submit(
     plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="the plan's YAML file")],
+    as_user: Annotated[
+        str | None,
+        typer.Option("--as", help="the requester who signs (default: $RELMAN_USER or login)"),
+    ] = None,
+    key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Start a release from PLAN and print its id."""
+    """Start a release from PLAN, signed by its requester, and print its id."""
     from datetime import UTC, datetime
 
     from client.commands.plan import load, refuse_never_starting
+    from client.identity import key_for, readable_policy, submission_problems
     from client.schedule import project
+    from common.errors import BadInput
 
     plan = load(plan_path)  # before importing the Temporal client: a bad plan fails fast
     refuse_never_starting(plan_path, plan, project(plan, datetime.now(UTC)))
+    signer = current_user(as_user)
+    problems = submission_problems(plan, signer, readable_policy())
+    if problems:
+        raise BadInput(f"{plan_path}: cannot submit this plan:\n  " + "\n  ".join(problems))
     from client import service
     from client.views import SubmitView
 
-    emit(SubmitView(run(service.submit(plan))), output)
+    emit(SubmitView(run(service.submit(plan, key_for(signer, key)))), output)
 
 
 def status(
@@ -101,9 +113,64 @@ def list_(
     emit(ListView(run(service.list_releases(app_name, phase, department))), output)
 
 
-def history(release_id: ReleaseId, output: OutputOption = OutputFormat.text) -> None:
-    """The release's complete audit timeline."""
-    from client import service
+def history(
+    release_id: Annotated[
+        str | None,
+        typer.Argument(metavar="ID", help="the release id (not with --file)", show_default=False),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="re-verify every signed decision offline")
+    ] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="verify an exported `history --verify -o json` record (no Temporal)"
+        ),
+    ] = None,
+    policies: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", help="a policy version to verify against (repeatable)"),
+    ] = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
+    """The release's complete audit timeline; --verify re-checks every signature."""
     from client.views import HistoryView
+    from common.errors import BadInput
 
-    emit(HistoryView(run(service.history(release_id))), output)
+    if (release_id is None) == (record is None):
+        raise BadInput("give a release ID or --file RECORD (one of them)")
+    if not verify:
+        if record is not None or policies:
+            raise BadInput("--file and --policy go with --verify")
+        from client import service
+
+        assert release_id is not None
+        emit(HistoryView(run(service.history(release_id))), output)
+        return
+    from client.audit import verify_record
+    from client.views import VerifiedHistoryView
+    from common.errors import CliError
+    from models.policy import PolicyError, load_policy
+
+    try:
+        given = [load_policy(path) for path in policies or []]
+    except PolicyError as exc:
+        raise BadInput(str(exc)) from None
+    if record is not None:
+        status, recorded = VerifiedHistoryView.read(record)
+    else:
+        from client import service
+
+        assert release_id is not None
+        status, recorded = run(service.history(release_id)), run(service.policies_of(release_id))
+    used = list({p.digest: p for p in [*recorded, *given]}.values())
+    verdicts = verify_record(
+        status.timeline, used, release_id=status.release_id, plan_digest=status.plan_digest
+    )
+    view = VerifiedHistoryView(status, used, verdicts)
+    emit(view, output)
+    if not view.verified:
+        failed = sum(1 for v in verdicts if not v.verified)
+        raise CliError(
+            f"{failed} of {len(verdicts)} decision(s) of {status.release_id} do not verify"
+        )

@@ -16,6 +16,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
+from tests import trust
 
 ROOT = Path(__file__).resolve().parents[2]
 RELMAN = [sys.executable, "-m", "client.cli"]
@@ -34,9 +35,17 @@ def relman(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+def signing_env(args: tuple[str, ...], env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a decision by the ``--as`` person (else alice, who requests the test
+    releases), signed with their key from the test organisation's policy."""
+    person = args[args.index("--as") + 1] if "--as" in args else "alice"
+    return {"RELMAN_USER": "alice", "RELMAN_SSH_KEY": str(trust.key_of(person).path), **env}
+
+
 async def arelman(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``relman`` without blocking the event loop the in-process worker runs on."""
-    return await asyncio.to_thread(relman, *args, env=env)
+    """``relman`` without blocking the event loop the in-process worker runs on; decisions
+    are signed as the person they are made by."""
+    return await asyncio.to_thread(relman, *args, env=signing_env(args, env))
 
 
 def test_plan_check_prints_waves_in_order() -> None:
@@ -112,6 +121,8 @@ async def test_release_through_the_cli(
         "TEMPORAL_NAMESPACE": "default",
         "RELMAN_TASK_QUEUE": task_queue,
         "RELMAN_HOME": str(tmp_path / "home"),
+        # The CLI checks the plan against the policy the workers use before it submits.
+        "RELMAN_POLICY": str(trust.policy_path()),
     }
     async with make_worker(dev_env, aws):
         submitted = await arelman("submit", str(plan), env=env)
@@ -169,6 +180,26 @@ async def test_release_through_the_cli(
         events = json.loads(history.stdout)["timeline"]
         approval = next(e for e in events if e["kind"] == "approved" and e["actor"] == "bob")
         assert approval["comment"] == "CAB-1234 ok"
+        assert approval["evidence"]["payload"]["comment"] == "CAB-1234 ok"
+
+        # Every signed decision re-verifies against the policy from the release's history,
+        # and the exported record verifies again with no Temporal at all.
+        verified = await arelman("history", release_id, "--verify", "-o", "json", env=env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        record = json.loads(verified.stdout)
+        assert [(v["kind"], v["actor"], v["outcome"]) for v in record["verification"]] == [
+            ("started", "alice", "verified"),
+            ("approved", "bob", "verified"),
+            ("approved", "erin", "verified"),
+        ]
+        assert [p["version"] for p in record["policies"]] == ["tests-1"]
+        audit = tmp_path / "audit.json"
+        audit.write_text(verified.stdout)
+        offline = await arelman(
+            "history", "--verify", "--file", str(audit), env={"TEMPORAL_ADDRESS": "127.0.0.1:1"}
+        )
+        assert offline.returncode == 0, offline.stderr
+        assert "all 3 signed decision(s) verify" in offline.stdout
         assert events[0]["kind"] == "started" and events[-1]["kind"] == "finished"
         # status can carry the latest events only; history has them all (paged).
         latest = await arelman("status", release_id, "--events", "2", "-o", "json", env=env)
@@ -371,7 +402,7 @@ async def test_a_release_too_large_to_list_its_resources_claims_its_application(
     names = [f"flag-{i}" for i in range(200)]
     big = {
         "id": f"payments-flags-{task_queue[-8:]}", "application": "payments", "version": "2.5.0",
-        "requested_by": "alice", "approver_groups": {"finance-cab": ["bob"]},
+        "requested_by": "alice",
         "targets": [
             {"name": n, "kind": "ssm_parameter", "parameter": f"/payments/flags/{n}", "value": "on"}
             for n in names

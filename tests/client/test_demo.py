@@ -32,6 +32,25 @@ REGION = "eu-west-1"  # the rollback plan's department
 
 
 @pytest.fixture
+def dev_stack(tmp_path, activity_executor, task_queue):  # type: ignore[no-untyped-def]
+    """What `relman dev up` sets up for the demo: the dev policy and each person's dev key;
+    a worker under that policy, and where each person's key is."""
+    from client.stack import ensure_dev_identities
+    from common.stack_state import StackConfig
+    from worker.main import build_worker
+
+    config = StackConfig(home=tmp_path / "home")
+    policy = ensure_dev_identities(config)
+
+    def make(env: WorkflowEnvironment, aws: AwsClients) -> Any:
+        return build_worker(
+            env.client, task_queue, aws, activity_executor, policy_source=str(policy)
+        )
+
+    return make, config.dev_key_path
+
+
+@pytest.fixture
 def rollback_plan() -> ReleasePlan:
     return unique_release(load_plan(ROLLBACK_PLAN))
 
@@ -119,7 +138,7 @@ async def test_release_scenario_completes_and_matches_the_plan(
     temporal_address: str,
     dev_env: WorkflowEnvironment,
     aws: AwsClients,
-    make_worker,
+    dev_stack,
     task_queue: str,
 ) -> None:
     # The demo plan in regions of its own: a release another test left running on the
@@ -134,8 +153,9 @@ async def test_release_scenario_completes_and_matches_the_plan(
         }
     )
     said: list[str] = []
-    async with make_worker(dev_env, aws):
-        final, checks = await release_scenario(plan, aws, said.append, task_queue)
+    make_dev_worker, key_of = dev_stack
+    async with make_dev_worker(dev_env, aws):
+        final, checks = await release_scenario(plan, aws, said.append, task_queue, key_of=key_of)
     assert final.phase == ReleasePhase.COMPLETED, final.error
     assert [(c.before, c.actual) for c in checks] == [
         ("2.3.0", "2.4.0"),
@@ -150,13 +170,16 @@ async def test_rollback_scenario_restores_every_resource_exactly(
     temporal_address: str,
     dev_env: WorkflowEnvironment,
     aws: AwsClients,
-    make_worker,
+    dev_stack,
     task_queue: str,
     rollback_plan: ReleasePlan,
 ) -> None:
     said: list[str] = []
-    async with make_worker(dev_env, aws):
-        outcome = await rollback_scenario(rollback_plan, aws, said.append, task_queue)
+    make_dev_worker, key_of = dev_stack
+    async with make_dev_worker(dev_env, aws):
+        outcome = await rollback_scenario(
+            rollback_plan, aws, said.append, task_queue, key_of=key_of
+        )
 
     final = outcome.final
     assert final.phase == ReleasePhase.ROLLED_BACK, final.error

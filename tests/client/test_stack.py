@@ -58,6 +58,13 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert (tmp_path / "home" / "temporal.db").exists()
         pids = [c["pid"] for c in components.values()]
 
+        home = tmp_path / "home"
+        policy = home / "dev-policy.yaml"
+        assert policy.is_file() and (home / "dev-keys" / "bob").is_file()
+        worker_env = Path(f"/proc/{components['worker']['pid']}/environ").read_bytes()
+        assert f"RELMAN_POLICY={policy}".encode() in worker_env.split(b"\0")
+        written = policy.read_text()
+
         again = relman("dev", "up", env=env)  # idempotent: nothing new is started
         assert again.returncode == 0
         assert "starting" not in again.stdout
@@ -78,6 +85,44 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not any(alive(pid) for pid in pids)
     status = json.loads(relman("dev", "status", "-o", "json", env=env).stdout)
     assert not any(c["running"] for c in status["components"])
+    # The dev keys and policy stay across down and up: the same people, the same digest.
+    assert policy.read_text() == written
+
+
+def test_dev_identities_are_written_once_and_kept(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from client.signer import sign_decision
+    from client.stack import ensure_dev_identities
+    from common.stack_state import StackConfig
+    from models.dev_policy import DEV_PEOPLE
+    from models.policy import load_policy
+    from models.signing import DecisionPayload, verify_decision
+
+    config = StackConfig(home=tmp_path / "home")
+    path = ensure_dev_identities(config)
+    policy = load_policy(path)
+    assert policy.dev and [p.id for p in policy.people] == list(DEV_PEOPLE)
+    keys = {p: config.dev_key_path(p).read_text() for p in DEV_PEOPLE}
+    assert ensure_dev_identities(config) == path
+    assert load_policy(path).digest == policy.digest
+    assert {p: config.dev_key_path(p).read_text() for p in DEV_PEOPLE} == keys
+    # A person's dev key signs decisions the dev policy accepts as theirs.
+    now = datetime.now(UTC)
+    payload = DecisionPayload(
+        release_id="r", plan_digest="sha256:00", action="approve", wave="finance",
+        actor="bob", issued_at=now,
+    )  # fmt: skip
+    signed = sign_decision(payload, config.dev_key_path("bob"))
+    verify_decision(
+        signed, policy, release_id="r", plan_digest="sha256:00", action="approve",
+        wave="finance", now=now,
+    )  # fmt: skip
+    # A lost key is made again (and the policy follows it); the others stay.
+    config.dev_key_path("carol").unlink()
+    ensure_dev_identities(config)
+    assert load_policy(path).digest != policy.digest
+    assert config.dev_key_path("bob").read_text() == keys["bob"]
 
 
 def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:

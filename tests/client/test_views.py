@@ -74,3 +74,26 @@ def test_status_shows_waits_traffic_and_who_may_approve() -> None:
     assert "10%" in text and "1: 90% / 2: 10%" in text
     assert "waiting on wave hr: 2 more from hr-cab (bob, carol)" in text
     assert "wave ops next starts 2030-01-01 08:00:00 UTC (in " in text
+
+
+def test_status_says_dev_policy_while_one_is_in_use() -> None:
+    from models.status import PolicyInfo
+
+    def shown(policy: PolicyInfo) -> str:
+        status = ReleaseStatus(
+            release_id="r", application="a", version="1", requested_by="alice", policy=policy
+        )
+        console = Console(record=True, width=160)
+        StatusView(status).render(console)
+        return console.export_text()
+
+    dev = PolicyInfo(
+        source="/x/.relman/dev-policy.yaml", version="dev", digest="sha256:ab", dev=True
+    )
+    assert "policy: dev policy dev (the local stack's; not for production)" in shown(dev)
+    real = PolicyInfo(
+        source="s3://org/relman.yaml", version="2026-03-01.1", digest="sha256:" + "a" * 64
+    )
+    text = shown(real)
+    assert "policy: 2026-03-01.1 (sha256:aaaaaaaaaaaa) from s3://org/relman.yaml" in text
+    assert "dev policy" not in text

@@ -44,6 +44,7 @@ from models.loader import parse_plan
 from models.messages import wave_workflow_id
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan, SsmParameterTarget
 from models.status import ReleaseStatus
+from tests import trust
 from tests.reliability.aws_proxy import AwsProxy, Call, Hold
 from workflows.release import ReleaseWorkflow
 
@@ -55,8 +56,34 @@ READY_SECONDS = 60.0
 REAL_TIMEOUTS = os.environ.get("RELMAN_RELIABILITY_REAL_TIMEOUTS", "") not in ("", "0")
 POINT_SECONDS = 420.0 if REAL_TIMEOUTS else 120.0
 POLL_SECONDS = 0.1
-# Approvers of every reliability plan; alice requests.
+# The groups of the reliability plans' gates, as the organisation policy defines them;
+# alice requests, members of ops operate.
 APPROVER_GROUPS = {"cab": ["bob", "carol"], "ops": ["dave", "erin"]}
+OPERATOR_GROUPS = ["ops"]
+
+
+def policy_path(home: Path) -> Path:
+    """The organisation policy of the reliability workers (RELMAN_POLICY): the test
+    organisation's people and keys (tests.trust), with the reliability plans' groups."""
+    import yaml
+
+    path = home / "reliability-policy.yaml"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        data = trust.policy_data({p: trust.key_of(p) for p in trust.PEOPLE})
+        data["groups"] = APPROVER_GROUPS
+        data["applications"] = {
+            "*": {
+                "approvers": {"*": sorted(APPROVER_GROUPS)},
+                "operator_groups": OPERATOR_GROUPS,
+                "aws_accounts": ["123456789012"],
+                "webhook_hosts": ["127.0.0.1", "localhost"],
+            }
+        }
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 # Seeding shares one VPC and its subnets (client.demo_aws): one scenario seeds at a time.
 _SEED_LOCK = threading.Lock()
 
@@ -254,6 +281,7 @@ class WorkerProcess:
             RELMAN_AWS_ENDPOINT_URL=aws_endpoint,
             RELMAN_TASK_QUEUE=self.task_queue,
             RELMAN_HOME=str(home / "relman-home"),
+            RELMAN_POLICY=str(policy_path(home)),
             # Many workers on one machine: none serves Prometheus metrics on the default port.
             RELMAN_METRICS_ADDRESS="off",
             PYTHONUNBUFFERED="1",
@@ -322,8 +350,6 @@ def plan_data(
         "application": "payments",
         "version": "7.0.0",
         "requested_by": "alice",
-        "approver_groups": APPROVER_GROUPS,
-        "operator_groups": ["ops"],
         "targets": targets,
         "waves": waves,
     }
@@ -404,11 +430,14 @@ class CliResult:
 
 
 async def relman(*args: str, env: dict[str, str], timeout: float = 120) -> CliResult:
-    """Run ``relman ARGS`` in its own process, as a user would."""
+    """Run ``relman ARGS`` in its own process, as a user would: a decision is signed with
+    the key of its ``--as`` person (else alice, who requests every reliability release)."""
+    person = args[args.index("--as") + 1] if "--as" in args else "alice"
+    signer = {"RELMAN_USER": "alice", "RELMAN_SSH_KEY": str(trust.key_of(person).path)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "client.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env}, cwd=ROOT,
+        env={**os.environ, **signer, **env}, cwd=ROOT,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None

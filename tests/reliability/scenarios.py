@@ -691,7 +691,12 @@ async def cli_misuse(stack: Stack) -> dict[str, tuple[list[str], CliResult]]:
     r.worker.stop()
     r.proxy.stop()
 
-    nowhere = {**r.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+    # The workers' policy too: a worker without one would refuse before connecting.
+    nowhere = {
+        **r.env,
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "RELMAN_POLICY": (r.worker.proc.env or {})["RELMAN_POLICY"],
+    }
     plan = str(r.seeded.path)
     commands = [
         ["status", r.id], ["history", r.id], ["submit", plan], ["list"],

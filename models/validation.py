@@ -66,28 +66,6 @@ def wave_order(plan: ReleasePlan) -> list[str]:
     return done
 
 
-def _gate_problems(plan: ReleasePlan, prefix: str, groups: dict[str, int]) -> list[Problem]:
-    problems = []
-    for group, needed in groups.items():
-        members = plan.approver_groups.get(group)
-        if members is None:
-            problems.append(Problem(f"{prefix}.{group}", f"unknown approver group {group!r}"))
-            continue
-        eligible = {m for m in members if plan.allow_self_approval or m != plan.requested_by}
-        if needed > len(eligible):
-            problems.append(
-                Problem(
-                    f"{prefix}.{group}",
-                    f"needs {needed} approvals but group {group!r} has only "
-                    f"{len(eligible)} eligible approver(s) (the requester may not approve)"
-                    if not plan.allow_self_approval
-                    else f"needs {needed} approvals but group {group!r} has only "
-                    f"{len(eligible)} member(s)",
-                )
-            )
-    return problems
-
-
 def _shared_resources(plan: ReleasePlan) -> list[Problem]:
     """Targets that change a resource an earlier target changes, however each spells it."""
     first: dict[ResourceKey, int] = {}
@@ -115,14 +93,6 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
     problems += _duplicates((t.name for t in plan.targets), "targets", "target")
     problems += _duplicates((w.name for w in plan.waves), "waves", "wave")
     problems += _shared_resources(plan)
-
-    for group, members in plan.approver_groups.items():
-        if not members:
-            problems.append(Problem(f"approver_groups.{group}", "group has no members"))
-
-    for i, group in enumerate(plan.operator_groups):
-        if group not in plan.approver_groups:
-            problems.append(Problem(f"operator_groups[{i}]", f"unknown approver group {group!r}"))
 
     target_names = {t.name for t in plan.targets}
     wave_names = {w.name for w in plan.waves}
@@ -163,11 +133,6 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
             problems.append(Problem(f"{where}.traffic", "traffic needs at least one step"))
         elif steps[-1] != 100:
             problems.append(Problem(f"{where}.traffic", "the last traffic step must be 100"))
-        if wave.approval is not None:
-            problems += _gate_problems(plan, f"{where}.approval.groups", wave.approval.groups)
-            problems += _gate_problems(
-                plan, f"{where}.approval.escalate_to", wave.approval.escalate_to
-            )
 
     for i, declared in enumerate(plan.targets):
         if declared.name not in owner:

@@ -33,6 +33,7 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RELMAN_AWS_ENDPOINT_URL"):
 from activities.aws import AwsClients  # noqa: E402
 from client.binaries import find_binary  # noqa: E402
 from common.search_attributes import SEARCH_ATTRIBUTES  # noqa: E402
+from tests import trust  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,6 +103,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         interceptors=[_STARTED],
     )
+    trust.time_skipping(env)
     yield env
     await env.shutdown()
 
@@ -163,6 +165,8 @@ def make_worker(activity_executor: concurrent.futures.ThreadPoolExecutor, task_q
     from worker.main import build_worker
 
     def make(env: WorkflowEnvironment, aws: AwsClients) -> Worker:
-        return build_worker(env.client, task_queue, aws, activity_executor)
+        return build_worker(
+            env.client, task_queue, aws, activity_executor, policy_source=str(trust.policy_path())
+        )
 
     return make

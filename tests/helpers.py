@@ -16,12 +16,14 @@ from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
 from models.loader import parse_plan
-from models.messages import DecisionInput, ReleaseInput
+from models.messages import DecisionInput
 from models.plan import WEEKDAYS, ReleasePlan
 from models.status import ReleaseStatus, TimelineEvent
+from tests import trust
+from tests.trust import signed_update  # noqa: F401 - tests import it from here
 from workflows.release import ReleaseWorkflow
 
-# Approver groups most test plans use; alice is the requester.
+# The groups most test plans' gates name (members in tests.trust's policy); alice requests.
 APPROVER_GROUPS = {"finance-cab": ["bob", "carol"], "ops-leads": ["dave", "erin"]}
 # How long a test waits for a workflow to reach a state before failing (real seconds).
 WAIT_LIMIT = 30.0
@@ -62,7 +64,6 @@ def make_plan(
         "application": "payments",
         "version": "2.4.0",
         "requested_by": "alice",
-        "approver_groups": APPROVER_GROUPS,
         "targets": targets,
         "waves": waves,
     }
@@ -133,7 +134,7 @@ async def start_release(
     """Start ``plan`` as a release; the workflow id is the (unique) release id."""
     return await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(plan=plan),
+        await trust.release_input(client, plan),
         id=plan.id,
         task_queue=task_queue,
         **kwargs,
@@ -175,8 +176,9 @@ async def wait_for_gate(handle: WorkflowHandle[Any, Any], *waves: str) -> Releas
 async def approve(
     handle: WorkflowHandle[Any, Any], wave_name: str, approver: str, comment: str = "", **kw: Any
 ) -> Any:
-    """Run the approve update and return its DecisionResult."""
-    return await handle.execute_update(
+    """Run the approve update, signed by ``approver``, and return its DecisionResult."""
+    return await trust.signed_update(
+        handle,
         ReleaseWorkflow.approve,
         DecisionInput(wave=wave_name, approver=approver, comment=comment),
         **kw,
@@ -186,9 +188,11 @@ async def approve(
 async def reject(
     handle: WorkflowHandle[Any, Any], wave_name: str, approver: str, comment: str = ""
 ) -> Any:
-    """Run the reject update and return its DecisionResult."""
-    return await handle.execute_update(
-        ReleaseWorkflow.reject, DecisionInput(wave=wave_name, approver=approver, comment=comment)
+    """Run the reject update, signed by ``approver``, and return its DecisionResult."""
+    return await trust.signed_update(
+        handle,
+        ReleaseWorkflow.reject,
+        DecisionInput(wave=wave_name, approver=approver, comment=comment),
     )
 
 

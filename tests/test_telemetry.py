@@ -31,6 +31,7 @@ from temporalio.worker import Replayer
 from common import metrics, telemetry
 from common.errors import BadInput
 from models.status import ReleasePhase
+from tests import trust
 from tests.conftest import free_port
 from tests.helpers import (
     TWO_WAVE_BEFORE,
@@ -42,8 +43,8 @@ from tests.helpers import (
     two_wave_plan,
     wait_for_gate,
 )
+from tests.trust import build_test_worker
 from worker import telemetry as worker_telemetry
-from worker.main import build_worker
 from workflows.release import ReleaseWorkflow
 
 
@@ -114,7 +115,9 @@ async def traced_client(
     # Keep the environment's own interceptors: they let the server skip time on result().
     config["service_client"] = service
     config["interceptors"] = [*config["interceptors"], interceptor]
-    yield Client(**config), address
+    client = Client(**config)
+    trust.time_skipping(time_skipping_env, client)
+    yield client, address
 
 
 def by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
@@ -139,7 +142,7 @@ async def test_a_release_is_one_trace_with_aws_calls_and_metrics(
     client, prometheus_address = traced_client
     seed(aws, TWO_WAVE_BEFORE)
     plan = two_wave_plan()
-    async with build_worker(client, task_queue, aws, activity_executor):
+    async with build_test_worker(client, task_queue, aws, activity_executor):
         handle = await start_release(client, plan, task_queue)
         await wait_for_gate(handle, "finance")
         await approve(handle, "finance", "bob")
@@ -224,7 +227,7 @@ async def test_a_rejected_release_counts_its_rollback(
 ):
     client, _ = traced_client
     seed(aws, TWO_WAVE_BEFORE)
-    async with build_worker(client, task_queue, aws, activity_executor):
+    async with build_test_worker(client, task_queue, aws, activity_executor):
         handle = await start_release(client, two_wave_plan(), task_queue)
         await wait_for_gate(handle, "finance")
         await approve(handle, "finance", "bob")

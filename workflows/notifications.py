@@ -46,7 +46,11 @@ def notified_event(plan: ReleasePlan, kind: str) -> NotificationEvent | None:
 
 
 def notification_for(
-    plan: ReleasePlan, status: ReleaseStatus, sequence: int, entry: TimelineEvent
+    plan: ReleasePlan,
+    roster: gates.Roster,
+    status: ReleaseStatus,
+    sequence: int,
+    entry: TimelineEvent,
 ) -> Notification:
     """The message of timeline ``entry`` (a notified kind), as the release stands now."""
     event = NOTIFIED_KINDS[entry.kind]
@@ -55,8 +59,8 @@ def notification_for(
     if event == "approval_needed" and entry.wave is not None:
         gate = status.wave(entry.wave)
         approval = ApprovalRequest(
-            groups=gates.gate_missing(plan, gate),
-            eligible_approvers=gates.eligible_approvers(plan, gate),
+            groups=gates.gate_missing(gate),
+            eligible_approvers=gates.eligible_approvers(roster, gate),
             command=approve_command(plan.id, entry.wave),
         )
     return Notification(

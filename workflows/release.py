@@ -18,10 +18,16 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     # The worker's module, which holds the meter provider (see its docstring).
@@ -67,12 +73,28 @@ with workflow.unsafe.imports_passed_through():
         WaveInput,
         WaveOutcome,
         WaveReport,
+        check_decision,
         wave_workflow_id,
     )
-    from models.plan import ReleasePlan, Wave
+    from models.plan import Freeze, ReleasePlan, Wave
+    from models.policy import (
+        LOAD_POLICY,
+        LoadPolicyInput,
+        Policy,
+        PolicySnapshot,
+        plan_violations,
+    )
+    from models.signing import (
+        DecisionAction,
+        DecisionRefused,
+        SignedDecision,
+        plan_digest,
+        verify_decision,
+    )
     from models.status import (
         FINAL_PHASES,
         ApprovalRecord,
+        PolicyInfo,
         ReleasePhase,
         ReleaseStatus,
         StatusRequest,
@@ -84,6 +106,7 @@ with workflow.unsafe.imports_passed_through():
         WaveStatus,
     )
     from workflows import gates
+    from workflows.gates import Roster, operator_refusal
     from workflows.notifications import notification_for, notified_event
     from workflows.release_state import (
         WAVE_ENDS,
@@ -94,7 +117,6 @@ with workflow.unsafe.imports_passed_through():
         merge_targets,
         newest_applied_first,
         newest_wave_first,
-        operator_refusal,
         overlap_queries,
         pending_approvals,
         resolved_target,
@@ -127,7 +149,23 @@ OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
 QUEUE_WAIT_TIMEOUT = timedelta(days=30)
 QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
+# The organisation policy is read at the start, at every gate and deployment, and for
+# every decision; reading it is a file, S3 or SSM read.
+POLICY_TIMEOUT = timedelta(seconds=30)
+POLICY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+# Refused attempts by identified callers recorded per wave (or per release for operator
+# actions); beyond that they are refused without a record, so spam cannot grow the history.
+REFUSALS_RECORDED = 10
+
 # workflow.patched() ids of behaviour changes that releases in flight must not see.
+# The release reads the organisation policy (who is in which group, who operates, which
+# freezes apply to everyone) and accepts only decisions signed by their actor.
+ORGANISATION_POLICY = "organisation-policy"
 # A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
 # its id is taken) is a wave failure, and wave children have ids that cannot collide.
 WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
@@ -171,6 +209,14 @@ class ReleaseWorkflow:
         self._visible: tuple[str, tuple[str, ...]] | None = None  # search attributes last set
         self._notifications_sent = 0
         self._notifications_pending = 0
+        # Who may decide what. A release started before relman read an organisation policy
+        # keeps the groups its plan named; one started since (trusted) takes them from the
+        # policy and accepts only signed decisions.
+        self._trusted = False
+        self._policy: Policy | None = None
+        self._roster = Roster.from_plan(input.plan)
+        self._refusals: dict[str, int] = {}  # wave ("" for the release) -> refusals recorded
+        self._status.plan_digest = plan_digest(input.plan)
 
     # --- the release -------------------------------------------------------------------------
 
@@ -187,9 +233,18 @@ class ReleaseWorkflow:
         metrics.release_started(plan.application)
         self._refresh()
         try:
+            refused = None
+            if workflow.patched(ORGANISATION_POLICY):
+                self._trusted = True
+                refused = await self._trust_submission(input.submission)
             queued_behind = list(input.queued_behind)
-            ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
-            if ahead and not plan.queue:
+            ahead = []
+            if refused is None:
+                ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
+            if refused is not None:
+                self._refuse_start(refused)  # it ends failed, having changed nothing
+                final = ReleasePhase.FAILED
+            elif ahead and not plan.queue:
                 self._refuse_overlap(ahead)  # it ends failed, having changed nothing
                 final = ReleasePhase.FAILED
             else:
@@ -230,6 +285,8 @@ class ReleaseWorkflow:
             )
             self._set_wave(status, WavePhase.SKIPPED, f"wave {wave.name} skipped: {why}")
             return
+        if self._trusted and wave.approval is not None:
+            await self._read_policy()  # the gate's groups as the policy says now
         status.started_at = workflow.now()
         try:
             if wave.approval is not None:
@@ -261,11 +318,7 @@ class ReleaseWorkflow:
             return any(a.decision == "rejected" for a in status.approvals)
 
         def decided() -> bool:
-            return (
-                self._stopping is not None
-                or rejected()
-                or not gates.gate_missing(self._plan, status)
-            )
+            return self._stopping is not None or rejected() or not gates.gate_missing(status)
 
         timeout = gate.timeout
         waiting_since = workflow.now()
@@ -318,38 +371,45 @@ class ReleaseWorkflow:
         )
 
     @workflow.update
-    def approve(self, input: DecisionInput) -> DecisionResult:
+    async def approve(self, input: DecisionInput) -> DecisionResult:
         """Record an approval of a wave's gate."""
-        return self._decide(input, "approved")
+        return await self._decide(input, "approve")
 
     @approve.validator
     def _validate_approve(self, input: DecisionInput) -> None:
         self._validate_decision(input, "approve")
 
     @workflow.update
-    def reject(self, input: DecisionInput) -> DecisionResult:
+    async def reject(self, input: DecisionInput) -> DecisionResult:
         """Reject a wave: the release stops and (by default) rolls back."""
-        return self._decide(input, "rejected")
+        return await self._decide(input, "reject")
 
     @reject.validator
     def _validate_reject(self, input: DecisionInput) -> None:
         self._validate_decision(input, "reject")
 
-    def _validate_decision(self, input: DecisionInput, decision: str) -> None:
-        reason = gates.refusal(
-            self._plan,
+    def _gate_refusal(self, input: DecisionInput, action: str) -> str | None:
+        return gates.refusal(
+            self._roster,
             self._status.waves,
             input.wave,
             input.approver,
-            decision,
+            action,
             self._status.finished or self._stopping is not None,
         )
-        if reason:
-            raise ValueError(reason)
 
-    def _decide(self, input: DecisionInput, decision: str) -> DecisionResult:
+    def _validate_decision(self, input: DecisionInput, action: DecisionAction) -> None:
+        self._check_signed(action, input, input.wave, lambda: self._gate_refusal(input, action))
+
+    async def _decide(self, input: DecisionInput, action: DecisionAction) -> DecisionResult:
+        await self._authorize(
+            action, input, input.approver, input.wave, lambda: self._gate_refusal(input, action)
+        )
+        decision = "approved" if action == "approve" else "rejected"
         wave = self._status.wave(input.wave)
-        groups = gates.approver_groups(self._plan, gates.gate_groups(wave), input.approver)
+        groups = gates.approver_groups(
+            self._roster, wave.department, gates.gate_groups(wave), input.approver
+        )
         wave.approvals.append(
             ApprovalRecord(
                 approver=input.approver,
@@ -365,6 +425,7 @@ class ReleaseWorkflow:
             actor=input.approver,
             wave=wave.name,
             comment=input.comment or None,
+            **self._evidence(input.signed),
         )
         self._refresh()
         if decision == "rejected":
@@ -375,7 +436,7 @@ class ReleaseWorkflow:
                 missing={},
                 message=f"wave {wave.name} rejected",
             )
-        missing = gates.gate_missing(self._plan, wave)
+        missing = gates.gate_missing(wave)
         return DecisionResult(
             wave=wave.name,
             accepted=True,
@@ -385,6 +446,177 @@ class ReleaseWorkflow:
             if not missing
             else "still needs " + ", ".join(f"{n} from {g}" for g, n in missing.items()),
         )
+
+    # --- trusted decisions: the policy, signatures, refusals ---------------------------------
+
+    async def _trust_submission(self, submission: SignedDecision | None) -> str | None:
+        """Read the organisation policy and verify the requester's signed submission and
+        the plan against it; why the release must not start, or None."""
+        plan = self._plan
+        try:
+            await self._read_policy()
+        except ApplicationError as err:
+            return f"the organisation policy could not be read: {err.message}"
+        assert self._policy is not None
+        if submission is None or not submission.signature.strip():
+            return "unsigned submission: relman starts only releases their requester signed"
+        if submission.payload.actor != plan.requested_by:
+            return (
+                f"requested_by {plan.requested_by!r} is not who signed the submission "
+                f"({submission.payload.actor!r})"
+            )
+        try:
+            verify_decision(
+                submission,
+                self._policy,
+                release_id=plan.id,
+                plan_digest=self._status.plan_digest or "",
+                action="submit",
+                wave=None,
+                now=workflow.info().start_time,
+            )
+        except DecisionRefused as refused:
+            return f"submission refused: {refused.reason}"
+        violations = plan_violations(plan, self._policy)
+        if violations:
+            return "the organisation policy refuses the plan: " + "; ".join(violations)
+        started = self._status.timeline[0]
+        started.evidence, started.policy_digest = submission, self._policy.digest
+        return None
+
+    def _refuse_start(self, reason: str) -> None:
+        self._status.error = f"release {self._plan.id} refused: {reason}; it changed nothing"
+        self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
+
+    async def _read_policy(self) -> None:
+        """Read the organisation policy again; a new version applies from now on and is
+        recorded. Unreadable at the start it raises; later the release keeps the last."""
+        known = self._policy.digest if self._policy else None
+        try:
+            snapshot = await workflow.execute_activity(
+                LOAD_POLICY,
+                LoadPolicyInput(known_digest=known),
+                result_type=PolicySnapshot,
+                start_to_close_timeout=POLICY_TIMEOUT,
+                retry_policy=POLICY_RETRY,
+                summary="read the organisation policy",
+            )
+        except ActivityError as err:
+            if self._policy is None:
+                raise ApplicationError(cause(err), type="PolicyUnreadable") from None
+            self._event(
+                "policy_unreadable",
+                f"the organisation policy could not be read ({cause(err)}); "
+                f"version {self._policy.version} stays in force",
+                actor=SYSTEM_ACTOR,
+            )
+            return
+        if snapshot.policy is None or snapshot.digest == known:
+            return
+        policy = snapshot.policy
+        added = [f for f in policy.freezes if self._policy is None or f not in self._policy.freezes]
+        self._policy, self._roster = policy, Roster.from_policy(policy, self._plan)
+        self._status.policy = PolicyInfo(
+            source=snapshot.source, version=policy.version, digest=policy.digest, dev=policy.dev
+        )
+        self._event(
+            "policy",
+            f"organisation policy {policy.version} ({policy.digest}) from {snapshot.source}"
+            + (" (dev policy)" if policy.dev else ""),
+            actor=SYSTEM_ACTOR,
+            policy_digest=policy.digest,
+        )
+        for freeze in added:  # organisation-wide freezes reach running waves too
+            self._freeze_waves(freeze)
+        self._refresh()
+
+    def _org_freezes(self) -> list[Freeze]:
+        return list(self._policy.freezes) if self._policy else []
+
+    def _check_signed(
+        self,
+        action: DecisionAction,
+        input: DecisionInput | OperatorInput,
+        wave: str | None,
+        refusal: Callable[[], str | None],
+    ) -> None:
+        """Validator part of a decision: it is signed by its actor for exactly this, per
+        the policy's keys. Who may decide is checked by the handler, which records a
+        refusal; once a wave has many, they are refused here without a record."""
+        if not self._trusted:
+            reason = refusal()
+            if reason:
+                raise ValueError(reason)
+            return
+        if self._policy is None:
+            raise ValueError(
+                f"release {self._plan.id} has not read the organisation policy yet; "
+                "try again in a moment"
+            )
+        try:
+            check_decision(
+                action,
+                input,
+                self._policy,
+                release_id=self._plan.id,
+                plan_digest=self._status.plan_digest or "",
+                now=workflow.now(),
+            )
+        except DecisionRefused as refused:
+            raise ValueError(refused.reason) from None
+        if self._refusals.get(self._refusal_key(wave), 0) >= REFUSALS_RECORDED:
+            reason = refusal()
+            if reason:
+                raise ValueError(reason)
+
+    async def _authorize(
+        self,
+        action: DecisionAction,
+        input: DecisionInput | OperatorInput,
+        actor: str,
+        wave: str | None,
+        refusal: Callable[[], str | None],
+    ) -> None:
+        """Handler part of a decision: with the policy as it is now, refuse (recorded in
+        the timeline, bounded per wave) if ``actor`` may not do this."""
+        if not self._trusted:
+            return  # the validator decided, as releases started before the policy did
+        await self._read_policy()
+        reason = refusal()
+        if reason is None:
+            return
+        key = self._refusal_key(wave)
+        wave = key or None
+        recorded = self._refusals.get(key, 0) + 1
+        self._refusals[key] = recorded
+        if recorded <= REFUSALS_RECORDED:
+            note = (
+                "; further refused attempts here are not recorded"
+                if recorded == REFUSALS_RECORDED
+                else ""
+            )
+            self._event(
+                "refused_decision",
+                f"{action} by {actor} refused: {reason}{note}",
+                actor=actor,
+                wave=wave,
+                **self._evidence(input.signed),
+            )
+        raise ApplicationError(reason, type=DecisionRefused.__name__, non_retryable=True)
+
+    def _refusal_key(self, wave: str | None) -> str:
+        """Refusals are counted per wave of the release, the rest (operator actions, waves
+        that do not exist) together: made-up wave names cannot open new counters."""
+        return wave if wave is not None and any(w.name == wave for w in self._status.waves) else ""
+
+    def _evidence(self, signed: SignedDecision | None) -> dict[str, object]:
+        """The fields that keep a decision's signature with its timeline entry."""
+        if not self._trusted or signed is None:
+            return {}
+        return {
+            "evidence": signed,
+            "policy_digest": self._policy.digest if self._policy else None,
+        }
 
     # --- the deployment ----------------------------------------------------------------------
 
@@ -396,6 +628,8 @@ class ReleaseWorkflow:
         skipped: list[str] = []
         while True:
             attempt += 1
+            if self._trusted:
+                await self._read_policy()
             self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
             child_input = WaveInput(
                 release_id=self._plan.id,
@@ -403,7 +637,7 @@ class ReleaseWorkflow:
                 wave=wave,
                 targets=targets,
                 skipped=skipped,
-                freezes=self._status.freezes,
+                freezes=[*self._status.freezes, *self._org_freezes()],
                 snapshots={c.target.name: c.snapshot for c in self._saga if c.wave == wave.name},
                 start_step=start_step,
                 paused=self._status.paused,
@@ -717,6 +951,7 @@ class ReleaseWorkflow:
     @workflow.update
     async def pause(self, input: OperatorInput) -> OperatorResult:
         """Stop every wave at its next safe point (between target steps)."""
+        await self._authorize_operator("pause", input, "pause")
         self._status.paused = True
         self._operator_event("paused", "release paused", input)
         await self._signal_waves("pause", input)
@@ -724,13 +959,14 @@ class ReleaseWorkflow:
 
     @pause.validator
     def _validate_pause(self, input: OperatorInput) -> None:
-        self._refuse(input, "pause")
+        self._validate_operator("pause", input, "pause")
         if self._status.paused:
             raise ValueError(f"release {self._plan.id} is already paused")
 
     @workflow.update
     async def resume(self, input: OperatorInput) -> OperatorResult:
         """Go on after a pause."""
+        await self._authorize_operator("resume", input, "resume")
         self._status.paused = False
         self._operator_event("resumed", "release resumed", input)
         await self._signal_waves("resume", input)
@@ -738,13 +974,14 @@ class ReleaseWorkflow:
 
     @resume.validator
     def _validate_resume(self, input: OperatorInput) -> None:
-        self._refuse(input, "resume")
+        self._validate_operator("resume", input, "resume")
         if not self._status.paused:
             raise ValueError(f"release {self._plan.id} is not paused")
 
     @workflow.update
     async def abort(self, input: OperatorInput) -> OperatorResult:
         """Stop the release and roll back everything it changed; it ends ``cancelled``."""
+        await self._authorize_operator("abort", input, "abort")
         self._operator_event("aborted", "release aborted; rolling back", input)
         self._stop_release(ReleasePhase.CANCELLED)
         await self._signal_waves("stop", input)
@@ -752,13 +989,14 @@ class ReleaseWorkflow:
 
     @abort.validator
     def _validate_abort(self, input: OperatorInput) -> None:
-        self._refuse(input, "abort")
+        self._validate_operator("abort", input, "abort")
         if self._stopping is not None:
             raise ValueError(f"release {self._plan.id} is already stopping")
 
     @workflow.update
     async def add_freeze(self, input: FreezeInput) -> OperatorResult:
         """Add a freeze; running waits respect it from now on."""
+        await self._authorize_operator("freeze_add", input, "add a freeze to")
         self._status.freezes.append(input.freeze)
         self._operator_event(
             "freeze_added",
@@ -771,11 +1009,14 @@ class ReleaseWorkflow:
 
     @add_freeze.validator
     def _validate_add_freeze(self, input: FreezeInput) -> None:
-        self._refuse(input, "add a freeze to")
+        self._validate_operator("freeze_add", input, "add a freeze to")
 
     @workflow.update
     async def override_window(self, input: OverrideInput) -> OperatorResult:
         """Let a wave deploy outside its window (and a freeze only if included)."""
+        await self._authorize_operator(
+            "override_window", input, "override a window", override=True, wave=input.wave
+        )
         self._overrides[input.wave] = self._overrides.get(input.wave, False) or (
             input.include_freeze
         )
@@ -792,25 +1033,30 @@ class ReleaseWorkflow:
 
     @override_window.validator
     def _validate_override_window(self, input: OverrideInput) -> None:
-        self._refuse(input, "override a window", override=True)
+        self._validate_operator(
+            "override_window", input, "override a window", override=True, wave=input.wave
+        )
         wave = self._wave_status(input.wave)
         if wave.phase in WAVE_ENDS:
             raise ValueError(f"wave {input.wave!r} has already ended ({wave.phase.value})")
 
     @workflow.update
-    def retry(self, input: WaveActionInput) -> OperatorResult:
+    async def retry(self, input: WaveActionInput) -> OperatorResult:
         """Retry a wave paused on failure from the step that failed."""
+        await self._authorize_operator("retry", input, "retry", wave=input.wave)
         self._decisions[input.wave] = ("retry", input)
         self._operator_event("retry", f"wave {input.wave}: retry", input, input.wave)
         return OperatorResult(message=f"wave {input.wave} retrying")
 
     @retry.validator
     def _validate_retry(self, input: WaveActionInput) -> None:
-        self._validate_guided(input, input.wave, "retry")
+        self._validate_operator("retry", input, "retry", wave=input.wave)
+        self._validate_guided(input.wave)
 
     @workflow.update
-    def rollback(self, input: WaveActionInput) -> OperatorResult:
+    async def rollback(self, input: WaveActionInput) -> OperatorResult:
         """Roll back the release: of a wave paused on failure, or retry a failed rollback."""
+        await self._authorize_operator("rollback", input, "roll back", wave=input.wave)
         if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
             self._retry_rollback = True
             self._operator_event("rollback_retry", "retrying the failed rollback", input)
@@ -821,14 +1067,16 @@ class ReleaseWorkflow:
 
     @rollback.validator
     def _validate_rollback(self, input: WaveActionInput) -> None:
-        if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
-            self._refuse(input, "roll back")
-            return
-        self._validate_guided(input, input.wave, "roll back")
+        self._validate_operator("rollback", input, "roll back", wave=input.wave)
+        if self._status.phase != ReleasePhase.ROLLBACK_FAILED:
+            self._validate_guided(input.wave)
 
     @workflow.update
-    def skip_target(self, input: TargetActionInput) -> OperatorResult:
+    async def skip_target(self, input: TargetActionInput) -> OperatorResult:
         """Skip a target that failed (its wave goes on) or whose rollback cannot succeed."""
+        wave = wave_of_target(self._status, input.target)
+        assert wave is not None  # the validator made sure
+        await self._authorize_operator("skip_target", input, "skip a target of", wave=wave.name)
         target = self._status.target(input.target)
         if target.phase == TargetPhase.ROLLBACK_FAILED:
             target.phase = TargetPhase.SKIPPED
@@ -840,18 +1088,16 @@ class ReleaseWorkflow:
             )
             self._retry_rollback = True
             return OperatorResult(message=f"rollback of {input.target} skipped")
-        wave = wave_of_target(self._status, input.target)
-        assert wave is not None  # the validator made sure
         self._decisions[wave.name] = ("skip", input)
         self._operator_event("target_skipped", f"{target.resource} skipped", input, wave.name)
         return OperatorResult(message=f"target {input.target} skipped; wave {wave.name} goes on")
 
     @skip_target.validator
     def _validate_skip_target(self, input: TargetActionInput) -> None:
-        self._refuse(input, "skip a target of")
         wave = wave_of_target(self._status, input.target)
         if wave is None:
             raise ValueError(f"release {self._plan.id} has no target {input.target!r}")
+        self._validate_operator("skip_target", input, "skip a target of", wave=wave.name)
         if self._status.target(input.target).phase == TargetPhase.ROLLBACK_FAILED:
             return
         if wave.phase != WavePhase.PAUSED or wave.name not in self._failed_waves:
@@ -860,18 +1106,53 @@ class ReleaseWorkflow:
                 "failure or its rollback failed"
             )
 
-    def _validate_guided(self, input: OperatorInput, wave_name: str, action: str) -> None:
-        self._refuse(input, action)
+    def _validate_guided(self, wave_name: str) -> None:
         wave = self._wave_status(wave_name)
         if wave.phase != WavePhase.PAUSED or wave_name not in self._failed_waves:
             raise ValueError(f"wave {wave_name!r} is not paused on a failure")
 
-    def _refuse(self, input: OperatorInput, action: str, override: bool = False) -> None:
-        reason = operator_refusal(self._plan, self._status, input.actor, action, override)
-        if reason is None and not input.reason.strip():
-            reason = f"{action} needs a reason (--reason)"
-        if reason:
-            raise ValueError(reason)
+    def _operator_refusal(
+        self, input: OperatorInput, doing: str, override: bool = False
+    ) -> str | None:
+        ended = self._status.phase.value if self._status.phase in FINAL_PHASES else None
+        return operator_refusal(self._roster, ended, input.actor, doing, override)
+
+    def _validate_operator(
+        self,
+        action: DecisionAction,
+        input: OperatorInput,
+        doing: str,
+        override: bool = False,
+        wave: str | None = None,
+    ) -> None:
+        """An operator action: its reason, signature and (see _check_signed) its actor."""
+        self._check_signed(
+            action, input, wave, lambda: self._operator_refusal(input, doing, override)
+        )
+        if not input.reason.strip():
+            raise ValueError(f"{doing} needs a reason (--reason)")
+
+    async def _authorize_operator(
+        self,
+        action: DecisionAction,
+        input: OperatorInput,
+        doing: str,
+        override: bool = False,
+        wave: str | None = None,
+    ) -> None:
+        await self._authorize(
+            action, input, input.actor, wave, lambda: self._operator_refusal(input, doing, override)
+        )
+
+    def _freeze_waves(self, freeze: Freeze) -> None:
+        """An organisation-wide freeze the policy added: running waves respect it now."""
+        for handle in self._children.values():
+            asyncio.ensure_future(
+                handle.signal(
+                    "add_freeze",
+                    FreezeInput(actor=SYSTEM_ACTOR, reason="organisation policy", freeze=freeze),
+                )
+            )
 
     async def _signal_waves(self, signal: str, input: OperatorInput) -> None:
         """Pass an operator's action on to the running waves.
@@ -952,10 +1233,17 @@ class ReleaseWorkflow:
     def _operator_event(
         self, kind: str, message: str, input: OperatorInput, wave: str | None = None
     ) -> None:
-        self._event(kind, message, actor=input.actor, wave=wave, comment=input.reason or None)
+        self._event(
+            kind,
+            message,
+            actor=input.actor,
+            wave=wave,
+            comment=input.reason or None,
+            **self._evidence(input.signed),
+        )
         self._refresh()
 
-    def _event(self, kind: str, message: str, **fields: str | None) -> None:
+    def _event(self, kind: str, message: str, **fields: Any) -> None:
         entry = TimelineEvent(at=workflow.now(), kind=kind, message=message, **fields)
         self._status.timeline.append(entry)
         self._notify(entry)
@@ -964,7 +1252,7 @@ class ReleaseWorkflow:
         """Recompute the release phase and pending approvals from the waves."""
         if self._status.phase in FINAL_PHASES:
             return
-        self._status.pending_approvals = pending_approvals(self._plan, self._status)
+        self._status.pending_approvals = pending_approvals(self._roster, self._status)
         if not self._rollbacks_running:
             self._status.phase = active_phase(self._status, self._status.paused)
         workflow.set_current_details(current_details(self._status))
@@ -994,7 +1282,9 @@ class ReleaseWorkflow:
             return
         self._notifications_sent += 1
         self._notifications_pending += 1
-        notification = notification_for(self._plan, self._status, self._notifications_sent, entry)
+        notification = notification_for(
+            self._plan, self._roster, self._status, self._notifications_sent, entry
+        )
         # Fire and forget: the release goes on while the notification is delivered (and
         # retried); _notifications_delivered() keeps the workflow open until it has been.
         asyncio.ensure_future(self._deliver(notification))

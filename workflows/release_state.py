@@ -1,5 +1,5 @@
 """A release's status as plain functions: initial status, phases, pending approvals, targets,
-the resources it claims, who may operate it, and the order its saga undoes changes.
+the resources it claims, and the order its saga undoes changes.
 
 No Temporal here; the workflow calls these with ``workflow.now()`` and its own state.
 """
@@ -160,13 +160,13 @@ def newest_applied_first(
     return groups
 
 
-def pending_approvals(plan: ReleasePlan, status: ReleaseStatus) -> list[PendingApproval]:
+def pending_approvals(roster: gates.Roster, status: ReleaseStatus) -> list[PendingApproval]:
     """Gates waiting for decisions, with who may still decide."""
     return [
         PendingApproval(
             wave=w.name,
-            missing=gates.gate_missing(plan, w),
-            eligible_approvers=gates.eligible_approvers(plan, w),
+            missing=gates.gate_missing(w),
+            eligible_approvers=gates.eligible_approvers(roster, w),
             waiting_since=w.started_at,
             deadline=w.approval_deadline,
         )
@@ -237,28 +237,3 @@ def overlap_queries(
         f"{running} AND {targets_attribute} IN ({', '.join(repr(k) for k in keys[i : i + 50])})"
         for i in range(0, len(keys), 50)
     ]
-
-
-def operator_refusal(
-    plan: ReleasePlan, status: ReleaseStatus, actor: str, action: str, override: bool = False
-) -> str | None:
-    """Why ``actor`` may not ``action`` this release, or None.
-
-    The requester and members of the plan's operator groups may operate a release; only
-    operator-group members may override a rollout window.
-    """
-    if status.phase in (
-        ReleasePhase.COMPLETED,
-        ReleasePhase.ROLLED_BACK,
-        ReleasePhase.REJECTED,
-        ReleasePhase.FAILED,
-        ReleasePhase.CANCELLED,
-    ):
-        return f"release {plan.id} has already ended ({status.phase.value})"
-    operators = {m for g in plan.operator_groups for m in plan.approver_groups.get(g, [])}
-    if override and actor not in operators:
-        groups = ", ".join(plan.operator_groups) or "none in this plan"
-        return f"{actor} may not {action}: only operator groups may ({groups})"
-    if actor != plan.requested_by and actor not in operators:
-        return f"{actor} may not {action} release {plan.id}: not its requester or an operator"
-    return None

@@ -174,19 +174,6 @@ def test_every_problem_is_listed_one_per_line() -> None:
     ]
 
 
-def test_requester_counts_as_approver_only_when_self_approval_is_allowed() -> None:
-    text = (HERE / "malformed" / "approvals-exceed-eligible.yaml").read_text(encoding="utf-8")
-
-    plan = load_plan_text(
-        text.replace("requested_by: alice", "requested_by: alice\nallow_self_approval: true")
-    )
-
-    # The same gate that was refused above: alice may now be one of the two approvers.
-    assert plan.approver_groups["cab"] == ["alice", "bob"]
-    assert plan.waves[0].approval is not None
-    assert plan.waves[0].approval.groups == {"cab": 2}
-
-
 def test_yaml_anchors_and_merge_keys_may_share_a_window() -> None:
     plan = load_plan(HERE / "good" / "shared-window.yaml")
     windows = {w.name: w.window for w in plan.waves}

@@ -5,15 +5,40 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from models.plan import ReleasePlan
+from models.policy import Policy, parse_policy
 from models.status import ApprovalRecord, WavePhase, WaveStatus
 from tests.helpers import make_plan, ssm, wave
 from workflows import gates
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-GROUPS = {"finance-cab": ["bob", "carol", "alice"], "security": ["carol", "sam", "tess"]}
+GROUPS = {
+    "finance-cab": ["bob", "carol", "alice"],
+    "security": ["carol", "sam", "tess"],
+    "ops-leads": ["dave"],
+}
+PEOPLE = ["alice", "bob", "carol", "sam", "tess", "dave", "mallory"]
 
 
-def plan(**fields):  # type: ignore[no-untyped-def]
+def policy(self_approval: bool = False) -> Policy:
+    """finance waves are approved by finance-cab and security; others by ops-leads only."""
+    return parse_policy(
+        {
+            "version": "gates",
+            "people": [{"id": p, "name": p.title()} for p in PEOPLE],
+            "groups": GROUPS,
+            "operator_groups": ["ops-leads"],
+            "applications": {
+                "payments": {
+                    "approvers": {"finance": ["finance-cab", "security"], "*": ["ops-leads"]},
+                    "allow_self_approval": self_approval,
+                }
+            },
+        }
+    )
+
+
+def plan() -> ReleasePlan:
     return make_plan(
         [ssm("flag", "/par/flag", "on"), ssm("later", "/par/later", "on")],
         [
@@ -21,13 +46,16 @@ def plan(**fields):  # type: ignore[no-untyped-def]
             wave("late", ["later"], after=["finance"]),
         ],
         id="rel-gates",
-        approver_groups=GROUPS,
-        **fields,
     )
 
 
+def roster(self_approval: bool = False) -> gates.Roster:
+    return gates.Roster.from_policy(policy(self_approval), plan())
+
+
 def record(approver: str, decision: str = "approved") -> ApprovalRecord:
-    return ApprovalRecord(approver=approver, decision=decision, groups=[], at=AT)
+    groups = gates.approver_groups(roster(), "finance", gate().required_approvals, approver)
+    return ApprovalRecord(approver=approver, decision=decision, groups=groups, at=AT)
 
 
 def gate(*approvals: ApprovalRecord, phase: WavePhase = WavePhase.AWAITING_APPROVAL) -> WaveStatus:
@@ -46,35 +74,57 @@ def waves(finance: WaveStatus) -> list[WaveStatus]:
 
 def test_approver_groups_in_gate_order():
     required = {"finance-cab": 1, "security": 2}
-    assert gates.approver_groups(plan(), required, "carol") == ["finance-cab", "security"]
-    assert gates.approver_groups(plan(), required, "sam") == ["security"]
-    assert gates.approver_groups(plan(), required, "mallory") == []
+    assert gates.approver_groups(roster(), "finance", required, "carol") == [
+        "finance-cab",
+        "security",
+    ]
+    assert gates.approver_groups(roster(), "finance", required, "sam") == ["security"]
+    assert gates.approver_groups(roster(), "finance", required, "mallory") == []
+
+
+def test_a_group_counts_only_for_the_departments_the_policy_gives_it():
+    # dave is in ops-leads, which approves every department but finance.
+    assert gates.approver_groups(roster(), "finance", {"ops-leads": 1}, "dave") == []
+    assert gates.approver_groups(roster(), "operations", {"ops-leads": 1}, "dave") == ["ops-leads"]
+    assert gates.approver_groups(roster(), "operations", {"finance-cab": 1}, "bob") == []
+
+
+def test_releases_started_before_the_policy_keep_the_groups_their_plan_named():
+    legacy = make_plan(
+        [ssm("flag", "/par/flag", "on")],
+        [wave("finance", ["flag"], groups={"cab": 1})],
+        approver_groups={"cab": ["zoe"]},
+        operator_groups=["cab"],
+    )
+    old = gates.Roster.from_plan(legacy)
+    assert gates.approver_groups(old, "finance", {"cab": 1}, "zoe") == ["cab"]
+    assert old.is_operator("zoe") and not old.is_operator("alice")
 
 
 def test_one_approval_counts_for_every_group_of_its_approver():
-    missing = gates.missing_approvals(plan(), gate().required_approvals, [record("carol")])
+    missing = gates.missing_approvals(gate().required_approvals, [record("carol")])
     assert missing == {"security": 1}
 
 
 def test_repeated_approvals_and_rejections_do_not_count():
     approvals = [record("sam"), record("sam"), record("tess", "rejected")]
-    missing = gates.missing_approvals(plan(), gate().required_approvals, approvals)
+    missing = gates.missing_approvals(gate().required_approvals, approvals)
     assert missing == {"finance-cab": 1, "security": 1}
 
 
 def test_a_met_gate_misses_nothing():
     approvals = [record("bob"), record("sam"), record("tess")]
-    assert gates.missing_approvals(plan(), gate().required_approvals, approvals) == {}
+    assert gates.missing_approvals(gate().required_approvals, approvals) == {}
 
 
 def test_eligible_approvers_exclude_the_requester_and_who_decided():
-    assert gates.eligible_approvers(plan(), gate()) == ["bob", "carol", "sam", "tess"]
+    assert gates.eligible_approvers(roster(), gate()) == ["bob", "carol", "sam", "tess"]
     # finance-cab is met by bob; security still needs one more, and sam has decided.
-    assert gates.eligible_approvers(plan(), gate(record("bob"), record("sam"))) == [
+    assert gates.eligible_approvers(roster(), gate(record("bob"), record("sam"))) == [
         "carol",
         "tess",
     ]
-    assert "alice" in gates.eligible_approvers(plan(allow_self_approval=True), gate())
+    assert "alice" in gates.eligible_approvers(roster(self_approval=True), gate())
 
 
 def refusal(
@@ -86,8 +136,9 @@ def refusal(
     finished: bool = False,
     self_approval: bool = False,
 ) -> str | None:
-    p = plan(allow_self_approval=self_approval)
-    return gates.refusal(p, waves(finance or gate()), wave, approver, decision, finished)
+    return gates.refusal(
+        roster(self_approval), waves(finance or gate()), wave, approver, decision, finished
+    )
 
 
 def test_refusal_reasons():
@@ -109,8 +160,26 @@ def test_refusal_reasons():
     assert refusal("mallory") == (
         "mallory is not in any approver group of wave 'finance' (finance-cab, security)"
     )
+    assert refusal("dave") == (
+        "dave is not in any approver group of wave 'finance' (finance-cab, security)"
+    )
     assert refusal("sam", gate(record("sam"))) == "sam has already decided on wave 'finance'"
     assert refusal("sam", gate(record("bob"))) is None
+
+
+def test_operator_refusals():
+    r = roster()
+    assert gates.operator_refusal(r, None, "alice", "pause") is None  # the requester
+    assert gates.operator_refusal(r, None, "dave", "pause") is None  # an operator
+    assert gates.operator_refusal(r, None, "bob", "pause") == (
+        "bob may not pause release rel-gates: not its requester or an operator"
+    )
+    assert gates.operator_refusal(r, None, "alice", "override a window", override=True) == (
+        "alice may not override a window: only operator groups may (ops-leads)"
+    )
+    assert gates.operator_refusal(r, "completed", "dave", "pause") == (
+        "release rel-gates has already ended (completed)"
+    )
 
 
 def test_target_keys_fit_a_search_attribute_however_large_the_plan() -> None:

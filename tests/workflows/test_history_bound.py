@@ -48,7 +48,9 @@ from models.messages import (
     TargetsInput,
 )
 from models.status import ReleasePhase, TargetPhase, WavePhase
+from tests import trust
 from tests.helpers import make_plan, start_release, status_of
+from worker.main import SANDBOX
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
@@ -138,7 +140,7 @@ def large_plan() -> Any:
 
 
 async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
-    time_skipping_env,
+    time_skipping_env, activity_executor
 ):
     env = time_skipping_env
     queue = f"relman-large-{uuid.uuid4().hex[:8]}"
@@ -159,7 +161,10 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
             watch_alarms,
             notify,
             notification_destinations,
+            trust.policy_activity(),
         ],
+        workflow_runner=SANDBOX,
+        activity_executor=activity_executor,
         max_concurrent_activities=200,
     ):
         handle = await start_release(env.client, plan, queue)

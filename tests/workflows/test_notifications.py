@@ -160,12 +160,12 @@ async def test_worker_defaults_notify_plans_without_a_section_and_nothing_is_sch
     time_skipping_env, aws, activity_executor, task_queue
 ):
     from models.plan import Notifications
-    from worker.main import build_worker
+    from tests.trust import build_test_worker
 
     seed(aws, TWO_WAVE_BEFORE)
     with webhook_receiver() as hook:
         defaults = Notifications(webhook_url=hook.url)
-        worker = build_worker(
+        worker = build_test_worker(
             time_skipping_env.client, task_queue, aws, activity_executor, notify_defaults=defaults
         )
         async with worker:
@@ -180,7 +180,7 @@ async def test_worker_defaults_notify_plans_without_a_section_and_nothing_is_sch
     ]
 
     # A worker without defaults: the release asks once and schedules no notify activity.
-    worker = build_worker(time_skipping_env.client, task_queue, aws, activity_executor)
+    worker = build_test_worker(time_skipping_env.client, task_queue, aws, activity_executor)
     async with worker:
         plan = two_wave_plan(id=f"{plan.id}-quiet")
         handle = await start_release(time_skipping_env.client, plan, task_queue)

@@ -17,14 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
 from client.service import start_search_attributes
-from models.messages import OperatorInput, ReleaseInput
+from models.messages import OperatorInput
 from models.plan import ReleasePlan
 from models.status import ReleasePhase
+from tests import trust
 from tests.helpers import (
     assert_replays,
     events,
     make_plan,
     seed,
+    signed_update,
     ssm,
     ssm_values,
     wait_for,
@@ -48,7 +50,7 @@ async def submit_bypassing_the_cli_check(client: Client, plan: ReleasePlan, queu
     """Start as ``relman submit`` does once its own overlap check has passed."""
     return await client.start_workflow(
         ReleaseWorkflow.run,
-        ReleaseInput(plan=plan),
+        await trust.release_input(client, plan),
         id=plan.id,
         task_queue=queue,
         search_attributes=start_search_attributes(plan),
@@ -115,8 +117,8 @@ async def test_aborting_a_queued_release_ends_its_wait_at_once(
         ahead = await submit_bypassing_the_cli_check(dev_env.client, first, task_queue)
         later = await submit_bypassing_the_cli_check(dev_env.client, second, task_queue)
         await wait_for(later, lambda s: bool(events(s, "queued")), limit=30)
-        await later.execute_update(
-            ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="not needed any more")
+        await signed_update(
+            later, ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="not needed any more")
         )
         result = await asyncio.wait_for(later.result(), timeout=30)
         status = await later.query(ReleaseWorkflow.status)

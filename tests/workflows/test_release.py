@@ -37,6 +37,7 @@ from tests.helpers import (
     TWO_WAVE_BEFORE,
     approve,
     assert_replays,
+    events,
     make_plan,
     reject,
     seed,
@@ -49,6 +50,7 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
+from tests.trust import SELF_SERVICE
 from workflows.release import ReleaseWorkflow
 
 PARAMS = list(TWO_WAVE_BEFORE)
@@ -213,19 +215,57 @@ async def test_refusals_name_the_reason_and_change_nothing(
         assert await refusal(approve(handle, "operations", "dave")) == (
             "wave 'operations' is not awaiting approval (it is pending)"
         )
-        assert await status_of(handle) == before
+        after = await status_of(handle)
+        # Nothing changed but the record of who tried what, and why it was refused.
+        assert after.model_copy(update={"timeline": []}) == before.model_copy(
+            update={"timeline": []}
+        )
         assert ssm_values(aws, PARAMS) == TWO_WAVE_BEFORE
+        refused = events(after, "refused_decision")
+        assert [(e.actor, e.wave, e.message) for e in refused] == [
+            (
+                "mallory",
+                "finance",
+                "approve by mallory refused: mallory is not in any approver group of wave "
+                "'finance' (finance-cab)",
+            ),
+            (
+                "dave",
+                "finance",
+                "reject by dave refused: dave is not in any approver group of wave "
+                "'finance' (finance-cab)",
+            ),
+            (
+                "alice",
+                "finance",
+                f"approve by alice refused: alice requested release {plan.id} and may not "
+                "approve it (separation of duties)",
+            ),
+            (
+                "bob",
+                None,
+                f"approve by bob refused: release {plan.id} has no wave 'nope' "
+                "(waves: finance, operations)",
+            ),
+            (
+                "dave",
+                "operations",
+                "approve by dave refused: wave 'operations' is not awaiting approval "
+                "(it is pending)",
+            ),
+        ]
+        # Each refused attempt keeps its signature: who it was is verifiable later.
+        assert all(e.evidence and e.evidence.payload.actor == e.actor for e in refused)
         await handle.terminate()
 
 
-async def test_requester_may_approve_when_plan_allows_self_approval(
+async def test_requester_may_approve_when_the_policy_allows_self_approval(
     time_skipping_env, aws, make_worker, task_queue
 ):
     plan = make_plan(
         [ssm("flag", "/par/flag", "on")],
-        [wave("finance", ["flag"], groups={"finance-cab": 1})],
-        approver_groups={"finance-cab": ["alice", "bob"]},
-        allow_self_approval=True,
+        [wave("finance", ["flag"], groups={"self-approvers": 1})],
+        application=SELF_SERVICE,
     )
     async with make_worker(time_skipping_env, aws):
         handle = await start_release(time_skipping_env.client, plan, task_queue)

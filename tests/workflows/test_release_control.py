@@ -34,6 +34,7 @@ from tests.helpers import (
     near,
     next_weekday,
     seed,
+    signed_update,
     skip_to,
     ssm,
     ssm_values,
@@ -44,7 +45,7 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
-from worker.main import build_worker
+from tests.trust import build_test_worker
 from workflows.release import ReleaseWorkflow
 
 BERLIN, NEW_YORK, TOKYO = "Europe/Berlin", "America/New_York", "Asia/Tokyo"
@@ -58,9 +59,7 @@ def control_plan(
     targets: list[dict[str, Any]], waves: list[dict[str, Any]], **fields: Any
 ) -> ReleasePlan:
     """A plan whose operator group is on-call (olga); alice requests it."""
-    return make_plan(
-        targets, waves, **({"approver_groups": GROUPS, "operator_groups": ["on-call"]} | fields)
-    )
+    return make_plan(targets, waves, **fields)
 
 
 def berlin_plan(freezes: list[Freeze] | None = None, **wave_fields: Any) -> ReleasePlan:
@@ -74,7 +73,7 @@ def berlin_plan(freezes: list[Freeze] | None = None, **wave_fields: Any) -> Rele
 
 async def refused(handle: WorkflowHandle[Any, Any], update: Any, arg: Any) -> str:
     """The message with which the release refused ``update`` (its validator's)."""
-    return await update_refusal(handle.execute_update(update, arg))
+    return await update_refusal(signed_update(handle, update, arg))
 
 
 def param(aws: AwsClients) -> str | None:
@@ -263,7 +262,8 @@ async def test_freeze_added_to_a_running_release_moves_a_wait_in_progress(
         assert why == (
             f"mallory may not add a freeze to release {handle.id}: not its requester or an operator"
         )
-        result = await handle.execute_update(
+        result = await signed_update(
+            handle,
             ReleaseWorkflow.add_freeze,
             FreezeInput(actor="olga", reason="incident 4711 open", freeze=freeze),
         )
@@ -316,20 +316,23 @@ async def test_override_window_starts_outside_the_window_but_not_in_a_freeze(
         why = await refused(
             handle, override, OverrideInput(actor="alice", reason="hurry", wave="berlin")
         )
-        assert why == "alice may not override a window: only operator groups may (on-call)"
+        assert (
+            why == "alice may not override a window: only operator groups may (on-call, ops-leads)"
+        )
         why = await refused(
             handle, override, OverrideInput(actor="olga", reason="hurry", wave="nope")
         )
         assert why == f"release {plan.id} has no wave 'nope' (waves: berlin)"
 
-        await handle.execute_update(
-            override, OverrideInput(actor="olga", reason="CVE-2026-1234", wave="berlin")
+        await signed_update(
+            handle, override, OverrideInput(actor="olga", reason="CVE-2026-1234", wave="berlin")
         )
         # The window no longer counts, the freeze still does.
         status = await wave_waits_until(handle, "berlin", thaw)
         assert param(aws) is None
 
-        await handle.execute_update(
+        await signed_update(
+            handle,
             override,
             OverrideInput(
                 actor="olga", reason="CVE actively exploited", wave="berlin", include_freeze=True
@@ -381,8 +384,8 @@ async def test_pause_takes_effect_between_steps_and_resume_goes_on(
         )
         assert why == f"release {handle.id} is not paused"
 
-        result = await handle.execute_update(
-            pause, OperatorInput(actor="alice", reason="finance closing the books")
+        result = await signed_update(
+            handle, pause, OperatorInput(actor="alice", reason="finance closing the books")
         )
         assert result.message == "release paused at the next safe point"
         why = await refused(handle, pause, OperatorInput(actor="olga", reason="again"))
@@ -397,8 +400,8 @@ async def test_pause_takes_effect_between_steps_and_resume_goes_on(
         assert len(events(status, "traffic_shifted")) == 1
 
         resumed_at = await env.get_current_time()
-        await handle.execute_update(
-            ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="books closed")
+        await signed_update(
+            handle, ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="books closed")
         )
         outcome = await handle.result()
         status = await status_of(handle)
@@ -439,8 +442,8 @@ async def test_abort_rolls_back_and_ends_cancelled(time_skipping_env, aws, make_
         why = await refused(handle, abort, OperatorInput(actor="bob", reason="x"))
         assert why == f"bob may not abort release {handle.id}: not its requester or an operator"
 
-        result = await handle.execute_update(
-            abort, OperatorInput(actor="alice", reason="wrong build promoted")
+        result = await signed_update(
+            handle, abort, OperatorInput(actor="alice", reason="wrong build promoted")
         )
         assert result.message == "release aborting: rolling back what it changed"
         outcome = await handle.result()
@@ -469,7 +472,7 @@ async def test_operator_controls_refused_once_the_release_ended(
         # execution already completed").
         for update in (ReleaseWorkflow.pause, ReleaseWorkflow.abort):
             with pytest.raises(RPCError):
-                await handle.execute_update(update, OperatorInput(actor="alice", reason="too late"))
+                await signed_update(handle, update, OperatorInput(actor="alice", reason="too late"))
         assert await status_of(handle) == before
     assert param(aws) == "2.4.0"
 
@@ -635,7 +638,8 @@ async def test_multi_day_release_across_three_time_zones(
         freeze = Freeze(
             start=berlin(monday, "00:00"), end=berlin(monday, "12:00"), reason="batch run"
         )
-        await handle.execute_update(
+        await signed_update(
+            handle,
             ReleaseWorkflow.add_freeze,
             FreezeInput(actor="olga", reason="payments batch run", freeze=freeze),
         )
@@ -651,8 +655,8 @@ async def test_multi_day_release_across_three_time_zones(
         await wave_waits_until(handle, "apac", tokyo_opens)
 
         await skip_to(env, berlin(monday, "17:00"))
-        await handle.execute_update(
-            ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="quarter-end check")
+        await signed_update(
+            handle, ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="quarter-end check")
         )
         # Tuesday morning: Tokyo's window has opened, but the release is paused.
         await skip_to(env, berlin(tuesday, "06:00"))
@@ -662,8 +666,8 @@ async def test_multi_day_release_across_three_time_zones(
         assert values()["apac"] == "2.3.1"
 
         await skip_to(env, berlin(tuesday, "08:00"))
-        await handle.execute_update(
-            ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="check passed")
+        await signed_update(
+            handle, ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="check passed")
         )
         await wait_for(handle, lambda s: s.wave("apac").phase == WavePhase.COMPLETED)
         assert values()["apac"] == "2.4.0"
@@ -732,7 +736,7 @@ def uncached_worker(
     (no ResetStickyTaskQueue, no ShutdownWorker) the next query times out. Without a cache
     every task of this worker replays the history, as a restarted worker's first task does.
     """
-    return build_worker(env.client, task_queue, aws, executor, max_cached_workflows=0)
+    return build_test_worker(env.client, task_queue, aws, executor, max_cached_workflows=0)
 
 
 async def test_worker_restart_during_approval_and_window_waits_loses_nothing(

@@ -62,6 +62,7 @@ from tests.helpers import (
     next_weekday,
     reject,
     seed,
+    signed_update,
     skip_to,
     ssm,
     start_release,
@@ -119,9 +120,7 @@ def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
 def plan(
     release_id: str, targets: list[dict[str, Any]], waves: list[dict[str, Any]]
 ) -> ReleasePlan:
-    return make_plan(
-        targets, waves, id=release_id, approver_groups=GROUPS, operator_groups=["on-call"]
-    )
+    return make_plan(targets, waves, id=release_id)
 
 
 async def approved(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
@@ -161,16 +160,18 @@ async def approved(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any,
     freeze = Freeze(
         start=local(monday, "00:00", BERLIN), end=local(monday, "10:00", BERLIN), reason="batch"
     )
-    await handle.execute_update(
-        ReleaseWorkflow.add_freeze, FreezeInput(actor="olga", reason="batch run", freeze=freeze)
+    await signed_update(
+        handle,
+        ReleaseWorkflow.add_freeze,
+        FreezeInput(actor="olga", reason="batch run", freeze=freeze),
     )
     await wait_for(handle, lambda s: s.wave("finance").next_start == freeze.end)
     await skip_to(env, local(monday, "10:30", BERLIN))
     await wait_for(handle, lambda s: s.wave("finance").percent == 50)
-    await handle.execute_update(ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="check"))
+    await signed_update(handle, ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="check"))
     await skip_to(env, local(monday, "12:00", BERLIN))
     await wait_for(handle, lambda s: s.phase == ReleasePhase.PAUSED)
-    await handle.execute_update(ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="ok"))
+    await signed_update(handle, ReleaseWorkflow.resume, OperatorInput(actor="olga", reason="ok"))
     await skip_to(env, local(tuesday, "14:00", BERLIN))
     await wait_for(handle, lambda s: s.wave("operations").escalated_to != {})
     await approve(handle, "operations", "frank", "CFO sign-off")
@@ -192,7 +193,8 @@ async def rejected(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any,
     await wait_for_gate(handle, "finance")
     await approve(handle, "finance", "carol")
     await wait_for(handle, lambda s: s.wave("finance").next_start is not None)
-    await handle.execute_update(
+    await signed_update(
+        handle,
         ReleaseWorkflow.override_window,
         OverrideInput(actor="olga", reason="hotfix", wave="finance"),
     )
@@ -246,8 +248,8 @@ async def aborted(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, 
     )
     handle = await start_release(env.client, release, queue)
     await wait_for_gate(handle, "second")
-    await handle.execute_update(
-        ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="wrong build")
+    await signed_update(
+        handle, ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="wrong build")
     )
     return handle
 
@@ -261,11 +263,14 @@ async def guided(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, A
     handle = await start_release(env.client, release, queue)
     paused = lambda s: s.wave("second").phase == WavePhase.PAUSED  # noqa: E731
     await wait_for(handle, paused)
-    await handle.execute_update(
-        ReleaseWorkflow.retry, WaveActionInput(actor="olga", reason="try again", wave="second")
+    await signed_update(
+        handle,
+        ReleaseWorkflow.retry,
+        WaveActionInput(actor="olga", reason="try again", wave="second"),
     )
     await wait_for(handle, lambda s: any(e.kind == "retry" for e in s.timeline) and paused(s))
-    await handle.execute_update(
+    await signed_update(
+        handle,
         ReleaseWorkflow.skip_target,
         TargetActionInput(actor="olga", reason="reserved name", target="b2"),
     )

@@ -43,13 +43,14 @@ from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
 from tests.helpers import (
     assert_replays,
     make_plan,
+    signed_update,
     ssm,
     start_release,
     status_of,
     wait_for,
     wave,
 )
-from worker.main import build_worker
+from tests.trust import build_test_worker
 from workflows.release import ReleaseWorkflow
 
 # Department accounts: moto keeps each account's resources apart and accepts any role.
@@ -517,7 +518,8 @@ async def test_wave_paused_on_a_firing_alarm_starts_once_it_clears_and_retried(
         assert edge.describe() == before
 
         edge.set_alarm("OK", "recovered")
-        await handle.execute_update(
+        await signed_update(
+            handle,
             ReleaseWorkflow.retry,
             WaveActionInput(wave="edge", actor="alice", reason="5xx recovered"),
         )
@@ -544,7 +546,6 @@ def paused_plan(backend: Backend) -> Any:
                 on_failure="pause",
             ),
         ],
-        operator_groups=["ops-leads"],
     )
 
 
@@ -585,32 +586,34 @@ async def test_pause_then_retry_after_fixing_the_cause_completes(
         # Only a wave paused on a failure can be retried.
         assert (
             await refusal(
-                handle.execute_update(
-                    ReleaseWorkflow.retry, WaveActionInput(**operator(wave="backend"))
+                signed_update(
+                    handle, ReleaseWorkflow.retry, WaveActionInput(**operator(wave="backend"))
                 )
             )
             == "wave 'backend' is not paused on a failure"
         )
         assert (
             await refusal(
-                handle.execute_update(
-                    ReleaseWorkflow.retry, WaveActionInput(**operator(wave="nope"))
+                signed_update(
+                    handle, ReleaseWorkflow.retry, WaveActionInput(**operator(wave="nope"))
                 )
             )
             == f"release {handle.id} has no wave 'nope' (waves: backend, services)"
         )
         assert (
             await refusal(
-                handle.execute_update(
-                    ReleaseWorkflow.retry, WaveActionInput(actor="mallory", wave="services")
+                signed_update(
+                    handle,
+                    ReleaseWorkflow.retry,
+                    WaveActionInput(actor="mallory", wave="services", reason="me"),
                 )
             )
             == f"mallory may not retry release {handle.id}: not its requester or an operator"
         )
 
         register_web(account)  # web:3 now exists
-        result = await handle.execute_update(
-            ReleaseWorkflow.retry, WaveActionInput(**operator(wave="services"))
+        result = await signed_update(
+            handle, ReleaseWorkflow.retry, WaveActionInput(**operator(wave="services"))
         )
         assert result.message == "wave services retrying"
         outcome = await handle.result()
@@ -638,14 +641,15 @@ async def test_pause_then_skip_target_completes_the_wave_without_it(
     async with make_worker(time_skipping_env, aws):
         handle, backend, before = await start_paused(time_skipping_env, aws, task_queue)
         assert await refusal(
-            handle.execute_update(
-                ReleaseWorkflow.skip_target, TargetActionInput(**operator(target="config"))
+            signed_update(
+                handle, ReleaseWorkflow.skip_target, TargetActionInput(**operator(target="config"))
             )
         ) == (
             "target 'config' can be skipped only while its wave is paused on a failure "
             "or its rollback failed"
         )
-        result = await handle.execute_update(
+        result = await signed_update(
+            handle,
             ReleaseWorkflow.skip_target,
             TargetActionInput(**operator(target="web-service", reason="web:3 ships next week")),
         )
@@ -694,14 +698,15 @@ async def test_a_target_skipped_after_it_shifted_traffic_is_still_rolled_back(
         await wait_long(handle, wave_is("edge", WavePhase.PAUSED))
         # The operator keeps DNS where it is (10 %) and lets the listener go on.
         edge.set_alarm("OK", "quiet again")
-        await handle.execute_update(
+        await signed_update(
+            handle,
             ReleaseWorkflow.skip_target,
             TargetActionInput(actor="alice", target="web-dns", reason="dns stays at 10%"),
         )
         await wait_long(handle, lambda s: bool(s.pending_approvals))
         assert edge.weights() == ({"blue": 0, "green": 100}, {"blue": 90, "green": 10})
-        await handle.execute_update(
-            ReleaseWorkflow.approve, DecisionInput(wave="last", approver="dave")
+        await signed_update(
+            handle, ReleaseWorkflow.approve, DecisionInput(wave="last", approver="dave")
         )
         outcome = await handle.result()
         status = await status_of(handle)
@@ -719,8 +724,8 @@ async def test_pause_then_rollback_restores_every_wave(
     account = Account(aws)
     async with make_worker(time_skipping_env, aws):
         handle, backend, before = await start_paused(time_skipping_env, aws, task_queue)
-        result = await handle.execute_update(
-            ReleaseWorkflow.rollback, WaveActionInput(**operator(wave="services"))
+        result = await signed_update(
+            handle, ReleaseWorkflow.rollback, WaveActionInput(**operator(wave="services"))
         )
         assert result.message == "rolling back the release"
         outcome = await handle.result()
@@ -785,7 +790,7 @@ async def test_rollback_finishes_on_a_new_worker_after_a_crash_mid_rollback(
         ],
     )
     crashing = CrashingCompensation(aws, crash_on="two")
-    first = build_worker(
+    first = build_test_worker(
         time_skipping_env.client,
         task_queue,
         aws,
@@ -852,7 +857,7 @@ async def test_cancelling_in_the_middle_of_a_rollback_does_not_interrupt_it(
         [wave("backend", ["config", "checkout-alias"]), wave("more", ["bad"], after=["backend"])],
     )
     slow = SlowCompensation(aws, slow="checkout-alias")
-    worker = build_worker(
+    worker = build_test_worker(
         time_skipping_env.client,
         task_queue,
         aws,
@@ -899,7 +904,7 @@ async def test_a_step_that_fails_as_a_whole_fails_every_target_and_restores_them
     before = backend.describe()
     plan = make_plan(backend.targets(), [wave("backend", ["config", "checkout-alias"])])
     lost = LostBatchApply(aws)
-    worker = build_worker(
+    worker = build_test_worker(
         time_skipping_env.client, task_queue, aws, activity_executor, stand_ins=[lost.apply_targets]
     )
     async with worker:
@@ -941,8 +946,10 @@ async def fail_rollback_on_deleted_alias(
     handle = await start_release(env.client, plan, task_queue)
     await wait_for(handle, wave_is("more", WavePhase.PAUSED))
     account.client("lambda").delete_alias(FunctionName="checkout", Name="live")
-    await handle.execute_update(
-        ReleaseWorkflow.rollback, WaveActionInput(actor="alice", wave="more", reason="abandon")
+    await signed_update(
+        handle,
+        ReleaseWorkflow.rollback,
+        WaveActionInput(actor="alice", wave="more", reason="abandon"),
     )
     status = await wait_for(handle, lambda s: s.phase == ReleasePhase.ROLLBACK_FAILED)
 
@@ -975,7 +982,8 @@ async def test_rollback_failed_then_skip_target_ends_rolled_back(
         handle, backend, before = await fail_rollback_on_deleted_alias(
             time_skipping_env, aws, task_queue
         )
-        result = await handle.execute_update(
+        result = await signed_update(
+            handle,
             ReleaseWorkflow.skip_target,
             TargetActionInput(actor="alice", target="checkout-alias", reason="alias retired"),
         )
@@ -1005,7 +1013,8 @@ async def test_rollback_failed_then_recreate_and_rollback_restores_it(
         account.client("lambda").create_alias(
             FunctionName="checkout", Name="live", FunctionVersion="2", Description="production"
         )
-        result = await handle.execute_update(
+        result = await signed_update(
+            handle,
             ReleaseWorkflow.rollback,
             WaveActionInput(actor="alice", wave="more", reason="alias recreated"),
         )
@@ -1043,7 +1052,8 @@ async def test_rollback_failed_when_the_previous_task_definition_was_deleted(
         ecs = account.client("ecs")
         ecs.deregister_task_definition(taskDefinition="web:1")
         ecs.delete_task_definitions(taskDefinitions=["web:1"])
-        await handle.execute_update(
+        await signed_update(
+            handle,
             ReleaseWorkflow.rollback,
             WaveActionInput(actor="alice", wave="services", reason="abandon"),
         )
@@ -1053,7 +1063,8 @@ async def test_rollback_failed_when_the_previous_task_definition_was_deleted(
             "ecs:UpdateService on ecs service prod/web failed: ClientException: "
             "Unable to describe task definition.; it should be restored to web:1 x2"
         )
-        await handle.execute_update(
+        await signed_update(
+            handle,
             ReleaseWorkflow.skip_target,
             TargetActionInput(actor="alice", target="web-service", reason="web:1 is gone"),
         )
@@ -1138,20 +1149,19 @@ async def test_parallel_waves_are_undone_newest_applied_first(
             wave("canary", ["checkout-alias"], traffic=[50, 100], bake="1h"),
             wave("settings", ["config"], groups={"finance-cab": 1}),
         ],
-        operator_groups=["finance-cab"],
     )
     async with make_worker(env, aws):
         handle = await start_release(env.client, plan, task_queue)
         await wait_for(handle, wave_is("canary", WavePhase.BAKING, 50))
         await wait_for(handle, lambda s: s.wave("settings").phase == WavePhase.AWAITING_APPROVAL)
-        await handle.execute_update(
-            ReleaseWorkflow.approve, DecisionInput(wave="settings", approver="bob")
+        await signed_update(
+            handle, ReleaseWorkflow.approve, DecisionInput(wave="settings", approver="bob")
         )
         await wait_for(handle, lambda s: s.wave("settings").phase == WavePhase.COMPLETED)
         await env.sleep(timedelta(minutes=61))
         await wait_for(handle, wave_is("canary", WavePhase.BAKING, 100))
-        await handle.execute_update(
-            ReleaseWorkflow.abort, OperatorInput(actor="carol", reason="called off")
+        await signed_update(
+            handle, ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="called off")
         )
         outcome = await handle.result()
         status = await status_of(handle)

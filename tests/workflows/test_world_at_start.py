@@ -21,13 +21,13 @@ from activities.aws import AwsClients
 from models.messages import OperatorInput, wave_workflow_id
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests.helpers import (
-    APPROVER_GROUPS,
     approve,
     events,
     local,
     make_plan,
     next_weekday,
     seed,
+    signed_update,
     skip_to,
     ssm,
     ssm_values,
@@ -81,8 +81,6 @@ def weekend_plan(**wave_fields: Any) -> Any:
             }
             | wave_fields
         ],
-        approver_groups=APPROVER_GROUPS | {"on-call": ["olga"]},
-        operator_groups=["on-call"],
     )
 
 
@@ -138,8 +136,8 @@ async def test_rollback_restores_the_state_at_the_start_of_the_wave_not_at_the_g
         status = await wait_for(handle, lambda s: s.wave("berlin").phase == WavePhase.BAKING)
         assert status.target("api").before == "2.3.2-hotfix"
         assert param(aws) == "2.4.0"
-        await handle.execute_update(
-            ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="wrong build")
+        await signed_update(
+            handle, ReleaseWorkflow.abort, OperatorInput(actor="olga", reason="wrong build")
         )
         result = await handle.result()
 
@@ -260,12 +258,12 @@ async def test_pause_reaching_a_wave_that_has_just_ended_still_pauses_the_releas
         handle = await start_release(env.client, plan, task_queue)
         await wait_for(handle, lambda s: s.wave("canary").phase == WavePhase.BAKING)
         await env.client.get_workflow_handle(wave_workflow_id(plan.id, "canary", 1)).terminate()
-        result = await handle.execute_update(
-            ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
+        result = await signed_update(
+            handle, ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
         )
         again = await update_refusal(
-            handle.execute_update(
-                ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
+            signed_update(
+                handle, ReleaseWorkflow.pause, OperatorInput(actor="alice", reason="checking")
             )
         )
         status = await handle.query(ReleaseWorkflow.status)

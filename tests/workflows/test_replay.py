@@ -9,7 +9,9 @@ non-determinism error, and so would every release in flight. Such a change must 
 ``histories/<set>/`` holds, as Temporal's JSON history format, each release's history
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
 one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
-Every set is replayed: each stands for releases that code of its day left in flight.
+``1.1`` takes the new branch of every patch since (``organisation-policy``,
+``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``), ``1.0`` the old one. Every set
+is replayed: each stands for releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -57,6 +59,7 @@ from models.status import ReleasePhase, WavePhase
 from tests.helpers import (
     APPROVER_GROUPS,
     approve,
+    events,
     local,
     make_plan,
     next_weekday,
@@ -268,7 +271,8 @@ async def guided(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, A
         ReleaseWorkflow.retry,
         WaveActionInput(actor="olga", reason="try again", wave="second"),
     )
-    await wait_for(handle, lambda s: any(e.kind == "retry" for e in s.timeline) and paused(s))
+    # Paused again: the retried attempt failed too.
+    await wait_for(handle, lambda s: len(events(s, "wave_paused")) == 2 and paused(s))
     await signed_update(
         handle,
         ReleaseWorkflow.skip_target,
@@ -311,4 +315,5 @@ async def write_histories(env: Any, handle: WorkflowHandle[Any, Any], folder: Pa
     for workflow_id in ids:
         found = await env.client.get_workflow_handle(workflow_id).fetch_history()
         text = json.dumps(json.loads(found.to_json()), indent=1, sort_keys=True)
-        (folder / f"{workflow_id}.json").write_text(text + "\n")
+        # A wave's id is <release>/<wave>/<attempt>: one file name, <release>.<wave>.<attempt>.
+        (folder / f"{workflow_id.replace('/', '.')}.json").write_text(text + "\n")

@@ -327,9 +327,14 @@ class OverrideInput(OperatorInput):
 
 
 class WaveActionInput(OperatorInput):
-    """An operator decision about a wave paused on failure (retry or roll back)."""
+    """An operator decision about a wave paused on failure (retry or roll back).
+
+    ``force``: retrying a failed rollback overwrites resources someone else changed since
+    relman wrote them (drift), instead of leaving them for an operator.
+    """
 
     wave: str
+    force: bool = False
 
 
 class TargetActionInput(OperatorInput):
@@ -529,6 +534,8 @@ def decision_payload(
             details = f"include_freeze={str(input.include_freeze).lower()}"
         if isinstance(input, FreezeInput):
             details = input.freeze.model_dump_json()
+        if isinstance(input, WaveActionInput) and input.force:
+            details = "force=true"
     return DecisionPayload(
         release_id=release_id,
         plan_digest=plan_digest,

@@ -117,6 +117,10 @@ class TargetStatus(BaseModel):
     before: str | None = None
     after: str | None = None
     error: str | None = None
+    # What relman last wrote to the resource, as the apply read it back (never a secret):
+    # the next step and the rollback check that the resource still holds it. None when
+    # unknown (nothing applied yet, or the last apply failed part way).
+    written: dict[str, Any] | None = None
 
 
 class WaveStatus(BaseModel):

@@ -122,7 +122,7 @@ with workflow.unsafe.imports_passed_through():
         resolved_target,
         wave_of_target,
     )
-    from workflows.steps import cause, child_failure
+    from workflows.steps import RESOURCE_DRIFTED, cause, child_failure, failure_type
 
 # Notifications run beside the release and never hold it up: a few attempts with backoff,
 # then the failure is recorded in the timeline (`notification_failed`) and the release goes on.
@@ -204,6 +204,9 @@ class ReleaseWorkflow:
         # Targets whose rollback an operator skipped. A target skipped while deploying is
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
+        # Targets an operator told the rollback to overwrite although someone else changed
+        # them since relman wrote them (relman rollback --force).
+        self._forced: set[str] = set()
         self._children: dict[str, workflow.ChildWorkflowHandle[WaveInput, WaveOutcome]] = {}
         self._worker_destinations: asyncio.Future[NotifyDestinationsResult] | None = None
         self._visible: tuple[str, tuple[str, ...]] | None = None  # search attributes last set
@@ -842,7 +845,11 @@ class ReleaseWorkflow:
         restore = workflow.start_activity(
             COMPENSATE_TARGET,
             CompensateInput(
-                release_id=self._plan.id, target=change.target, snapshot=change.snapshot
+                release_id=self._plan.id,
+                target=change.target,
+                snapshot=change.snapshot,
+                written=tstatus.written,
+                force=change.target.name in self._forced,
             ),
             result_type=CompensateResult,
             start_to_close_timeout=COMPENSATE_TIMEOUT,
@@ -864,7 +871,13 @@ class ReleaseWorkflow:
                 result = await restore
         except ActivityError as err:
             tstatus.phase = TargetPhase.ROLLBACK_FAILED
-            tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"
+            if failure_type(err) == RESOURCE_DRIFTED:
+                tstatus.error = (
+                    f"{cause(err)}: relman rollback {self._plan.id} --force overwrites it, "
+                    f"relman skip-target --target {change.target.name} leaves it as it is"
+                )
+            else:
+                tstatus.error = f"{cause(err)}; it should be restored to {change.snapshot.display}"
             record(("rollback_failed", f"{change.snapshot.resource}: {tstatus.error}", fields))
             return False
         tstatus.phase = TargetPhase.ROLLED_BACK
@@ -1059,8 +1072,21 @@ class ReleaseWorkflow:
         await self._authorize_operator("rollback", input, "roll back", wave=input.wave)
         if self._status.phase == ReleasePhase.ROLLBACK_FAILED:
             self._retry_rollback = True
-            self._operator_event("rollback_retry", "retrying the failed rollback", input)
-            return OperatorResult(message="retrying the rollback")
+            failed = [
+                t.name for w in self._status.waves for t in w.targets
+                if t.phase == TargetPhase.ROLLBACK_FAILED
+            ]  # fmt: skip
+            if input.force:
+                self._forced.update(failed)
+            self._operator_event(
+                "rollback_retry",
+                "retrying the failed rollback"
+                + (f", overwriting {', '.join(failed)} as they are now" if input.force else ""),
+                input,
+            )
+            return OperatorResult(
+                message="retrying the rollback" + (" (forced)" if input.force else "")
+            )
         self._decisions[input.wave] = ("rollback", input)
         self._operator_event("rollback", f"wave {input.wave}: roll back", input, input.wave)
         return OperatorResult(message="rolling back the release")

@@ -111,6 +111,7 @@ def merge_targets(wave: WaveStatus, reported: list[TargetStatus]) -> None:
         current.phase, current.percent = target.phase, target.percent
         current.before = target.before or current.before
         current.after, current.error = target.after, target.error
+        current.written = target.written
 
 
 def wave_of_target(status: ReleaseStatus, target: str) -> WaveStatus | None:

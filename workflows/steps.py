@@ -37,6 +37,18 @@ def firing_names(firing: list[FiringAlarm]) -> str:
     return ", ".join(f"{a.name} ({a.reason})" for a in firing)
 
 
+# The error type of an activity that found a resource changed by someone else since relman
+# wrote it (activities.targets.base.drift_error).
+RESOURCE_DRIFTED = "ResourceDrifted"
+
+
+def failure_type(err: BaseException) -> str | None:
+    """The type of the application error an activity raised, if it raised one."""
+    if isinstance(err, ActivityError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err.type if isinstance(err, ApplicationError) else None
+
+
 def cause(err: BaseException) -> str:
     """The message of the error an activity raised (not of the errors it was raised from)."""
     if isinstance(err, ActivityError) and err.__cause__ is not None:

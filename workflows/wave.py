@@ -250,6 +250,7 @@ class WaveWorkflow:
                             target=t,
                             snapshot=self._input.snapshots[t.name],
                             percent=percent,
+                            written=self._target(t.name).written,
                         )
                         for t in due
                     ],
@@ -268,16 +269,22 @@ class WaveWorkflow:
             result = ApplyStepResult(errors={t.name: cause(err) for t in due})
         for target in due:
             if target.name in result.errors:
-                self._target_failed(target, result.errors[target.name])
+                # A drifted target was not written: what relman wrote before still counts.
+                drifted = target.name in result.drifted
+                self._target_failed(target, result.errors[target.name], unknown=not drifted)
             else:
                 self._target_applied(target, percent, result.results[target.name])
         if result.errors:
             raise WaveFailed("; ".join(result.errors.values()))
 
-    def _target_failed(self, target: Target, error: str) -> None:
+    def _target_failed(self, target: Target, error: str, unknown: bool = True) -> None:
         status = self._target(target.name)
         status.phase = TargetPhase.FAILED
         status.error = error
+        if unknown:
+            # A failed apply may have written part of the step: what the resource holds is
+            # no longer known, so neither a retry nor the rollback can check it.
+            status.written = None
         self._event("target_failed", f"{target.resource}: {error}", target.name)
 
     def _target_applied(self, target: Target, percent: int, result: ApplyResult) -> None:
@@ -285,6 +292,7 @@ class WaveWorkflow:
         status.phase = TargetPhase.APPLIED
         status.error = None
         status.after = result.display
+        status.written = result.written or None
         status.percent = percent if target.kind in TRAFFIC_KINDS else 100
         self._event(
             "target_applied",

@@ -155,12 +155,29 @@ def rollback(
             "--wave", help="the wave paused on failure (not needed to retry a failed rollback)"
         ),
     ] = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="retrying a failed rollback: overwrite resources someone else changed since "
+            "relman wrote them",
+        ),
+    ] = False,
     as_user: AsUser = None,
     key: KeyOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Roll the release back (a wave paused on failure), or retry a failed rollback."""
-    _operate(release_id, "rollback", output, wave=wave, reason=reason, as_user=as_user, key=key)
+    _operate(
+        release_id,
+        "rollback",
+        output,
+        wave=wave,
+        reason=reason,
+        force=force,
+        as_user=as_user,
+        key=key,
+    )
 
 
 def skip_target(

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from activities.aws import AwsClients
+from bench.trust import APPLICATION, GROUPS, REQUESTER
 from client.demo_aws import lambda_zip
 from models.loader import parse_plan
 from models.plan import ReleasePlan
@@ -19,13 +20,9 @@ from models.plan import ReleasePlan
 OLD_VALUE, NEW_VALUE = "1.0.0", "2.0.0"
 FUNCTION = "bench-checkout"
 ALIAS_ROLE = "bench-lambda"
-# Who decides which gate: the requester (alice) may not approve her own release.
-APPROVER_GROUPS = {
-    "finance-cab": ["bob"],
-    "ops-leads": ["dave"],
-    "apac-leads": ["kenji"],
-}
-APPROVER_OF = {group: members[0] for group, members in APPROVER_GROUPS.items()}
+# Who decides which gate (the bench's policy, bench.trust): the requester may not approve
+# her own release.
+APPROVER_OF = {group: members[0] for group, members in GROUPS.items()}
 # Below botocore's default pool of 10 connections per client.
 SEED_THREADS = 8
 
@@ -99,13 +96,13 @@ def create_alarm(aws: AwsClients, name: str) -> None:
 def make_plan(
     targets: list[dict[str, Any]], waves: list[dict[str, Any]], **fields: Any
 ) -> ReleasePlan:
-    """A validated plan with a unique id, requested by alice."""
+    """A validated plan with a unique id, requested by alice; it names groups only (who is
+    in them is the policy's business)."""
     data: dict[str, Any] = {
         "id": f"bench-{uuid.uuid4().hex[:12]}",
-        "application": "checkout",
+        "application": APPLICATION,
         "version": NEW_VALUE,
-        "requested_by": "alice",
-        "approver_groups": APPROVER_GROUPS,
+        "requested_by": REQUESTER,
         "targets": targets,
         "waves": waves,
     }

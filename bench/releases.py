@@ -9,10 +9,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 
-from client.service import start_search_attributes
+from client.service import PLAN_DIGEST_MEMO, start_search_attributes
 from common.search_attributes import SA_TARGETS
 from models.messages import ReleaseInput
-from models.plan import ReleasePlan
 from models.status import ReleaseStatus
 from workflows.release import ReleaseWorkflow
 
@@ -21,23 +20,29 @@ WAIT_LIMIT_SECONDS = 120.0
 
 
 async def start(
-    client: Client, plan: ReleasePlan, queue: str, visibility: bool = True
+    client: Client, input: ReleaseInput, queue: str, visibility: bool = True
 ) -> WorkflowHandle[Any, Any]:
-    """Start ``plan`` as ``relman submit`` does, minus the overlap check and RelmanTargets.
+    """Start ``input`` (a plan and its signed submission, ``bench.trust``) as ``relman
+    submit`` does, minus the overlap check and RelmanTargets.
+
+    The caller signs first, as the CLI signs before it connects: the time to sign is not
+    part of what a benchmark times from the start.
 
     ``visibility`` gives it relman's search attributes (the time-skipping server has none).
     RelmanTargets is left out: at 20 characters a key, a plan of more than about 88 targets
     exceeds the server's 2,048-byte limit for one search attribute value, and it is only
     written at the start, so leaving it out changes nothing the workflow does.
     """
-    extra: dict[str, Any] = {}
+    plan = input.plan
+    assert input.submission is not None
+    extra: dict[str, Any] = {"memo": {PLAN_DIGEST_MEMO: input.submission.payload.plan_digest}}
     if visibility:
         pairs = start_search_attributes(plan).search_attributes
         extra["search_attributes"] = TypedSearchAttributes(
             [p for p in pairs if p.key != SA_TARGETS]
         )
     return await client.start_workflow(
-        ReleaseWorkflow.run, ReleaseInput(plan=plan), id=plan.id, task_queue=queue, **extra
+        ReleaseWorkflow.run, input, id=plan.id, task_queue=queue, **extra
     )
 
 

@@ -19,12 +19,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("overhead", "parked", "rollback", "multiday")
+BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks")
 TITLES = {
     "overhead": "Orchestration overhead: one wave of N targets vs a plain boto3 script",
     "parked": "Parked releases: one worker holding releases at an approval gate",
     "rollback": "Rollback: an alarm fires during bake, every target restored",
     "multiday": "Multi-day simulation under time skipping",
+    "checks": "Checks per decision and per target: signature verification, AWS preflight",
 }
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 COMPARE_START, COMPARE_END = "<!-- bench:before-after:start -->", "<!-- bench:before-after:end -->"
@@ -122,6 +123,8 @@ def _value(value: float, unit: str) -> str:
         return f"{value:.1f} days"
     if unit == "s":
         return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "ms":
+        return f"{value:.3f} ms" if value < 10 else f"{value:.1f} ms"
     return f"{value:g} {unit}".strip()
 
 

@@ -66,6 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--multiday-runs", type=int, help=f"runs of the simulation ({defaults.multiday_runs})"
     )
     parser.add_argument(
+        "--verify-calls",
+        type=int,
+        help=f"checks: verify_decision calls per run (default {defaults.verify_calls})",
+    )
+    parser.add_argument(
+        "--preflight-targets",
+        type=int,
+        help=f"checks: targets preflighted per run (default {defaults.preflight_targets})",
+    )
+    parser.add_argument(
         "--profile",
         dest="profile_dir",
         help="parked: record the worker with py-spy (pip install py-spy) while approving",
@@ -93,6 +103,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "rollback_targets",
         "bake_interval_seconds",
         "multiday_runs",
+        "verify_calls",
+        "preflight_targets",
         "profile_dir",
     ):
         value = getattr(args, name)

@@ -20,6 +20,10 @@ class Settings:
     rollback_targets: int = 20
     bake_interval_seconds: int = 1
     multiday_runs: int = 5
+    # checks: verify_decision calls per run; preflight targets and rounds over them per run.
+    verify_calls: int = 1000
+    preflight_targets: int = 20
+    preflight_rounds: int = 10
     # Record the parked benchmark's worker with py-spy (installed by hand) into this folder.
     profile_dir: str | None = None
 
@@ -33,6 +37,9 @@ class Settings:
             approval_concurrency=[2, 5],
             rollback_targets=3,
             multiday_runs=1,
+            verify_calls=20,
+            preflight_targets=2,
+            preflight_rounds=1,
         )
 
     def as_dict(self) -> dict[str, Any]:

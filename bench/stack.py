@@ -33,10 +33,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
+from activities.policy import POLICY_ENV
+from bench.trust import Organisation
 from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV
 from common.search_attributes import SEARCH_ATTRIBUTES
-from common.stack_state import LOOPBACK
+from common.stack_state import DEV_WORKER_ENV, LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -153,11 +155,13 @@ class CountingAwsClients(AwsClients):
 
 @dataclass
 class Stack:
-    """moto + the dev server (+ the time-skipping server once asked for)."""
+    """moto + the dev server (+ the time-skipping server once asked for), and the
+    organisation (keys and policy) every release and worker of this run trusts."""
 
     moto: MotoServer
     dev: WorkflowEnvironment
     log_dir: Path
+    org: Organisation
     _skipping: WorkflowEnvironment | None = None
 
     @property
@@ -188,9 +192,11 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def open_stack(log_dir: Path) -> AsyncIterator[Stack]:
-    """Start moto and the dev server on free loopback ports; stop both at the end."""
+    """Make the run's keys and policy, start moto and the dev server on free loopback
+    ports; stop both at the end."""
     use_local_aws_credentials()
     log_dir.mkdir(parents=True, exist_ok=True)
+    org = Organisation.create(log_dir / "organisation")
     moto = MotoServer(log_dir)
     try:
         dev = await WorkflowEnvironment.start_local(
@@ -200,7 +206,7 @@ async def open_stack(log_dir: Path) -> AsyncIterator[Stack]:
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_log_level="error",
         )
-        stack = Stack(moto=moto, dev=dev, log_dir=log_dir)
+        stack = Stack(moto=moto, dev=dev, log_dir=log_dir, org=org)
         try:
             yield stack
         finally:
@@ -217,10 +223,13 @@ def new_queue(scenario: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def inprocess_worker(client: Client, aws: AwsClients, queue: str) -> AsyncIterator[None]:
-    """The real relman worker (``worker.main.build_worker``) in this process."""
+async def inprocess_worker(
+    client: Client, aws: AwsClients, queue: str, org: Organisation
+) -> AsyncIterator[None]:
+    """The real relman worker (``worker.main.build_worker``) in this process, reading the
+    organisation's policy."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        async with build_worker(client, queue, aws, executor):
+        async with build_worker(client, queue, aws, executor, policy_source=str(org.policy_path)):
             yield
 
 
@@ -255,6 +264,10 @@ class WorkerProcess:
             RELMAN_AWS_ENDPOINT_URL=stack.moto.endpoint,
             PYTHONUNBUFFERED="1",
         )
+        # A production worker's policy: a file it reads at start and through load_policy
+        # (not a dev worker, whatever the shell says).
+        env[POLICY_ENV] = str(stack.org.policy_path)
+        env.pop(DEV_WORKER_ENV, None)
         self.queue = queue
         self.log_path = stack.log_dir / f"worker-{queue}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

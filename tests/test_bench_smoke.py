@@ -31,6 +31,7 @@ RUN_KEYS = {
     "parked": {"parked_rss_mb", "per_release_kb", "levels"},
     "rollback": {"detection_seconds", "restore_seconds", "plain_sequential_seconds"},
     "multiday": {"wall_seconds", "simulated_days"},
+    "checks": {"verify_p50_ms", "verify_p99_ms", "check_p50_ms", "preflight_p50_ms"},
 }
 
 

@@ -23,6 +23,7 @@ import yaml
 
 from client.cli import app
 from client.stack import SEARCH_ATTRIBUTE_TYPES
+from common.stack_state import DEV_POLICY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -226,6 +227,24 @@ def test_worker_talks_to_the_stack() -> None:
     assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://jaeger:4318/v1/traces"
     # Jaeger takes no metrics: no OTLP endpoint for every signal, metrics exporter off.
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env and env["OTEL_METRICS_EXPORTER"] == "none"
+
+
+def test_worker_reads_the_policy_from_a_read_only_mount() -> None:
+    # A worker without RELMAN_POLICY refuses to start (worker.main.worker_policy_source).
+    worker = SERVICES[WORKER]
+    env = environment(worker)
+    default = re.fullmatch(r"\$\{RELMAN_COMPOSE_POLICY:-(/[^}]+)\}", env["RELMAN_POLICY"])
+    assert default, f"RELMAN_POLICY: {env['RELMAN_POLICY']}"
+    mounts = {v.split(":")[1]: v for v in worker["volumes"]}  # target -> volume
+    target = next(t for t in mounts if default.group(1).startswith(t + "/"))
+    source, _, mode = mounts[target].split(":")
+    assert (source, mode) == ("./deploy/policy", "ro")
+    # By default the dev policy deploy/dev_policy.py writes there, which only a dev worker
+    # accepts, as the embedded stack's worker is one.
+    assert Path(default.group(1)).name == DEV_POLICY_FILE
+    assert env["RELMAN_DEV_WORKER"] == "${RELMAN_DEV_WORKER:-1}"
+    script = (ROOT / "deploy/dev_policy.py").read_text()
+    assert 'MOUNTED = ROOT / "deploy" / "policy"' in script
 
 
 def test_worker_health_check_is_the_script_the_image_carries() -> None:

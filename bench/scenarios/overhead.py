@@ -34,10 +34,12 @@ async def _relman(stack: Stack, aws: CountingAwsClients, queue: str, n: int) -> 
     stack.moto.reset()
     targets = seed_targets(aws, n, uuid.uuid4().hex[:6])
     plan = one_wave_plan(targets, traffic=TRAFFIC)
+    # Signed before the clock starts, as `relman submit` signs before it connects.
+    signed = await asyncio.to_thread(stack.org.release_input, plan)
     await asyncio.sleep(SETTLE_SECONDS)
     aws.counter.take()
     began = time.perf_counter()
-    handle = await start(stack.client, plan, queue)
+    handle = await start(stack.client, signed, queue)
     result = await handle.result()
     seconds = time.perf_counter() - began
     if result.phase != ReleasePhase.COMPLETED:
@@ -64,7 +66,7 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
     queue = new_queue("overhead")
     runs: list[dict[str, Any]] = []
     try:
-        async with inprocess_worker(stack.client, aws, queue):
+        async with inprocess_worker(stack.client, aws, queue, stack.org):
             # Untimed: build boto3 clients, import the sandboxed workflow modules.
             await _relman(stack, aws, queue, WARM_UP_TARGETS)
             await _plain(stack, aws, plain, WARM_UP_TARGETS)

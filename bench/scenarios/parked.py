@@ -7,6 +7,12 @@ share at each level of ``approval_concurrency`` (Updates in flight at once), one
 the other. The latency of one approval runs from its Update returning to the first activity
 of its wave (the snapshot) starting, as the wave's history records it (server time, same
 clock as this machine).
+
+Every release carries its requester's signed submission and every approval its approver's
+signature (``bench.trust``). They are signed before the clock of what they belong to starts
+(parking, a level's approvals), as the CLI signs before it sends: the figures time the
+worker and the server, verification in the workflow included; signing is timed on its own
+(``sign_seconds``, and the ``checks`` benchmark).
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from bench.releases import WaveStages, start
 from bench.report import load_average, percentile, row
 from bench.settings import Settings
 from bench.stack import Stack, WorkerProcess, new_queue
+from bench.trust import Organisation, sign_all
 from common.search_attributes import SA_PHASE
-from models.messages import DecisionInput, wave_workflow_id
+from models.messages import DecisionInput, ReleaseInput, wave_workflow_id
 from models.plan import ReleasePlan
 from models.status import ReleasePhase
 from workflows.release import ReleaseWorkflow
@@ -80,22 +87,35 @@ async def _count(client: Client, queue: str, phase: ReleasePhase) -> int:
     return (await client.count_workflows(query)).count
 
 
+async def _signed(org: Organisation, plans: list[ReleasePlan]) -> list[ReleaseInput]:
+    """Each plan with its requester's signed submission."""
+    return await asyncio.to_thread(sign_all, org.release_input, plans)
+
+
+async def _approvals(org: Organisation, plans: list[ReleasePlan]) -> list[DecisionInput]:
+    """The approver's signed approval of each plan's gate."""
+    return await asyncio.to_thread(
+        sign_all, lambda p: org.approval(p, WAVE, APPROVER, comment="bench"), plans
+    )
+
+
 async def _park(
-    client: Client, plans: list[ReleasePlan], queue: str
+    client: Client, inputs: list[ReleaseInput], queue: str
 ) -> list[WorkflowHandle[Any, Any]]:
     handles = await _bounded(
-        START_CONCURRENCY, [lambda p=p: start(client, p, queue) for p in plans]
+        START_CONCURRENCY, [lambda i=i: start(client, i, queue) for i in inputs]
     )
     deadline = time.monotonic() + PARK_LIMIT_SECONDS
-    while await _count(client, queue, ReleasePhase.AWAITING_APPROVAL) < len(plans):
+    while await _count(client, queue, ReleasePhase.AWAITING_APPROVAL) < len(inputs):
         if time.monotonic() > deadline:
             raise TimeoutError(f"not every release reached its gate in {PARK_LIMIT_SECONDS}s")
         await asyncio.sleep(0.2)
     return handles
 
 
-async def _approve(handle: WorkflowHandle[Any, Any]) -> float:
-    """Approve; the wall time (epoch seconds) at which the Update returned.
+async def _approve(handle: WorkflowHandle[Any, Any], approval: DecisionInput) -> float:
+    """Send the signed ``approval``; the wall time (epoch seconds) at which the Update
+    returned.
 
     On a loaded machine the Update's RPC may time out before the workflow task runs; the
     same update id asks again and gets the first result (the server deduplicates).
@@ -104,7 +124,7 @@ async def _approve(handle: WorkflowHandle[Any, Any]) -> float:
         try:
             result = await handle.execute_update(
                 ReleaseWorkflow.approve,
-                DecisionInput(wave=WAVE, approver=APPROVER, comment="bench"),
+                approval,
                 id=f"approve:{WAVE}:{APPROVER}",
             )
             break
@@ -164,7 +184,7 @@ def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subproces
 
 
 async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, Any]:
-    client = stack.client
+    client, org = stack.client, stack.org
     count = settings.parked
     stack.moto.reset()
     warm, *plans = _plans(stack, count + 1, f"r{index}")
@@ -174,15 +194,19 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
         await worker.ready(client)
         # One release through gate and deploy first, so the worker has imported and built
         # everything it needs: the baseline is a worker in service, not a fresh process.
-        (handle,) = await _park(client, [warm], queue)
-        await _approve(handle)
+        (handle,) = await _park(client, await _signed(org, [warm]), queue)
+        (approval,) = await _approvals(org, [warm])
+        await _approve(handle, approval)
         await handle.result()
         await asyncio.sleep(SETTLE_SECONDS)
         idle = worker.memory()
 
+        signing = time.perf_counter()
+        inputs = await _signed(org, plans)
+        sign_submissions = time.perf_counter() - signing
         load = load_average()
         began = time.perf_counter()
-        handles = await _park(client, plans, queue)
+        handles = await _park(client, inputs, queue)
         park_seconds = time.perf_counter() - began
         await asyncio.sleep(SETTLE_SECONDS)
         parked = worker.memory()
@@ -190,15 +214,25 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
         profiler = _profile(settings, worker, index)
         levels = settings.approval_concurrency
         shares = [handles[i :: len(levels)] for i in range(len(levels))]
+        plan_shares = [plans[i :: len(levels)] for i in range(len(levels))]
+        sign_approvals = 0.0
         began = time.perf_counter()
         phases = []
-        for level, share in zip(levels, shares, strict=True):
+        for level, share, share_plans in zip(levels, shares, plan_shares, strict=True):
+            # Signed just before the level (each signature is good for 10 minutes of
+            # workflow time), outside its clock.
+            signing = time.perf_counter()
+            approvals = await _approvals(org, share_plans)
+            sign_approvals += time.perf_counter() - signing
             first_sent = time.time()
-            returned = await _bounded(level, [lambda h=h: _approve(h) for h in share])
+            returned = await _bounded(
+                level,
+                [lambda h=h, a=a: _approve(h, a) for h, a in zip(share, approvals, strict=True)],
+            )
             # Each level starts once the previous one's releases are all done.
             results = await asyncio.gather(*(h.result() for h in share))
             phases.append((level, share, returned, first_sent, results))
-        all_done_seconds = time.perf_counter() - began
+        all_done_seconds = time.perf_counter() - began - sign_approvals
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -234,6 +268,8 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
         "peak_rss_mb": after["peak_rss_kb"] / 1024,
         "park_seconds": round(park_seconds, 3),
         "all_deployed_seconds": round(all_done_seconds, 3),
+        # ssh-keygen signatures, SIGN_THREADS at a time, untimed above: seconds per signature.
+        "sign_seconds": round((sign_submissions + sign_approvals) / (2 * count), 4),
         "levels": levels_out,
     }
 

@@ -45,8 +45,9 @@ async def _relman(
     plan = one_wave_plan(
         targets, traffic=[100], bake=BAKE, alarms=[ALARM], bake_interval=f"{interval}s"
     )
+    signed = await asyncio.to_thread(stack.org.release_input, plan)
     await asyncio.sleep(SETTLE_SECONDS)
-    handle = await start(stack.client, plan, queue)
+    handle = await start(stack.client, signed, queue)
     await wait_status(handle, lambda s: s.wave(WAVE).phase == WavePhase.BAKING)
     await asyncio.sleep(offset)
     aws.client("cloudwatch").set_alarm_state(
@@ -87,7 +88,7 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
     queue = new_queue("rollback")
     runs = []
     try:
-        async with inprocess_worker(stack.client, stack.aws(), queue):
+        async with inprocess_worker(stack.client, stack.aws(), queue, stack.org):
             for _ in range(settings.runs):
                 load = load_average()
                 offset = chance.uniform(0, interval)

@@ -1,0 +1,127 @@
+"""What relman checks per decision and per target, timed on their own.
+
+- Signature verification (issue 13): ``models.signing.verify_decision`` — pure, in this
+  process, as an approval's Update validator runs it — called ``verify_calls`` times on one
+  approval signed by ``ssh-keygen``, against the bench's policy; and
+  ``models.messages.check_decision``, the validator's whole check (rebuild the payload from
+  the input, compare, verify). Signing one decision with ``ssh-keygen -Y sign`` (what the
+  CLI does before it sends) is timed too.
+- AWS preflight (issue 12): ``bench.preflight.measure`` against the bench's moto, one target
+  at a time (half SSM parameters, half Lambda aliases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.fixtures import APPROVER_OF, one_wave_plan
+from bench.preflight import measure
+from bench.report import load_average, median, percentile, row
+from bench.settings import Settings
+from bench.stack import Stack
+from models.messages import check_decision
+from models.policy import load_policy
+from models.signing import plan_digest, verify_decision
+
+WAVE = "finance"
+APPROVER = APPROVER_OF["finance-cab"]
+# Signatures made per run to time ssh-keygen (each a process of its own).
+SIGNATURES = 20
+
+
+def _timed(call: Any, count: int) -> list[float]:
+    seconds = []
+    for _ in range(count):
+        began = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def _verification(stack: Stack, calls: int) -> dict[str, float]:
+    org = stack.org
+    policy = load_policy(org.policy_path)
+    plan = one_wave_plan(
+        [{"name": "api", "kind": "ssm_parameter", "parameter": "/bench/checks", "value": "2"}],
+        approval={"groups": {"finance-cab": 1}},
+    )
+    digest = plan_digest(plan)
+    signing = _timed(lambda: org.approval(plan, WAVE, APPROVER, comment="bench"), SIGNATURES)
+    approval = org.approval(plan, WAVE, APPROVER, comment="bench")
+    assert approval.signed is not None
+    now = approval.signed.payload.issued_at
+    verify = _timed(
+        lambda: verify_decision(
+            approval.signed,
+            policy,
+            release_id=plan.id,
+            plan_digest=digest,
+            action="approve",
+            wave=WAVE,
+            now=now,
+        ),
+        calls,
+    )
+    check = _timed(
+        lambda: check_decision(
+            "approve", approval, policy, release_id=plan.id, plan_digest=digest, now=now
+        ),
+        calls,
+    )
+    return {
+        "verify_p50_ms": median(verify) * 1000,
+        "verify_p99_ms": percentile(verify, 99) * 1000,
+        "check_p50_ms": median(check) * 1000,
+        "check_p99_ms": percentile(check, 99) * 1000,
+        "sign_p50_ms": median(signing) * 1000,
+    }
+
+
+async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], list[dict]]:
+    runs = []
+    for _ in range(settings.runs):
+        load = load_average()
+        verification = await asyncio.to_thread(_verification, stack, settings.verify_calls)
+        preflight = await asyncio.to_thread(
+            measure, stack.moto, settings.preflight_targets, settings.preflight_rounds
+        )
+        runs.append(
+            {
+                "load_avg": load,
+                **{k: round(v, 4) for k, v in verification.items()},
+                "preflight_p50_ms": preflight["per_target_ms"]["median"],
+                "preflight_p99_ms": preflight["per_target_ms"]["p99"],
+                "preflight_by_kind": preflight["by_kind"],
+            }
+        )
+
+    def values(key: str) -> list[float]:
+        return [r[key] for r in runs]
+
+    n, targets = settings.verify_calls, settings.preflight_targets
+    rounds = targets * settings.preflight_rounds
+    kinds = sorted(runs[0]["preflight_by_kind"])
+    rows = [
+        row(f"verify_decision, p50 ({n} calls)", values("verify_p50_ms"), "ms"),
+        row(f"verify_decision, p99 ({n} calls)", values("verify_p99_ms"), "ms"),
+        row(f"check_decision (the validator's check), p50 ({n} calls)",
+            values("check_p50_ms"), "ms"),
+        row(f"check_decision (the validator's check), p99 ({n} calls)",
+            values("check_p99_ms"), "ms"),
+        row(f"ssh-keygen -Y sign, one decision, p50 ({SIGNATURES} signatures)",
+            values("sign_p50_ms"), "ms"),
+        row(f"preflight per target, p50 ({rounds} preflights)", values("preflight_p50_ms"), "ms"),
+        row(f"preflight per target, p99 ({rounds} preflights)", values("preflight_p99_ms"), "ms"),
+    ]  # fmt: skip
+    for kind in kinds:
+        calls = runs[0]["preflight_by_kind"][kind]["aws_calls"]
+        rows.append(
+            row(
+                f"preflight per {kind} target, p50 ({calls} AWS calls)",
+                [r["preflight_by_kind"][kind]["median_ms"] for r in runs],
+                "ms",
+            )
+        )
+    return runs, rows

@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
+from activities.locks import LockActivities
 from activities.notify import NotifyActivities, defaults_from_env
 from activities.policy import POLICY_ENV, PolicyActivities, read_policy
 from activities.policy import policy_source as configured_policy_source
@@ -28,6 +29,7 @@ from models.plan import Notifications
 from models.policy import PolicyError
 from models.signing import SANDBOX_PASSTHROUGH
 from worker import telemetry
+from workflows.lock import ResourceLockWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
@@ -118,6 +120,7 @@ def build_worker(
         *TargetActivities(aws).all(),
         *HealthActivities(aws).all(),
         *ReleaseActivities(client).all(),
+        *LockActivities(client, aws).all(),
         *NotifyActivities(aws, notify_defaults).all(),
     ]
     if policy_source is not None:
@@ -125,7 +128,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[ReleaseWorkflow, WaveWorkflow],
+        workflows=[ReleaseWorkflow, WaveWorkflow, ResourceLockWorkflow],
         workflow_runner=SANDBOX,
         activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
         activity_executor=executor,

@@ -38,6 +38,18 @@ with workflow.unsafe.imports_passed_through():
         SA_PHASE,
         SA_TARGETS,
     )
+    from models.locks import (
+        LOCK_ANSWER_SIGNAL,
+        RELEASE_LOCKS,
+        REQUEST_LOCKS,
+        RESOURCE_LOCKS,
+        LockAnswer,
+        LockKey,
+        ReleaseLocksInput,
+        RequestLocksInput,
+        ResourceLocks,
+        ResourceLocksInput,
+    )
     from models.messages import (
         COMPENSATE_TARGET,
         FIND_OVERLAPPING_RELEASES,
@@ -166,6 +178,15 @@ REFUSALS_RECORDED = 10
 # The release reads the organisation policy (who is in which group, who operates, which
 # freezes apply to everyone) and accepts only decisions signed by their actor.
 ORGANISATION_POLICY = "organisation-policy"
+# The release takes a lock workflow per resource it changes (no two releases change one
+# resource at once, whatever visibility says) instead of looking through visibility.
+RESOURCE_LOCKS_PATCH = "resource-locks"
+LOCK_TIMEOUT = timedelta(minutes=1)
+LOCK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
 # A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
 # its id is taken) is a wave failure, and wave children have ids that cannot collide.
 WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
@@ -219,6 +240,9 @@ class ReleaseWorkflow:
         self._policy: Policy | None = None
         self._roster = Roster.from_plan(input.plan)
         self._refusals: dict[str, int] = {}  # wave ("" for the release) -> refusals recorded
+        # Resource locks taken or waited for (digests), and those granted by signal.
+        self._locks: list[str] = []
+        self._lock_answers: dict[str, LockAnswer] = {}
         self._status.plan_digest = plan_digest(input.plan)
 
     # --- the release -------------------------------------------------------------------------
@@ -242,7 +266,11 @@ class ReleaseWorkflow:
                 refused = await self._trust_submission(input.submission)
             queued_behind = list(input.queued_behind)
             ahead = []
-            if refused is None:
+            if refused is None and workflow.patched(RESOURCE_LOCKS_PATCH):
+                # Serialized by lock workflows, not visibility: the CLI's queue is moot.
+                queued_behind = []
+                refused = await self._take_locks()
+            elif refused is None:
                 ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
             if refused is not None:
                 self._refuse_start(refused)  # it ends failed, having changed nothing
@@ -267,10 +295,12 @@ class ReleaseWorkflow:
                     self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
+            await self._release_locks()
             await workflow.wait_condition(workflow.all_handlers_finished)
             await self._notifications_delivered()
             raise
         self._finish(final)
+        await self._release_locks()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._notifications_delivered()
         return ReleaseResult(release_id=plan.id, phase=self._status.phase, error=self._status.error)
@@ -918,6 +948,87 @@ class ReleaseWorkflow:
         )
         me = (workflow.info().workflow_start_time, self._plan.id)
         return [r.release_id for r in found.releases if (r.started_at, r.release_id) < me]
+
+    async def _take_locks(self) -> str | None:
+        """Take the lock of every resource the plan changes; why the release must not start,
+        or None.
+
+        All locks are asked for at once. If another release holds one, the release is
+        refused naming it, or with ``queue: true`` lets go of what it got and then waits in
+        line for each lock in key order, so two releases never wait for each other (an
+        abort ends the wait)."""
+        plan = self._plan
+        found = await workflow.execute_activity(
+            RESOURCE_LOCKS,
+            ResourceLocksInput(plan=plan),
+            result_type=ResourceLocks,
+            start_to_close_timeout=LOCK_TIMEOUT,
+            retry_policy=LOCK_RETRY,
+            summary="name the resources this release changes",
+        )
+        keys = found.keys
+        self._locks = [k.digest for k in keys]
+        answers = await self._ask_locks(keys, queue=False)
+        held = next((a for a in answers if not a.granted), None)
+        if held is None:
+            return None
+        where = next(k.description for k in keys if k.digest == held.digest)
+        if not plan.queue:
+            return (
+                f"{where} is being deployed by running release {held.holder}; submit again "
+                "once it has ended, or set `queue: true` to queue behind it"
+            )
+        await self._release_locks()
+        for key in keys:
+            [answer] = await self._ask_locks([key], queue=True)
+            if answer.granted:
+                continue
+            self._event(
+                "queued",
+                f"queued behind {answer.holder}: it holds {key.description}",
+                actor=SYSTEM_ACTOR,
+            )
+            await workflow.wait_condition(
+                lambda d=key.digest: self._lock_answers[d].granted or self._stopping is not None  # type: ignore[misc]
+            )
+            if self._stopping is not None:
+                self._event(
+                    "dequeued", "left the queue: the release is stopping", actor=SYSTEM_ACTOR
+                )
+                return None
+            self._event("dequeued", f"{key.description} is free; going on", actor=SYSTEM_ACTOR)
+        return None
+
+    async def _ask_locks(self, keys: list[LockKey], queue: bool) -> list[LockAnswer]:
+        """Ask the locks of ``keys`` and wait for each one's answer."""
+        for key in keys:
+            self._lock_answers.pop(key.digest, None)
+        await workflow.execute_activity(
+            REQUEST_LOCKS,
+            RequestLocksInput(release_id=self._plan.id, keys=keys, queue=queue),
+            start_to_close_timeout=LOCK_TIMEOUT,
+            retry_policy=LOCK_RETRY,
+            summary=f"ask for {len(keys)} resource lock(s)",
+        )
+        await workflow.wait_condition(lambda: all(k.digest in self._lock_answers for k in keys))
+        return [self._lock_answers[k.digest] for k in keys]
+
+    async def _release_locks(self) -> None:
+        """Let every lock this release took (or waited for) go, whatever the end."""
+        if not self._locks:
+            return
+        await workflow.execute_activity(
+            RELEASE_LOCKS,
+            ReleaseLocksInput(release_id=self._plan.id, digests=self._locks),
+            start_to_close_timeout=LOCK_TIMEOUT,
+            retry_policy=LOCK_RETRY,
+            summary=f"let {len(self._locks)} resource lock(s) go",
+        )
+
+    @workflow.signal(name=LOCK_ANSWER_SIGNAL)
+    def lock_answer(self, input: LockAnswer) -> None:
+        """A lock's answer: granted, or held by another (and the place in line)."""
+        self._lock_answers[input.digest] = input
 
     def _refuse_overlap(self, ahead: list[str]) -> None:
         """Record why the release ends without changing anything."""

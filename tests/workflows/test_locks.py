@@ -1,0 +1,128 @@
+"""Strict resource locks on the dev server: releases started at once through raw Temporal
+starts (no CLI check, no search attributes, so no visibility) never hold one resource at
+the same time, however their plans spell it. Refused releases change nothing; queued ones
+proceed in the order they asked; a lock whose holder was terminated is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio.client import Client
+
+from activities.aws import AwsClients
+from models.locks import LockState
+from models.plan import ReleasePlan
+from models.status import ReleasePhase, WavePhase
+from tests import trust
+from tests.helpers import approve, events, make_plan, seed, ssm, ssm_values, status_of, wait_for
+from workflows.lock import ResourceLockWorkflow
+from workflows.release import ReleaseWorkflow
+
+PARAM = "/payments/locks/version"
+
+
+def plan(i: int, queue: bool) -> ReleasePlan:
+    """A gated release of PARAM; odd ones spell the default region out."""
+    target = ssm("api", PARAM, f"v{i}") | ({"region": "us-east-1"} if i % 2 else {})
+    return make_plan(
+        [target],
+        [
+            {
+                "name": "w",
+                "department": "finance",
+                "targets": ["api"],
+                "approval": {"groups": {"finance-cab": 1}},
+            }
+        ],  # noqa: E501
+        queue=queue,
+    )
+
+
+async def start(client: Client, release: ReleasePlan, queue: str) -> Any:
+    return await client.start_workflow(
+        ReleaseWorkflow.run,
+        await trust.release_input(client, release),
+        id=release.id,
+        task_queue=queue,
+    )
+
+
+async def lock_state(client: Client) -> LockState | None:
+    """The lock of PARAM, found through the holder's or waiters' releases."""
+    handles = [h async for h in client.list_workflows(
+        "WorkflowType = 'ResourceLockWorkflow' AND ExecutionStatus = 'Running'"
+    )]  # fmt: skip
+    states = [
+        await client.get_workflow_handle(h.id).query(ResourceLockWorkflow.state) for h in handles
+    ]
+    return next((s for s in states if PARAM.lstrip("/") in s.key.description), None)
+
+
+async def test_twenty_releases_at_once_never_hold_one_resource_together(
+    dev_env, aws: AwsClients, make_worker, task_queue
+):
+    client = dev_env.client
+    seed(aws, {PARAM: "v-before"})
+    plans = [plan(i, queue=i >= 10) for i in range(20)]
+    async with make_worker(dev_env, aws):
+        handles = await asyncio.gather(*(start(client, p, task_queue) for p in plans))
+
+        def holding(statuses: list[Any]) -> list[str]:
+            return [s.release_id for s in statuses if s.phase == ReleasePhase.AWAITING_APPROVAL]
+
+        async def statuses() -> list[Any]:
+            return list(await asyncio.gather(*(status_of(h) for h in handles)))
+
+        # Settle: one release holds the lock, the others are refused or queued.
+        for _ in range(300):
+            now = await statuses()
+            refused = [s for s in now if s.phase == ReleasePhase.FAILED]
+            queued = [s for s in now if events(s, "queued") and not events(s, "dequeued")]
+            assert len(holding(now)) <= 1, holding(now)
+            if len(holding(now)) == 1 and len(refused) + len(queued) == 19:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"never settled: {[(s.release_id, s.phase) for s in now]}")
+        [holder] = holding(now)
+        first = next(h for h in handles if h.id == holder)
+        # Every refused release names the holder and changed nothing.
+        for s in refused:
+            assert s.error is not None and f"by running release {holder}" in s.error, s.error
+            assert events(s, "target_applied") == []
+        state = await lock_state(client)
+        assert state is not None and state.holder == holder
+        order = list(state.queue)
+        assert sorted(order) == sorted(p.id for p in plans[10:] if p.id != holder)
+
+        # Each approval lets the next in line take the lock, in order, one at a time.
+        current = first
+        for expected in order:
+            await approve(current, "w", "bob")
+            assert (await current.result()).phase == ReleasePhase.COMPLETED
+            current = next(h for h in handles if h.id == expected)
+            await wait_for(current, lambda s: s.wave("w").phase == WavePhase.AWAITING_APPROVAL)
+            assert len(holding(await statuses())) == 1
+        await approve(current, "w", "bob")
+        assert (await current.result()).phase == ReleasePhase.COMPLETED
+
+    last = next(p for p in plans if p.id == current.id)
+    assert ssm_values(aws, [PARAM]) == {PARAM: last.targets[0].value}  # type: ignore[union-attr]
+    assert len(refused) == 19 - len(order)
+
+
+async def test_a_lock_whose_holder_was_terminated_is_freed_for_the_next(
+    dev_env, aws: AwsClients, make_worker, task_queue
+):
+    client = dev_env.client
+    seed(aws, {PARAM: "v-before"})
+    first, second = plan(1, queue=False), plan(2, queue=False)
+    async with make_worker(dev_env, aws):
+        holder = await start(client, first, task_queue)
+        await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+        await holder.terminate("stuck")
+        later = await start(client, second, task_queue)
+        await wait_for(later, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+        await later.terminate("test over")

@@ -1,0 +1,133 @@
+"""ResourceLockWorkflow: the lock of one resource, held by at most one release at a time.
+
+Releases ask for it with the ``acquire`` signal (signal-with-start, so the first asker starts
+it) and let it go with ``release``. The lock handles requests one at a time in the order they
+arrived, so it alone decides who holds it, without visibility, and answers each asker with a
+``lock_answer`` signal: granted, or held by another (with ``queue``, a place in line; the
+answer ``granted`` follows when its turn comes). A holder that ended without letting go
+(terminated) is noticed when another release asks for the lock or waits for it. An idle lock
+ends; a busy one continues as new before its history grows large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.locks import (
+        LOCK_ANSWER_SIGNAL,
+        LOCK_WORKFLOW,
+        RELEASES_RUNNING,
+        AcquireLock,
+        LockAnswer,
+        LockState,
+        ReleaseLock,
+        RunningInput,
+        RunningResult,
+    )
+
+# While releases wait in line, how often the lock checks that its holder still runs.
+HOLDER_CHECK_INTERVAL = timedelta(minutes=1)
+HOLDER_CHECK_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name=LOCK_WORKFLOW)
+class ResourceLockWorkflow:
+    """Who holds one resource's lock, and who waits for it in order."""
+
+    @workflow.init
+    def __init__(self, state: LockState) -> None:
+        self._state = state
+        self._requests: list[AcquireLock] = []  # acquire signals not yet answered
+        self._changes = 0  # bumped by every request and release, for the waits below
+
+    @workflow.run
+    async def run(self, state: LockState) -> LockState:
+        while True:
+            while self._requests:
+                await self._answer(self._requests.pop(0))
+            if self._state.holder is None and not self._state.queue:
+                return self._state  # idle: the next asker starts a new run
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._state)
+            seen = self._changes
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: self._changes != seen,  # type: ignore[misc]
+                    timeout=HOLDER_CHECK_INTERVAL if self._state.queue else None,
+                    timeout_summary="check the holder still runs",
+                )
+            except TimeoutError:
+                await self._free_if_holder_ended()
+
+    @workflow.signal
+    def acquire(self, input: AcquireLock) -> None:
+        """``input.release_id`` asks for the lock; answered in arrival order."""
+        self._requests.append(input)
+        self._changes += 1
+
+    @workflow.signal
+    def release(self, input: ReleaseLock) -> None:
+        """``input.release_id`` lets the lock go, or leaves the line."""
+        if self._state.holder == input.release_id:
+            self._pass_on()
+        elif input.release_id in self._state.queue:
+            self._state.queue.remove(input.release_id)
+        self._changes += 1
+
+    @workflow.query
+    def state(self) -> LockState:
+        return self._state
+
+    async def _answer(self, request: AcquireLock) -> None:
+        state, asker = self._state, request.release_id
+        if state.holder is not None and state.holder != asker:
+            await self._free_if_holder_ended()
+        if state.holder == asker:
+            self._tell(asker, LockAnswer(digest=state.key.digest, granted=True))
+            return
+        if state.holder is None and (not state.queue or state.queue[0] == asker):
+            if asker in state.queue:
+                state.queue.remove(asker)
+            state.holder = asker
+            self._tell(asker, LockAnswer(digest=state.key.digest, granted=True))
+            return
+        holder = state.holder or state.queue[0]
+        if request.queue and asker not in state.queue:
+            state.queue.append(asker)
+        position = state.queue.index(asker) + 1 if asker in state.queue else 0
+        self._tell(
+            asker,
+            LockAnswer(digest=state.key.digest, granted=False, holder=holder, position=position),
+        )
+
+    def _pass_on(self) -> None:
+        self._state.holder = None
+        if self._state.queue:
+            self._state.holder = self._state.queue.pop(0)
+            self._tell(self._state.holder, LockAnswer(digest=self._state.key.digest, granted=True))
+
+    def _tell(self, release_id: str, answer: LockAnswer) -> None:
+        handle = workflow.get_external_workflow_handle(release_id)
+        task = asyncio.ensure_future(handle.signal(LOCK_ANSWER_SIGNAL, answer))
+        # A release that has ended reads no answers; its lock is passed on when noticed.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _free_if_holder_ended(self) -> None:
+        holder = self._state.holder
+        if holder is None:
+            return
+        found = await workflow.execute_activity(
+            RELEASES_RUNNING,
+            RunningInput(release_ids=[holder]),
+            result_type=RunningResult,
+            start_to_close_timeout=HOLDER_CHECK_TIMEOUT,
+            summary=f"is {holder} still running",
+        )
+        if holder not in found.running and self._state.holder == holder:
+            workflow.logger.info("lock %s: holder %s has ended", self._state.key.digest, holder)
+            self._pass_on()

@@ -4,12 +4,15 @@ whether a lock's holder still runs."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.aws import AwsClients
+from activities.errors import aws_call
 from models.locks import (
     LOCK_WORKFLOW,
     RELEASE_LOCKS,
@@ -17,6 +20,8 @@ from models.locks import (
     REQUEST_LOCKS,
     RESOURCE_LOCKS,
     AcquireLock,
+    LockAnswer,
+    LockAnswers,
     LockKey,
     LockState,
     ReleaseLock,
@@ -26,9 +31,13 @@ from models.locks import (
     ResourceLocksInput,
     RunningInput,
     RunningResult,
+    lock_keys,
     lock_workflow_id,
 )
-from models.resources import plan_resource_keys
+
+# How many locks one release asks at once, and how often it looks for a lock's answer.
+REQUESTS_AT_ONCE = 16
+ANSWER_POLL_SECONDS = 0.02
 
 
 class LockActivities:
@@ -45,32 +54,40 @@ class LockActivities:
         resource spelled two ways (with or without the default region, a name or its ARN,
         a role into the worker's own account or none) is one key."""
         if self._account is None:
-            sts = self.aws.client("sts", None)
-            self._account = sts.get_caller_identity()["Account"]
-        keys: dict[str, LockKey] = {}
-        found = plan_resource_keys(
-            input.plan, account=self._account, default_region=self.aws.region(None)
-        )
-        for target, resource_keys in found:
-            for key in resource_keys:
-                digest = key.digest()
-                keys[digest] = LockKey(digest=digest, description=f"{target.resource} ({key})")
-        return ResourceLocks(keys=[keys[d] for d in sorted(keys)])
+            with aws_call("sts:GetCallerIdentity", "the worker's AWS credentials"):
+                self._account = self.aws.client("sts", None).get_caller_identity()["Account"]
+        return lock_keys(input.plan, account=self._account, region=self.aws.region(None))
 
     @activity.defn(name=REQUEST_LOCKS)
-    async def request_locks(self, input: RequestLocksInput) -> None:
-        """Ask the lock of each key (starting it if need be); each answers with a signal."""
-        for key in input.keys:
-            await self.client.start_workflow(
-                LOCK_WORKFLOW,
-                LockState(key=key),
-                id=lock_workflow_id(key.digest),
-                task_queue=activity.info().task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                start_signal="acquire",
-                start_signal_args=[AcquireLock(release_id=input.release_id, queue=input.queue)],
-                static_summary=f"lock of {key.description}",
-            )
+    async def request_locks(self, input: RequestLocksInput) -> LockAnswers:
+        """Ask the lock of each key (starting it if need be) and read its answer; the locks
+        are asked side by side, a few at a time."""
+        ask = asyncio.Semaphore(REQUESTS_AT_ONCE)
+
+        async def one(key: LockKey) -> LockAnswer:
+            async with ask:
+                handle = await self.client.start_workflow(
+                    LOCK_WORKFLOW,
+                    LockState(key=key),
+                    id=lock_workflow_id(key.digest),
+                    task_queue=activity.info().task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    start_signal="acquire",
+                    start_signal_args=[AcquireLock(release_id=input.release_id, queue=input.queue)],
+                    static_summary=f"lock of {key.description}",
+                )
+                while True:
+                    answer: LockAnswer | None = await handle.query(
+                        "answer",
+                        input.release_id,
+                        result_type=LockAnswer | None,  # type: ignore[arg-type]
+                    )
+                    if answer is not None:
+                        return answer
+                    activity.heartbeat(key.digest)
+                    await asyncio.sleep(ANSWER_POLL_SECONDS)
+
+        return LockAnswers(answers=list(await asyncio.gather(*(one(k) for k in input.keys))))
 
     @activity.defn(name=RELEASE_LOCKS)
     async def release_locks(self, input: ReleaseLocksInput) -> None:

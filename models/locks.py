@@ -3,7 +3,7 @@ that at no moment do two releases change the same resource, whatever visibility 
 
 A release asks for the locks of all its resources at its start (signal-with-start: a lock
 workflow handles its requests one at a time, in the order they arrived, so it decides alone)
-and each lock answers with a signal; under contention, with ``queue: true``, the release lets
+and reads each lock's answer with a query; under contention, with ``queue: true``, the release lets
 go and then waits in line for each lock in key order, so two releases never wait for each
 other. It lets its locks go when it ends in any way. A lock whose holder ended without
 letting go (terminated) is freed when another release asks for it or waits for it.
@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from models.plan import ReleasePlan
+from models.resources import plan_resource_keys
 
 LOCK_WORKFLOW = "ResourceLockWorkflow"
 LOCK_ANSWER_SIGNAL = "lock_answer"
@@ -49,6 +50,18 @@ class ResourceLocks(BaseModel):
     keys: list[LockKey] = Field(default_factory=list)
 
 
+def lock_keys(plan: ReleasePlan, *, account: str, region: str) -> ResourceLocks:
+    """The plan's resources as lock keys, in the order locks are taken (by digest): the
+    canonical keys of ``models.resources`` resolved with the worker's ``account`` and
+    default ``region``, so one resource spelled two ways is one lock."""
+    keys: dict[str, LockKey] = {}
+    for target, found in plan_resource_keys(plan, account=account, default_region=region):
+        for key in found:
+            digest = key.digest()
+            keys[digest] = LockKey(digest=digest, description=f"{target.resource} ({key})")
+    return ResourceLocks(keys=[keys[d] for d in sorted(keys)])
+
+
 class LockState(BaseModel):
     """A lock: its resource, the release holding it, and those waiting in order."""
 
@@ -72,6 +85,12 @@ class LockAnswer(BaseModel):
     granted: bool
     holder: str | None = None
     position: int = 0
+
+
+class LockAnswers(BaseModel):
+    """The answers of the locks a release asked, in the order asked."""
+
+    answers: list[LockAnswer] = Field(default_factory=list)
 
 
 class ReleaseLock(BaseModel):

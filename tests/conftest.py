@@ -91,7 +91,8 @@ class _StartedWorkflows(temporal_client.Interceptor):
         return Outbound(next)
 
 
-_STARTED = _StartedWorkflows()
+_STARTED = _StartedWorkflows()  # on the time-skipping server
+_STARTED_DEV = _StartedWorkflows()  # on the dev server
 
 
 @pytest.fixture(scope="session")
@@ -110,16 +111,30 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(autouse=True)
 async def _no_orphan_workflows(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Terminate what a test left running on the time-skipping server.
+    """Terminate what a test left running on the session's Temporal servers.
 
-    The server does not skip time past a workflow task nobody polls: one release left
-    running by a failed test would stall the clock of every test after it.
+    The time-skipping server does not skip time past a workflow task nobody polls: one
+    release left running by a failed test would stall the clock of every test after it. On
+    both, a release left running would hold its resources' locks for the tests after it.
     """
     yield
-    ids, _STARTED.ids[:] = list(_STARTED.ids), []
-    if not ids:
-        return
-    env: WorkflowEnvironment = request.getfixturevalue("time_skipping_env")
+    queues, _QUEUES[:] = list(_QUEUES), []
+    if queues and "dev_env" in request.fixturenames:
+        # Also what the CLI started, through clients of its own, on the test's task queue.
+        env: WorkflowEnvironment = request.getfixturevalue("dev_env")
+        for queue in queues:
+            running = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
+            _STARTED_DEV.ids.extend([w.id async for w in env.client.list_workflows(running)])
+    for started, fixture in ((_STARTED, "time_skipping_env"), (_STARTED_DEV, "dev_env")):
+        ids, started.ids[:] = list(dict.fromkeys(started.ids)), []
+        if ids:
+            await _terminate(request.getfixturevalue(fixture), ids)
+
+
+async def _terminate(env: WorkflowEnvironment, ids: list[str]) -> None:
+    """End the workflows ``ids`` and their wave children, where still running. On the dev
+    server this also ends the lock workflows a test's releases started: they run on the
+    test's task queue, which no worker polls once the test is over."""
     for workflow_id in ids:
         handle = env.client.get_workflow_handle(workflow_id)
         # This server does not apply the parent close policy: end the wave children too.
@@ -141,15 +156,21 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=path,
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
+        interceptors=[_STARTED_DEV],
     )
     yield env
     await env.shutdown()
 
 
+_QUEUES: list[str] = []  # the task queues of the running test
+
+
 @pytest.fixture
 def task_queue() -> str:
     """A task queue of this test's own."""
-    return f"relman-test-{uuid.uuid4().hex[:12]}"
+    queue = f"relman-test-{uuid.uuid4().hex[:12]}"
+    _QUEUES.append(queue)
+    return queue
 
 
 @pytest.fixture(scope="session")

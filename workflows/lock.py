@@ -2,11 +2,11 @@
 
 Releases ask for it with the ``acquire`` signal (signal-with-start, so the first asker starts
 it) and let it go with ``release``. The lock handles requests one at a time in the order they
-arrived, so it alone decides who holds it, without visibility, and answers each asker with a
-``lock_answer`` signal: granted, or held by another (with ``queue``, a place in line; the
-answer ``granted`` follows when its turn comes). A holder that ended without letting go
-(terminated) is noticed when another release asks for the lock or waits for it. An idle lock
-ends; a busy one continues as new before its history grows large.
+arrived, so it alone decides who holds it, without visibility. Its answer (granted, or held
+by another and, with ``queue``, a place in line) is read with the ``answer`` query; a release
+waiting in line is told with a ``lock_answer`` signal when its turn comes. A holder that
+ended without letting go (terminated) is noticed when another release asks for the lock or
+waits for it. An idle lock ends; a busy one continues as new before its history grows large.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class ResourceLockWorkflow:
     def __init__(self, state: LockState) -> None:
         self._state = state
         self._requests: list[AcquireLock] = []  # acquire signals not yet answered
+        self._answers: dict[str, LockAnswer] = {}  # release -> the answer to its last request
         self._changes = 0  # bumped by every request and release, for the waits below
 
     @workflow.run
@@ -77,39 +78,49 @@ class ResourceLockWorkflow:
             self._pass_on()
         elif input.release_id in self._state.queue:
             self._state.queue.remove(input.release_id)
+        self._answers.pop(input.release_id, None)
         self._changes += 1
 
     @workflow.query
     def state(self) -> LockState:
         return self._state
 
+    @workflow.query
+    def answer(self, release_id: str) -> LockAnswer | None:
+        """The answer to ``release_id``'s last request; None while it is not answered."""
+        if any(r.release_id == release_id for r in self._requests):
+            return None
+        return self._answers.get(release_id)
+
     async def _answer(self, request: AcquireLock) -> None:
         state, asker = self._state, request.release_id
         if state.holder is not None and state.holder != asker:
             await self._free_if_holder_ended()
+        digest = state.key.digest
         if state.holder == asker:
-            self._tell(asker, LockAnswer(digest=state.key.digest, granted=True))
+            self._answers[asker] = LockAnswer(digest=digest, granted=True)
             return
         if state.holder is None and (not state.queue or state.queue[0] == asker):
             if asker in state.queue:
                 state.queue.remove(asker)
             state.holder = asker
-            self._tell(asker, LockAnswer(digest=state.key.digest, granted=True))
+            self._answers[asker] = LockAnswer(digest=digest, granted=True)
             return
         holder = state.holder or state.queue[0]
         if request.queue and asker not in state.queue:
             state.queue.append(asker)
         position = state.queue.index(asker) + 1 if asker in state.queue else 0
-        self._tell(
-            asker,
-            LockAnswer(digest=state.key.digest, granted=False, holder=holder, position=position),
+        self._answers[asker] = LockAnswer(
+            digest=digest, granted=False, holder=holder, position=position
         )
 
     def _pass_on(self) -> None:
         self._state.holder = None
         if self._state.queue:
-            self._state.holder = self._state.queue.pop(0)
-            self._tell(self._state.holder, LockAnswer(digest=self._state.key.digest, granted=True))
+            holder = self._state.holder = self._state.queue.pop(0)
+            answer = LockAnswer(digest=self._state.key.digest, granted=True)
+            self._answers[holder] = answer
+            self._tell(holder, answer)
 
     def _tell(self, release_id: str, answer: LockAnswer) -> None:
         handle = workflow.get_external_workflow_handle(release_id)

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         REQUEST_LOCKS,
         RESOURCE_LOCKS,
         LockAnswer,
+        LockAnswers,
         LockKey,
         ReleaseLocksInput,
         RequestLocksInput,
@@ -182,10 +183,20 @@ ORGANISATION_POLICY = "organisation-policy"
 # resource at once, whatever visibility says) instead of looking through visibility.
 RESOURCE_LOCKS_PATCH = "resource-locks"
 LOCK_TIMEOUT = timedelta(minutes=1)
+LOCK_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 LOCK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
+)
+# Naming the resources asks AWS (STS) for the worker's account: an AWS that does not answer
+# for about half a minute (1+2+4+8+16 s between six attempts) refuses the release, which
+# has changed nothing yet, rather than keeping it pending without a word.
+RESOURCE_KEYS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
 )
 # A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
 # its id is taken) is a wave failure, and wave children have ids that cannot collide.
@@ -958,14 +969,17 @@ class ReleaseWorkflow:
         line for each lock in key order, so two releases never wait for each other (an
         abort ends the wait)."""
         plan = self._plan
-        found = await workflow.execute_activity(
-            RESOURCE_LOCKS,
-            ResourceLocksInput(plan=plan),
-            result_type=ResourceLocks,
-            start_to_close_timeout=LOCK_TIMEOUT,
-            retry_policy=LOCK_RETRY,
-            summary="name the resources this release changes",
-        )
+        try:
+            found = await workflow.execute_activity(
+                RESOURCE_LOCKS,
+                ResourceLocksInput(plan=plan),
+                result_type=ResourceLocks,
+                start_to_close_timeout=LOCK_TIMEOUT,
+                retry_policy=RESOURCE_KEYS_RETRY,
+                summary="name the resources this release changes",
+            )
+        except ActivityError as err:
+            return f"cannot name the resources it changes, to lock them: {cause(err)}"
         keys = found.keys
         self._locks = [k.digest for k in keys]
         answers = await self._ask_locks(keys, queue=False)
@@ -1000,18 +1014,19 @@ class ReleaseWorkflow:
         return None
 
     async def _ask_locks(self, keys: list[LockKey], queue: bool) -> list[LockAnswer]:
-        """Ask the locks of ``keys`` and wait for each one's answer."""
-        for key in keys:
-            self._lock_answers.pop(key.digest, None)
-        await workflow.execute_activity(
+        """Ask the locks of ``keys``: each one's answer."""
+        found = await workflow.execute_activity(
             REQUEST_LOCKS,
             RequestLocksInput(release_id=self._plan.id, keys=keys, queue=queue),
+            result_type=LockAnswers,
             start_to_close_timeout=LOCK_TIMEOUT,
+            heartbeat_timeout=LOCK_HEARTBEAT_TIMEOUT,
             retry_policy=LOCK_RETRY,
             summary=f"ask for {len(keys)} resource lock(s)",
         )
-        await workflow.wait_condition(lambda: all(k.digest in self._lock_answers for k in keys))
-        return [self._lock_answers[k.digest] for k in keys]
+        for answer in found.answers:
+            self._lock_answers[answer.digest] = answer
+        return found.answers
 
     async def _release_locks(self) -> None:
         """Let every lock this release took (or waited for) go, whatever the end."""

@@ -175,19 +175,32 @@ class Route53WeightedHandler(TargetHandler):
                 changes.append({"Action": "DELETE", "ResourceRecordSet": existing})
             changes.append({"Action": "CREATE", "ResourceRecordSet": record})
         try:
-            self.client("route53", target).change_resource_record_sets(
-                HostedZoneId=target.hosted_zone_id,
-                ChangeBatch={"Comment": "relman", "Changes": changes},
-            )
+            self._change(target, changes)
         except ClientError as exc:
             # AWS answers InvalidChangeBatch for a DELETE that no longer matches (moto,
             # which checks a DELETE's values only, InvalidInput). Reading again tells a
             # record changed in between from a batch refused for another reason.
-            if on_race is not None and error_code(exc) in ("InvalidChangeBatch", "InvalidInput"):
-                now = _held(self._records(target))
-                if now != _held(current):
-                    raise on_race(now) from exc
-            raise_aws_error(exc, "route53:ChangeResourceRecordSets", target.resource)
+            if on_race is None or error_code(exc) not in ("InvalidChangeBatch", "InvalidInput"):
+                raise_aws_error(exc, "route53:ChangeResourceRecordSets", target.resource)
+            now = _held(self._records(target))
+            if now != _held(current):
+                raise on_race(now) from exc
+            if "already exists" not in str(exc):
+                raise_aws_error(exc, "route53:ChangeResourceRecordSets", target.resource)
+            # Unchanged, yet the CREATE after its exact DELETE was refused: endpoints such
+            # as moto refuse to CREATE a record identical to one created before, whatever
+            # the batch deletes first. The DELETE still guards against a race; UPSERT writes.
+            upserts = [{**c, "Action": "UPSERT"} if c["Action"] == "CREATE" else c for c in changes]
+            try:
+                self._change(target, upserts)
+            except ClientError as again:
+                raise_aws_error(again, "route53:ChangeResourceRecordSets", target.resource)
+
+    def _change(self, target: Route53WeightedTarget, changes: list[dict[str, Any]]) -> None:
+        self.client("route53", target).change_resource_record_sets(
+            HostedZoneId=target.hosted_zone_id,
+            ChangeBatch={"Comment": "relman", "Changes": changes},
+        )
 
     def show(self, target: Route53WeightedTarget, written: dict[str, Any]) -> str:
         shown = []

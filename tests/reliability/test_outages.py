@@ -60,8 +60,13 @@ async def test_worker_without_aws_fails_the_release_clearly_and_changes_nothing(
     (release,) = outcome.releases
     status = outcome.statuses[release.id]
     endpoint = outcome.figures["endpoint"]
-    assert status.phase == ReleasePhase.ROLLED_BACK
-    assert status.error and f'Could not connect to the endpoint URL: "{endpoint}/"' in status.error
+    # It cannot even name its resources (the worker's account, from STS) to lock them.
+    assert status.phase == ReleasePhase.FAILED
+    assert status.error and status.error.startswith(
+        f"release {release.id} refused: cannot name the resources it changes, to lock them: "
+    )
+    assert f'Could not connect to the endpoint URL: "{endpoint}/' in status.error
+    assert status.error.endswith("; it changed nothing")
     code, shown, errors = outcome.figures["status"]
     assert code == 0 and "Could not connect to the endpoint URL" in shown, errors
     assert outcome.aws_after[release.id] == outcome.aws_expected[release.id]

@@ -18,6 +18,8 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Worker
 
+from activities.locks import LockActivities
+from models.locks import RESOURCE_LOCKS, ResourceLocks, ResourceLocksInput, lock_keys
 from models.messages import (
     APPLY_TARGET,
     APPLY_TARGETS,
@@ -51,6 +53,7 @@ from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests import trust
 from tests.helpers import make_plan, start_release, status_of
 from worker.main import SANDBOX
+from workflows.lock import ResourceLockWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
@@ -116,6 +119,12 @@ async def notification_destinations(input: NotifyDestinationsInput) -> NotifyDes
     return NotifyDestinationsResult(configured=False)
 
 
+@activity.defn(name=RESOURCE_LOCKS)
+async def resource_locks(input: ResourceLocksInput) -> ResourceLocks:
+    """The real keys, in moto's account and default region (no STS here)."""
+    return lock_keys(input.plan, account="123456789012", region="us-east-1")
+
+
 def large_plan() -> Any:
     """40 waves of 25 Lambda aliases each (traffic kind: every step applies every target)."""
     targets, waves = [], []
@@ -150,7 +159,7 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
     async with Worker(
         env.client,
         task_queue=queue,
-        workflows=[ReleaseWorkflow, WaveWorkflow],
+        workflows=[ReleaseWorkflow, WaveWorkflow, ResourceLockWorkflow],
         activities=[
             snapshot_target,
             apply_target,
@@ -162,6 +171,8 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
             notify,
             notification_destinations,
             trust.policy_activity(),
+            resource_locks,
+            *(a for a in LockActivities(env.client, None).all() if a.__name__ != "resource_locks"),  # type: ignore[arg-type]
         ],
         workflow_runner=SANDBOX,
         activity_executor=activity_executor,

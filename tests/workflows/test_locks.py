@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from temporalio.client import Client
 
 from activities.aws import AwsClients
-from models.locks import LockState
+from models.locks import LockState, lock_keys, lock_workflow_id
 from models.plan import ReleasePlan
 from models.status import ReleasePhase, WavePhase
 from tests import trust
@@ -20,12 +21,17 @@ from tests.helpers import approve, events, make_plan, seed, ssm, ssm_values, sta
 from workflows.lock import ResourceLockWorkflow
 from workflows.release import ReleaseWorkflow
 
-PARAM = "/payments/locks/version"
+
+@pytest.fixture
+def param(task_queue: str) -> str:
+    """A parameter of this test's own: the dev server (and its lock workflows, bound to the
+    task queue of the release that first asked) outlive each test."""
+    return f"/payments/locks/{task_queue}"
 
 
-def plan(i: int, queue: bool) -> ReleasePlan:
-    """A gated release of PARAM; odd ones spell the default region out."""
-    target = ssm("api", PARAM, f"v{i}") | ({"region": "us-east-1"} if i % 2 else {})
+def plan(param: str, i: int, queue: bool) -> ReleasePlan:
+    """A gated release of ``param``; odd ones spell the default region out."""
+    target = ssm("api", param, f"v{i}") | ({"region": "us-east-1"} if i % 2 else {})
     return make_plan(
         [target],
         [
@@ -49,23 +55,19 @@ async def start(client: Client, release: ReleasePlan, queue: str) -> Any:
     )
 
 
-async def lock_state(client: Client) -> LockState | None:
-    """The lock of PARAM, found through the holder's or waiters' releases."""
-    handles = [h async for h in client.list_workflows(
-        "WorkflowType = 'ResourceLockWorkflow' AND ExecutionStatus = 'Running'"
-    )]  # fmt: skip
-    states = [
-        await client.get_workflow_handle(h.id).query(ResourceLockWorkflow.state) for h in handles
-    ]
-    return next((s for s in states if PARAM.lstrip("/") in s.key.description), None)
+async def lock_state(client: Client, release: ReleasePlan) -> LockState:
+    """The lock of the release's one resource (moto's account, the default region)."""
+    [key] = lock_keys(release, account="123456789012", region="us-east-1").keys
+    lock = client.get_workflow_handle(lock_workflow_id(key.digest))
+    return await lock.query(ResourceLockWorkflow.state)
 
 
 async def test_twenty_releases_at_once_never_hold_one_resource_together(
-    dev_env, aws: AwsClients, make_worker, task_queue
+    dev_env, aws: AwsClients, make_worker, task_queue, param: str
 ):
     client = dev_env.client
-    seed(aws, {PARAM: "v-before"})
-    plans = [plan(i, queue=i >= 10) for i in range(20)]
+    seed(aws, {param: "v-before"})
+    plans = [plan(param, i, queue=i >= 10) for i in range(20)]
     async with make_worker(dev_env, aws):
         handles = await asyncio.gather(*(start(client, p, task_queue) for p in plans))
 
@@ -92,8 +94,8 @@ async def test_twenty_releases_at_once_never_hold_one_resource_together(
         for s in refused:
             assert s.error is not None and f"by running release {holder}" in s.error, s.error
             assert events(s, "target_applied") == []
-        state = await lock_state(client)
-        assert state is not None and state.holder == holder
+        state = await lock_state(client, plans[0])
+        assert state.holder == holder
         order = list(state.queue)
         assert sorted(order) == sorted(p.id for p in plans[10:] if p.id != holder)
 
@@ -109,16 +111,16 @@ async def test_twenty_releases_at_once_never_hold_one_resource_together(
         assert (await current.result()).phase == ReleasePhase.COMPLETED
 
     last = next(p for p in plans if p.id == current.id)
-    assert ssm_values(aws, [PARAM]) == {PARAM: last.targets[0].value}  # type: ignore[union-attr]
+    assert ssm_values(aws, [param]) == {param: last.targets[0].value}  # type: ignore[union-attr]
     assert len(refused) == 19 - len(order)
 
 
 async def test_a_lock_whose_holder_was_terminated_is_freed_for_the_next(
-    dev_env, aws: AwsClients, make_worker, task_queue
+    dev_env, aws: AwsClients, make_worker, task_queue, param: str
 ):
     client = dev_env.client
-    seed(aws, {PARAM: "v-before"})
-    first, second = plan(1, queue=False), plan(2, queue=False)
+    seed(aws, {param: "v-before"})
+    first, second = plan(param, 1, queue=False), plan(param, 2, queue=False)
     async with make_worker(dev_env, aws):
         holder = await start(client, first, task_queue)
         await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)

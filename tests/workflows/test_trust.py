@@ -40,9 +40,9 @@ from workflows.release import REFUSALS_RECORDED, ReleaseWorkflow
 PARAM = "/payments/trust/flag"
 
 
-def gated_plan(**fields: Any) -> ReleasePlan:
+def gated_plan(param: str = PARAM, **fields: Any) -> ReleasePlan:
     return make_plan(
-        [ssm("flag", PARAM, "on")], [wave("finance", ["flag"], groups={"finance-cab": 1})], **fields
+        [ssm("flag", param, "on")], [wave("finance", ["flag"], groups={"finance-cab": 1})], **fields
     )
 
 
@@ -62,7 +62,8 @@ async def test_unsigned_forged_and_replayed_decisions_are_refused_by_the_release
 ):
     env = time_skipping_env
     seed(aws, {PARAM: "off"})
-    plan, other = gated_plan(), gated_plan()
+    # Another parameter: two running releases of one resource cannot both hold it.
+    plan, other = gated_plan(), gated_plan(f"{PARAM}-other")
     two = two_wave_plan()
     async with make_worker(env, aws):
         handle = await start_release(env.client, plan, task_queue)

@@ -7,6 +7,7 @@ endpoint for every service, which is how the embedded stack points relman at mot
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class AwsClients:
     endpoint_url: str | None = None
     default_region: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # What the calls are for, in their User-Agent (``relman/preflight``): CloudTrail's
+    # userAgent then tells relman's read-only checks from its changes.
+    purpose: str | None = None
     _clients: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
     _sessions: dict[tuple[str | None, str | None], boto3.Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -48,6 +52,14 @@ class AwsClients:
             max_attempts=int(os.environ.get(MAX_ATTEMPTS_ENV, DEFAULT_MAX_ATTEMPTS)),
         )
 
+    def for_purpose(self, purpose: str) -> AwsClients:
+        """The same configuration, with clients of its own labelled ``relman/<purpose>``."""
+        labelled = copy.copy(self)
+        labelled.purpose = purpose
+        labelled._clients, labelled._sessions = {}, {}
+        labelled._lock = threading.Lock()
+        return labelled
+
     def region(self, region: str | None) -> str:
         """The region to use for a target that names ``region`` (or none)."""
         return region or self.default_region or DEFAULT_REGION
@@ -58,6 +70,7 @@ class AwsClients:
             # One connection per activity thread: botocore's default pool of 10 would make
             # the rest of a wave's parallel calls open and drop connections.
             max_pool_connections=MAX_POOL_CONNECTIONS,
+            user_agent_extra=f"relman/{self.purpose}" if self.purpose else None,
         )
 
     def _session(self, role_arn: str | None, external_id: str | None) -> boto3.Session:

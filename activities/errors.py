@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 from temporalio.exceptions import ApplicationError
 
 # Retrying cannot fix these: the caller must change something first.
@@ -83,3 +90,57 @@ def aws_call(call: str, resource: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         raise_aws_error(exc, call, resource)
+
+
+# Errors raised by botocore itself (not answered by AWS) that retrying cannot fix: the request
+# is malformed, or the worker has no usable credentials, region or profile. An operator must
+# change the plan or the worker's configuration; connection errors and timeouts stay
+# transient.
+_PERMANENT_BOTOCORE = (
+    ParamValidationError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
+
+
+class SnapshotUnreadable(Exception):
+    """A snapshot lacks what this worker's code needs (recorded by another relman version)."""
+
+
+def permanent_error(exc: BaseException, resource: str) -> ApplicationError | None:
+    """``exc`` as a final, non-retryable ``ApplicationError`` naming ``resource``, when
+    retrying cannot fix it; None for errors the retry policy should see (throttling, 5xx,
+    connection errors, timeouts). ``ApplicationError`` and ``ClientError`` are classified
+    where they are raised (``raise_aws_error``)."""
+    if isinstance(exc, _PERMANENT_BOTOCORE):
+        return ApplicationError(
+            f"{resource}: {type(exc).__name__}: {exc}",
+            type=AwsOperationError.__name__,
+            non_retryable=True,
+        )
+    if isinstance(exc, (KeyError, TypeError)):
+        # Code reading a snapshot (or a record of what it wrote) of another shape.
+        return ApplicationError(
+            f"{resource}: this worker cannot read the state recorded for it "
+            f"({type(exc).__name__}: {exc}); was it recorded by another relman version?",
+            type=SnapshotUnreadable.__name__,
+            non_retryable=True,
+        )
+    return None
+
+
+@contextmanager
+def classified(resource: str) -> Iterator[None]:
+    """Run a target's work; errors retrying cannot fix become final errors naming
+    ``resource``, the others propagate unchanged for the retry policy."""
+    try:
+        yield
+    except ApplicationError:
+        raise
+    except Exception as exc:
+        final = permanent_error(exc, resource)
+        if final is None:
+            raise
+        raise final from exc

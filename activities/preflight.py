@@ -28,10 +28,7 @@ from models.plan import (
     SsmParameterTarget,
 )
 from models.preflight import (
-    CALLER_ACCOUNT,
     PREFLIGHT,
-    CallerAccountInput,
-    CallerAccountResult,
     PreflightAlarms,
     PreflightInput,
     PreflightProblem,
@@ -124,11 +121,9 @@ class PreflightActivities:
             self.check_alarms(alarms, problems)
         return PreflightResult(problems=problems, checked=len(input.targets) + len(input.alarms))
 
-    @activity.defn(name=CALLER_ACCOUNT)
-    def caller_account(self, input: CallerAccountInput) -> CallerAccountResult:
-        """The account of the worker's own credentials (for canonical resource keys)."""
-        identity = self.aws.client("sts", input.region).get_caller_identity()
-        return CallerAccountResult(account=identity["Account"], arn=identity["Arn"])
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, for worker registration."""
+        return [self.preflight]
 
     def check_target(self, item: PreflightTarget, problems: list[PreflightProblem]) -> None:
         """Add the problems of one target to ``problems``."""

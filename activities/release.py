@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
+from activities.errors import classified, permanent_error
 from activities.targets import build_handlers
 from activities.targets.base import ResourceDrifted, TargetHandler
 from models.messages import (
@@ -36,6 +37,9 @@ from models.plan import Target
 # The targets of one batch activity are worked on side by side, on at most this many threads
 # (shared by every batch the worker runs).
 FAN_OUT_THREADS = BATCH_FAN_OUT
+# A batch heartbeats this often while its targets are worked on (the workflow's heartbeat
+# timeout notices a worker that died mid-batch in seconds, not at the attempt's timeout).
+HEARTBEAT_EVERY = 2.0
 
 Item = TypeVar("Item")
 R = TypeVar("R")
@@ -71,14 +75,16 @@ class TargetActivities:
     @activity.defn(name=SNAPSHOT_TARGET)
     def snapshot_target(self, input: TargetInput) -> Snapshot:
         """Record the target's current state (read-only)."""
-        return self._handler(input.target).snapshot(input.target)
+        with classified(input.target.resource):
+            return self._handler(input.target).snapshot(input.target)
 
     @activity.defn(name=APPLY_TARGET)
     def apply_target(self, input: ApplyInput) -> ApplyResult:
         """Make the target what the release wants; a no-op if it already is."""
-        result = self._handler(input.target).apply(
-            input.target, input.snapshot, input.percent, input.written
-        )
+        with classified(input.target.resource):
+            result = self._handler(input.target).apply(
+                input.target, input.snapshot, input.percent, input.written
+            )
         activity.logger.info(
             "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
         )
@@ -90,7 +96,7 @@ class TargetActivities:
         snapshots, errors, _ = self._each(
             "snapshot",
             input.targets,
-            lambda t: t.name,
+            lambda t: t,
             lambda t: self._handler(t).snapshot(t),
             input.final_attempt,
         )
@@ -105,7 +111,7 @@ class TargetActivities:
         results, errors, drifted = self._each(
             "apply",
             input.items,
-            lambda i: i.target.name,
+            lambda i: i.target,
             lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent, i.written),
             input.final_attempt,
         )
@@ -119,7 +125,7 @@ class TargetActivities:
         self,
         what: str,
         items: list[Item],
-        name: Callable[[Item], str],
+        target_of: Callable[[Item], Target],
         work: Callable[[Item], R],
         final_attempt: int,
     ) -> tuple[dict[str, R], dict[str, str], dict[str, dict[str, Any]]]:
@@ -129,38 +135,49 @@ class TargetActivities:
         ``ResourceDrifted`` one (never retried) is also in the drifts, with its details.
         When the others failed only transiently (throttling, a timeout), the whole batch is
         retried by Temporal, until ``final_attempt``, where they are reported as errors too.
+
+        The activity heartbeats while it waits. Cancelled (the wave is stopping), it still
+        waits for every call in flight before it reports the cancellation, so the workflow
+        (which waits for that report) never compensates while a write of this attempt may
+        still land.
         """
         # Each thread runs in a copy of this activity's context: the trace span AWS calls
         # belong to, the activity's logger.
         futures = {
-            self._fan_out_pool.submit(contextvars.copy_context().run, work, item): name(item)
+            self._fan_out_pool.submit(contextvars.copy_context().run, work, item): item
             for item in items
         }
+        with activity.shield_thread_cancel_exception():
+            pending = set(futures)
+            while pending:
+                _, pending = concurrent.futures.wait(pending, timeout=HEARTBEAT_EVERY)
+                activity.heartbeat(f"{len(items) - len(pending)} of {len(items)} done")
         results: dict[str, R] = {}
         permanent: dict[str, str] = {}
         transient: dict[str, str] = {}
         drifted: dict[str, dict[str, Any]] = {}
-        for future in concurrent.futures.as_completed(futures):
-            key = futures[future]
+        for future, item in futures.items():
+            target = target_of(item)
+            key = target.name
             try:
                 results[key] = future.result()
             except ApplicationError as exc:
                 (permanent if exc.non_retryable else transient)[key] = exc.message
                 if exc.type == ResourceDrifted.__name__:
                     drifted[key] = dict(exc.details[0]) if exc.details else {}
-            except Exception as exc:  # botocore's connection errors, timeouts...
-                transient[key] = str(exc) or type(exc).__name__
+            except Exception as exc:
+                final = permanent_error(exc, target.resource)
+                if final is not None:  # invalid parameters, no credentials, an odd snapshot
+                    permanent[key] = final.message
+                else:  # botocore's connection errors, timeouts...
+                    transient[key] = str(exc) or type(exc).__name__
         if transient and not permanent and activity.info().attempt < final_attempt:
             failed = "; ".join(f"{key}: {transient[key]}" for key in sorted(transient))
             raise TargetsFailed(
                 f"{what} failed for {len(transient)} of {len(items)} target(s), retrying: {failed}"
             )
-        order = {name(item): i for i, item in enumerate(items)}
-
-        def in_order(found: dict[str, Any]) -> dict[str, Any]:
-            return dict(sorted(found.items(), key=lambda e: order[e[0]]))
-
-        return in_order(results), in_order({**permanent, **transient}), in_order(drifted)
+        names = [t.name for t in map(target_of, items) if t.name in permanent | transient]
+        return results, {k: permanent.get(k) or transient[k] for k in names}, drifted
 
     @activity.defn(name=COMPENSATE_TARGET)
     def compensate_target(self, input: CompensateInput) -> CompensateResult:
@@ -171,9 +188,10 @@ class TargetActivities:
         ``ApplicationError`` of type ``ResourceDrifted`` (details: target, resource, written,
         current, snapshot).
         """
-        result = self._handler(input.target).compensate(
-            input.target, input.snapshot, input.written, input.force
-        )
+        with classified(input.target.resource):
+            result = self._handler(input.target).compensate(
+                input.target, input.snapshot, input.written, input.force
+            )
         activity.logger.info(
             "restored %s (%s)", result.resource, "changed" if result.changed else "unchanged"
         )

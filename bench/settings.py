@@ -24,6 +24,8 @@ class Settings:
     verify_calls: int = 1000
     preflight_targets: int = 20
     preflight_rounds: int = 10
+    # checks: releases submitted at once whose resource-lock acquisition is timed.
+    lock_releases: int = 50
     # Record the parked benchmark's worker with py-spy (installed by hand) into this folder.
     profile_dir: str | None = None
 
@@ -40,6 +42,7 @@ class Settings:
             verify_calls=20,
             preflight_targets=2,
             preflight_rounds=1,
+            lock_releases=3,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -256,6 +256,33 @@ async def status(release_id: str, timeline_tail: int | None = None) -> ReleaseSt
         return await _known(release_id, lambda: _status_query(handle, timeline_tail))
 
 
+# What ends a release's start: checked, refused, or waiting in line for a lock.
+START_EVENTS = ("preflight", "refused", "queued")
+
+
+async def started(release_id: str, limit: float) -> ReleaseStatus | None:
+    """The release's status once its worker has decided whether it starts (its AWS
+    preflight passed, it was refused, or it queues behind another release); None if that
+    did not happen within ``limit`` seconds (no worker polling its task queue?)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    async with temporal() as client:
+        handle = _handle(client, release_id)
+        while True:
+            try:
+                current = await _status_query(handle, 20)
+            except RPCError:  # no workflow task yet (no worker): keep waiting
+                current = None
+            if current is not None and (
+                current.finished_at is not None
+                or any(e.kind in START_EVENTS for e in current.timeline)
+            ):
+                return current
+            if loop.time() > deadline:
+                return None
+            await asyncio.sleep(0.3)
+
+
 async def history(release_id: str) -> ReleaseStatus:
     """The release's status with its complete timeline, fetched page by page so that a
     release of any size stays under the server's message size limits."""

@@ -154,12 +154,21 @@ class SubmitView:
     """``relman submit``: the id of the started release."""
 
     release_id: str
+    checked: bool = True  # False: the worker did not answer while submit waited
 
     def to_json(self) -> Any:
-        return {"release_id": self.release_id}
+        return {"release_id": self.release_id, "checked": self.checked}
 
     def render(self, console: Any) -> None:
         console.print(self.release_id, markup=False)
+        if not self.checked:  # on stderr: stdout is the id alone, for scripts
+            from client.output import console as make_console
+
+            make_console(stderr=True).print(
+                f"no worker has checked release {self.release_id} yet: `relman status "
+                f"{self.release_id}` shows whether its AWS preflight passed",
+                markup=False,
+            )
 
 
 def _timeline_table(events: list[TimelineEvent], title: str) -> Table:

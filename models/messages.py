@@ -16,6 +16,7 @@ from models.plan import (
     Wave,
 )
 from models.policy import Policy
+from models.preflight import PreflightInput
 from models.signing import (
     DecisionAction,
     DecisionPayload,
@@ -371,6 +372,9 @@ class WaveInput(BaseModel):
     alarm_role_arn: str | None = None
     alarm_external_id: str | None = None
     bake_interval: timedelta = DEFAULT_BAKE_INTERVAL
+    # The wave's AWS preflight, run when it starts changing AWS (None: none, as for waves
+    # started by relman before it had one).
+    preflight: PreflightInput | None = None
 
 
 class WaveOutcome(BaseModel):

@@ -9,7 +9,6 @@ from models.plan import ReleasePlan, Target
 from models.resources import resolved_targets
 
 PREFLIGHT = "preflight"
-CALLER_ACCOUNT = "caller_account"
 
 
 class PreflightTarget(BaseModel):
@@ -58,19 +57,6 @@ class PreflightResult(BaseModel):
     def ok(self) -> bool:
         """True when nothing is missing or unreachable."""
         return not self.problems
-
-
-class CallerAccountInput(BaseModel):
-    """Ask STS which account the worker's own credentials are in."""
-
-    region: str | None = None
-
-
-class CallerAccountResult(BaseModel):
-    """The worker's account id and the ARN of its credentials."""
-
-    account: str
-    arn: str
 
 
 def preflight_input(plan: ReleasePlan, waves: list[str] | None = None) -> PreflightInput:

@@ -6,7 +6,7 @@ worker's own account and no role: each pair gives one key. Route 53 zones and S3
 named globally (zone ids everywhere, bucket names within a partition), so their keys carry
 no account or region, and two spellings through different accounts still meet.
 
-Pure: the worker's account is passed in (the ``caller_account`` activity asks STS for it);
+Pure: the worker's account is passed in (the ``resource_locks`` activity asks STS for it);
 plan validation passes a placeholder for it and for the default region.
 """
 

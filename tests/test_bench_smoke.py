@@ -31,7 +31,14 @@ RUN_KEYS = {
     "parked": {"parked_rss_mb", "per_release_kb", "levels"},
     "rollback": {"detection_seconds", "restore_seconds", "plain_sequential_seconds"},
     "multiday": {"wall_seconds", "simulated_days"},
-    "checks": {"verify_p50_ms", "verify_p99_ms", "check_p50_ms", "preflight_p50_ms"},
+    "checks": {
+        "verify_p50_ms",
+        "verify_p99_ms",
+        "check_p50_ms",
+        "preflight_p50_ms",
+        "locks_request_p99_ms",
+        "locks_held_p99_ms",
+    },
 }
 
 

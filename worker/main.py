@@ -20,6 +20,7 @@ from activities.locks import LockActivities
 from activities.notify import NotifyActivities, defaults_from_env
 from activities.policy import POLICY_ENV, PolicyActivities, read_policy
 from activities.policy import policy_source as configured_policy_source
+from activities.preflight import PreflightActivities
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
 from common.connection import task_queue, temporal
@@ -119,6 +120,7 @@ def build_worker(
     activities = [
         *TargetActivities(aws).all(),
         *HealthActivities(aws).all(),
+        *PreflightActivities(aws.for_purpose("preflight")).all(),
         *ReleaseActivities(client).all(),
         *LockActivities(client, aws).all(),
         *NotifyActivities(aws, notify_defaults).all(),

@@ -97,6 +97,7 @@ with workflow.unsafe.imports_passed_through():
         PolicySnapshot,
         plan_violations,
     )
+    from models.preflight import PREFLIGHT, PreflightInput, PreflightResult, preflight_input
     from models.signing import (
         DecisionAction,
         DecisionRefused,
@@ -135,7 +136,13 @@ with workflow.unsafe.imports_passed_through():
         resolved_target,
         wave_of_target,
     )
-    from workflows.steps import RESOURCE_DRIFTED, cause, child_failure, failure_type
+    from workflows.steps import (
+        RESOURCE_DRIFTED,
+        cause,
+        child_failure,
+        failure_type,
+        preflight_timeout,
+    )
 
 # Notifications run beside the release and never hold it up: a few attempts with backoff,
 # then the failure is recorded in the timeline (`notification_failed`) and the release goes on.
@@ -198,6 +205,10 @@ RESOURCE_KEYS_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=6,
 )
+# Before anything changes the release checks, with the worker's roles, that every resource
+# and alarm of the plan exists and is reachable (each wave checks its own again at its
+# start); problems refuse it, naming each plan field.
+PREFLIGHT_PATCH = "preflight"
 # A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
 # its id is taken) is a wave failure, and wave children have ids that cannot collide.
 WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
@@ -283,6 +294,8 @@ class ReleaseWorkflow:
                 refused = await self._take_locks()
             elif refused is None:
                 ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
+            if refused is None and self._stopping is None and workflow.patched(PREFLIGHT_PATCH):
+                refused = await self._preflight()
             if refused is not None:
                 self._refuse_start(refused)  # it ends failed, having changed nothing
                 final = ReleasePhase.FAILED
@@ -691,6 +704,7 @@ class ReleaseWorkflow:
                 alarm_role_arn=dept.role_arn if dept else None,
                 alarm_external_id=dept.external_id if dept else None,
                 bake_interval=wave.bake_interval,
+                preflight=self._wave_preflight(wave, skipped),
             )
             rollout_started = workflow.now()
             if workflow.patched(WAVE_ABNORMAL_ENDS):
@@ -1027,6 +1041,39 @@ class ReleaseWorkflow:
         for answer in found.answers:
             self._lock_answers[answer.digest] = answer
         return found.answers
+
+    async def _preflight(self) -> str | None:
+        """The plan's AWS preflight: every problem found, as the refusal; or None."""
+        check = preflight_input(self._plan)
+        try:
+            result = await workflow.execute_activity(
+                PREFLIGHT,
+                check,
+                result_type=PreflightResult,
+                start_to_close_timeout=preflight_timeout(check),
+                retry_policy=RESOURCE_KEYS_RETRY,
+                summary="preflight: check every resource and alarm of the plan",
+            )
+        except ActivityError as err:
+            return f"the AWS preflight could not run: {cause(err)}"
+        if result.problems:
+            listed = "; ".join(str(problem) for problem in result.problems)
+            return f"the AWS preflight found {len(result.problems)} problem(s): {listed}"
+        self._event(
+            "preflight",
+            f"AWS preflight passed: {result.checked} target(s) and alarm set(s) checked",
+            actor=SYSTEM_ACTOR,
+        )
+        return None
+
+    def _wave_preflight(self, wave: Wave, skipped: list[str]) -> PreflightInput | None:
+        """The preflight a wave runs at its start: its targets (but those skipped) and
+        alarms; none for releases started before the preflight existed."""
+        if not workflow.patched(PREFLIGHT_PATCH):
+            return None
+        check = preflight_input(self._plan, waves=[wave.name])
+        check.targets = [t for t in check.targets if t.target.name not in skipped]
+        return check
 
     async def _release_locks(self) -> None:
         """Let every lock this release took (or waited for) go, whatever the end."""

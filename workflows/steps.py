@@ -19,6 +19,10 @@ from temporalio.exceptions import (
 
 from models.messages import BATCH_FAN_OUT, FiringAlarm, WaveProgress
 from models.plan import TRAFFIC_KINDS, Target, Wave
+from models.preflight import PreflightInput
+
+# A preflight attempt: a few read-only AWS calls per target and alarm set.
+PREFLIGHT_TIMEOUT = timedelta(minutes=1)
 
 
 def due_targets(targets: list[Target], step: int) -> list[Target]:
@@ -30,6 +34,11 @@ def due_targets(targets: list[Target], step: int) -> list[Target]:
 def batch_timeout(per_attempt: timedelta, targets: int) -> timedelta:
     """A batch activity's attempt: ``per_attempt`` for each share of targets worked on at once."""
     return per_attempt * max(1, -(-targets // BATCH_FAN_OUT))
+
+
+def preflight_timeout(check: PreflightInput) -> timedelta:
+    """A preflight attempt's timeout: a minute per share of what it checks."""
+    return batch_timeout(PREFLIGHT_TIMEOUT, len(check.targets) + len(check.alarms))
 
 
 def firing_names(firing: list[FiringAlarm]) -> str:

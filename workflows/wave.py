@@ -56,14 +56,25 @@ with workflow.unsafe.imports_passed_through():
         WaveReport,
     )
     from models.plan import TRAFFIC_KINDS, Target
+    from models.preflight import PREFLIGHT, PreflightResult
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
-    from workflows.steps import batch_timeout, cause, due_targets, firing_names, wave_details
+    from workflows.steps import (
+        batch_timeout,
+        cause,
+        due_targets,
+        firing_names,
+        preflight_timeout,
+        wave_details,
+    )
 
 # Each attempt is a few AWS calls (botocore retries throttling inside it): a minute is
 # ample, and it is how long a worker that dies mid-activity holds the wave up.
 SNAPSHOT_TIMEOUT = timedelta(minutes=1)
 APPLY_TIMEOUT = timedelta(minutes=1)
 ALARM_CHECK_TIMEOUT = timedelta(minutes=1)
+# Snapshot and apply batches heartbeat every few seconds: a worker that dies mid-batch is
+# noticed in this long, not at the attempt's timeout.
+BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # A bake heartbeats every poll; three missed polls mean the worker is gone.
 BAKE_HEARTBEATS_MISSED = 3
 BAKE_MARGIN = timedelta(minutes=5)
@@ -78,6 +89,9 @@ APPLY_RETRY = RetryPolicy(
 # workflow.patched() ids of behaviour changes that waves in flight must not see.
 # Alarms are checked and targets snapshotted after the first safe point (window, freeze,
 # pause), not before it; alarms are checked again before every further step.
+# Snapshot and apply batches are cancelled with WAIT_CANCELLATION_COMPLETED (a stopping
+# wave's release compensates only once no write of the batch can still land), and a wave
+# started with a preflight runs it before it snapshots.
 ACT_AT_START = "act-at-start"
 
 
@@ -122,6 +136,7 @@ class WaveWorkflow:
         # (a later one merges into it) and the task sending them.
         self._unsent: WaveReport | None = None
         self._sender: asyncio.Future[None] | None = None
+        self._act_at_start = True  # set by the run, from the patch
 
     # --- the deployment ----------------------------------------------------------------------
 
@@ -138,7 +153,7 @@ class WaveWorkflow:
         wave = input.wave
         # Check and snapshot the world as it is when the wave changes it: after its window,
         # freeze and pause waits (which may last days), and check alarms before every step.
-        act_at_start = workflow.patched(ACT_AT_START)
+        act_at_start = self._act_at_start = workflow.patched(ACT_AT_START)
         try:
             if not act_at_start:
                 if wave.alarms and input.start_step == 0:
@@ -148,6 +163,8 @@ class WaveWorkflow:
                 percent = wave.traffic[step]
                 await self._safe_point(first_step=step == 0)
                 if act_at_start:
+                    if step == input.start_step:
+                        await self._preflight()
                     if wave.alarms:
                         await self._alarms_quiet(step)
                     if step == input.start_step:
@@ -191,6 +208,42 @@ class WaveWorkflow:
             percent = self._input.wave.traffic[step]
             raise WaveFailed(f"alarm in ALARM before shifting to {percent}%: {names}")
 
+    async def _preflight(self) -> None:
+        """Fail the wave, before it changes anything, if a resource or alarm it needs is
+        missing or unreachable with the role that will be used (every problem named)."""
+        check = self._input.preflight
+        if check is None:
+            return
+        self._progress.waiting_for = "checking its resources and alarms in AWS"
+        try:
+            result = await workflow.execute_activity(
+                PREFLIGHT,
+                check,
+                result_type=PreflightResult,
+                start_to_close_timeout=preflight_timeout(check),
+                retry_policy=APPLY_RETRY,
+                summary=f"preflight of wave {self._input.wave.name}",
+            )
+        except ActivityError as err:
+            raise self._failure_of(err) from None
+        self._progress.waiting_for = None
+        if result.problems:
+            raise WaveFailed(
+                "preflight found "
+                + "; ".join(str(problem) for problem in result.problems)
+                + "; nothing was changed"
+            )
+
+    def _batch_heartbeat(self) -> timedelta | None:
+        """The snapshot and apply batches' heartbeat timeout."""
+        return BATCH_HEARTBEAT_TIMEOUT if self._act_at_start else None
+
+    def _batch_cancellation(self) -> workflow.ActivityCancellationType:
+        """How the snapshot and apply batches are cancelled when the wave stops."""
+        if self._act_at_start:
+            return workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        return workflow.ActivityCancellationType.TRY_CANCEL
+
     async def _snapshot_all(self) -> None:
         """Snapshot every target not yet snapshotted, then have the release record them.
 
@@ -226,6 +279,8 @@ class WaveWorkflow:
                 start_to_close_timeout=batch_timeout(SNAPSHOT_TIMEOUT, len(targets)),
                 retry_policy=APPLY_RETRY,
                 summary=f"snapshot {len(targets)} target(s) of wave {self._input.wave.name}",
+                heartbeat_timeout=self._batch_heartbeat(),
+                cancellation_type=self._batch_cancellation(),
             )
         except ActivityError as err:
             raise self._failure_of(err) from None
@@ -260,6 +315,8 @@ class WaveWorkflow:
                 start_to_close_timeout=batch_timeout(APPLY_TIMEOUT, len(due)),
                 retry_policy=APPLY_RETRY,
                 summary=f"apply {len(due)} target(s) of wave {self._input.wave.name} at {percent}%",
+                heartbeat_timeout=self._batch_heartbeat(),
+                cancellation_type=self._batch_cancellation(),
             )
         except ActivityError as err:
             if isinstance(self._failure_of(err), WaveStopped):

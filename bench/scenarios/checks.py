@@ -8,22 +8,32 @@
   CLI does before it sends) is timed too.
 - AWS preflight (issue 12): ``bench.preflight.measure`` against the bench's moto, one target
   at a time (half SSM parameters, half Lambda aliases).
+- Resource locks (issue 12): ``lock_releases`` releases of one SSM parameter each, signed
+  first and then started at once on the dev server with the real worker in this process;
+  from each release's history, how long its ``request_locks`` activity took (signal-with-
+  start of each lock workflow and reading its answer) and how long from the release's start
+  until it held every lock. They then deploy and end, letting their locks go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
-from bench.fixtures import APPROVER_OF, one_wave_plan
+from bench.fixtures import APPROVER_OF, one_wave_plan, seed_targets
 from bench.preflight import measure
+from bench.releases import ActivityTimes, start
 from bench.report import load_average, median, percentile, row
 from bench.settings import Settings
-from bench.stack import Stack
+from bench.stack import Stack, inprocess_worker, new_queue
+from bench.trust import sign_all
+from models.locks import REQUEST_LOCKS
 from models.messages import check_decision
 from models.policy import load_policy
 from models.signing import plan_digest, verify_decision
+from models.status import ReleasePhase
 
 WAVE = "finance"
 APPROVER = APPROVER_OF["finance-cab"]
@@ -79,6 +89,37 @@ def _verification(stack: Stack, calls: int) -> dict[str, float]:
     }
 
 
+async def _locks(stack: Stack, releases: int) -> dict[str, float]:
+    """Start ``releases`` one-target releases at once; their lock acquisition times (ms)."""
+    aws = stack.aws()
+    stack.moto.reset()
+    targets = seed_targets(aws, releases, uuid.uuid4().hex[:6])
+    plans = [one_wave_plan([t]) for t in targets]
+    inputs = await asyncio.to_thread(sign_all, stack.org.release_input, plans)
+    queue = new_queue("locks")
+    async with inprocess_worker(stack.client, aws, queue, stack.org):
+        handles = await asyncio.gather(*(start(stack.client, i, queue) for i in inputs))
+        results = await asyncio.gather(*(h.result() for h in handles))
+    failed = [r for r in results if r.phase != ReleasePhase.COMPLETED]
+    if failed:
+        raise RuntimeError(f"releases did not complete: {failed[:3]}")
+    asked, held = [], []
+    for handle in handles:
+        times = await ActivityTimes.of(stack.client, handle.id)
+        [(sid, scheduled)] = [
+            (sid, at) for sid, (kind, at) in times.scheduled.items() if kind == REQUEST_LOCKS
+        ]
+        started = min(at for _, at in times.scheduled.values())
+        asked.append(times.completed[sid] - scheduled)
+        held.append(times.completed[sid] - started)
+    return {
+        "request_p50_ms": median(asked) * 1000,
+        "request_p99_ms": percentile(asked, 99) * 1000,
+        "held_p50_ms": median(held) * 1000,
+        "held_p99_ms": percentile(held, 99) * 1000,
+    }
+
+
 async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], list[dict]]:
     runs = []
     for _ in range(settings.runs):
@@ -87,6 +128,7 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
         preflight = await asyncio.to_thread(
             measure, stack.moto, settings.preflight_targets, settings.preflight_rounds
         )
+        locks = await _locks(stack, settings.lock_releases)
         runs.append(
             {
                 "load_avg": load,
@@ -94,13 +136,14 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
                 "preflight_p50_ms": preflight["per_target_ms"]["median"],
                 "preflight_p99_ms": preflight["per_target_ms"]["p99"],
                 "preflight_by_kind": preflight["by_kind"],
+                **{f"locks_{k}": round(v, 2) for k, v in locks.items()},
             }
         )
 
     def values(key: str) -> list[float]:
         return [r[key] for r in runs]
 
-    n, targets = settings.verify_calls, settings.preflight_targets
+    n, targets, locks = settings.verify_calls, settings.preflight_targets, settings.lock_releases
     rounds = targets * settings.preflight_rounds
     kinds = sorted(runs[0]["preflight_by_kind"])
     rows = [
@@ -114,6 +157,14 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
             values("sign_p50_ms"), "ms"),
         row(f"preflight per target, p50 ({rounds} preflights)", values("preflight_p50_ms"), "ms"),
         row(f"preflight per target, p99 ({rounds} preflights)", values("preflight_p99_ms"), "ms"),
+        row(f"request_locks per release, p50 ({locks} started at once)",
+            values("locks_request_p50_ms"), "ms"),
+        row(f"request_locks per release, p99 ({locks} started at once)",
+            values("locks_request_p99_ms"), "ms"),
+        row(f"start to every lock held, p50 ({locks} started at once)",
+            values("locks_held_p50_ms"), "ms"),
+        row(f"start to every lock held, p99 ({locks} started at once)",
+            values("locks_held_p99_ms"), "ms"),
     ]  # fmt: skip
     for kind in kinds:
         calls = runs[0]["preflight_by_kind"][kind]["aws_calls"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from client.commands.common import OutputOption, current_user, run
 from client.identity import KeyOption
 from client.output import OutputFormat, emit
+
+if TYPE_CHECKING:
+    from models.status import ReleaseStatus
 
 WATCH_INTERVAL_SECONDS = 2.0
 # Latest timeline events `relman status` shows as text (the status query returns no more).
@@ -25,9 +28,19 @@ def submit(
         typer.Option("--as", help="the requester who signs (default: $RELMAN_USER or login)"),
     ] = None,
     key: KeyOption = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="seconds to wait for the worker's AWS preflight and resource locks "
+            "(0: print the id at once)",
+        ),
+    ] = 60,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Start a release from PLAN, signed by its requester, and print its id."""
+    """Start a release from PLAN, signed by its requester, and print its id once the worker
+    has checked that every resource and alarm of the plan exists (its AWS preflight)."""
     from datetime import UTC, datetime
 
     from client.commands.plan import load, refuse_never_starting
@@ -44,7 +57,28 @@ def submit(
     from client import service
     from client.views import SubmitView
 
-    emit(SubmitView(run(service.submit(plan, key_for(signer, key)))), output)
+    release_id = run(service.submit(plan, key_for(signer, key)))
+    checked = run(service.started(release_id, wait)) if wait else None
+    refusal = refused(checked)
+    if refusal is not None:
+        from common.errors import CliError
+
+        # Refused by the preflight: the plan names what is wrong (exit 2); otherwise
+        # another release holds a resource (exit 1). Either way, nothing was changed.
+        error = BadInput if "the AWS preflight found" in refusal else CliError
+        raise error(
+            f"{plan_path}: {refusal}\n(release id {release_id} is used up: "
+            "give the plan a new id to submit it again)"
+        )
+    emit(SubmitView(release_id, checked is not None or not wait), output)
+
+
+def refused(checked: ReleaseStatus | None) -> str | None:
+    """Why a release that has just started was refused, or None."""
+    if checked is None or checked.finished_at is None:
+        return None
+    reason = next((e.message for e in checked.timeline if e.kind == "refused"), None)
+    return reason or checked.error
 
 
 def status(

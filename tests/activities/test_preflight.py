@@ -14,7 +14,6 @@ from bench.fixtures import create_alarm
 from client.demo_aws import lambda_zip
 from models.plan import Target
 from models.preflight import (
-    CallerAccountInput,
     PreflightAlarms,
     PreflightInput,
     PreflightTarget,
@@ -343,9 +342,3 @@ def test_every_problem_of_a_release_is_reported_together(aws: AwsClients, cluste
         "targets[2] (api): function api does not exist",
         "waves[0].alarms (prod): CloudWatch alarm 'errors' does not exist in us-east-1",
     ]
-
-
-def test_caller_account_is_the_credentials_account(aws: AwsClients) -> None:
-    result = PreflightActivities(aws).caller_account(CallerAccountInput())
-
-    assert result.account == ACCOUNT

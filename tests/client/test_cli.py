@@ -455,3 +455,56 @@ def test_a_wave_that_can_never_start_is_bad_input_for_check_and_submit(tmp_path:
     submitted = relman("submit", str(plan), env={"TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert submitted.returncode == 2
     assert "waves[1].window: wave operations can never start" in submitted.stderr
+
+
+async def test_submit_reports_every_preflight_problem_and_changes_nothing(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str, tmp_path: Path
+) -> None:
+    _seed(aws)
+    release_id = f"payments-preflight-{task_queue[-8:]}"
+    text = DEMO.read_text().replace("id: payments-2.4.0", f"id: {release_id}")
+    # A function that does not exist, and an alarm nobody created, in the operations wave.
+    text = text.replace(
+        "targets:\n",
+        "targets:\n  - name: checkout\n    kind: lambda_alias\n    function: checkout-missing\n"
+        "    alias: live\n    version: '7'\n",
+        1,
+    ).replace("    targets: [ops-api-version]\n", "    targets: [ops-api-version, checkout]\n"
+              "    alarms: [checkout-5xx]\n")  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(text)
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RELMAN_TASK_QUEUE": task_queue,
+        "RELMAN_HOME": str(tmp_path / "home"),
+        "RELMAN_POLICY": str(trust.policy_path()),
+    }
+    async with make_worker(dev_env, aws):
+        submitted = await arelman("submit", str(plan), env=env)
+        shown = await arelman("status", release_id, "-o", "json", env=env)
+
+    assert submitted.returncode == 2, submitted.stderr
+    assert submitted.stdout == ""
+    assert submitted.stderr.startswith(
+        f"error: {plan}: release {release_id} refused: the AWS preflight found 2 problem(s): "
+    )
+    assert "targets[0] (checkout): function checkout-missing does not exist" in submitted.stderr
+    assert (
+        "waves[1].alarms (operations): CloudWatch alarm 'checkout-5xx' does not exist in "
+        "us-east-1" in submitted.stderr
+    )
+    assert f"release id {release_id} is used up" in submitted.stderr
+    assert json.loads(shown.stdout)["phase"] == "failed"
+    # Nothing changed: every parameter still holds what it held.
+    assert (
+        aws.client("ssm", "us-east-1").get_parameter(Name="/payments/operations/api/version")[
+            "Parameter"
+        ]["Value"]
+        == "2.3.0"
+    )
+    assert (
+        aws.client("ssm", "eu-central-1").get_parameter(Name="/payments/finance/api/version")[
+            "Parameter"
+        ]["Value"]
+        == "2.3.0"
+    )

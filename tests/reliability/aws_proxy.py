@@ -54,6 +54,12 @@ class Call:
     def is_write(self) -> bool:
         return self.operation in WRITES
 
+    @property
+    def is_preflight(self) -> bool:
+        """A read-only check of relman's AWS preflight (its clients say so in User-Agent)."""
+        agent = next((v for k, v in self.headers.items() if k.lower() == "user-agent"), "")
+        return "relman/preflight" in agent
+
     def json(self) -> dict[str, Any]:
         return json.loads(self.body or b"{}") if self.protocol in ("json", "rest-json") else {}
 
@@ -314,7 +320,8 @@ class AwsProxy:
                 conn.shutdown(socket.SHUT_RDWR)
 
     def hold(self, name: str, match: Callable[[Call], bool]) -> Hold:
-        """Hold the first call that ``match`` accepts (one-shot)."""
+        """Hold the first call that ``match`` accepts (one-shot). The preflight's reads are
+        never held: kill points are in the activities that snapshot, check and change."""
         hold = Hold(name, match)
         with self._lock:
             self._holds.append(hold)
@@ -328,7 +335,7 @@ class AwsProxy:
     def _take_hold(self, call: Call) -> Hold | None:
         with self._lock:
             for hold in self._holds:
-                if not hold.arrived.is_set() and hold.match(call):
+                if not hold.arrived.is_set() and not call.is_preflight and hold.match(call):
                     hold.call = call
                     hold.arrived.set()
                     return hold

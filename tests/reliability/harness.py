@@ -471,6 +471,7 @@ class Release:
     client: Client
     kills: list[Kill] = field(default_factory=list)
     approvals_sent: list[tuple[str, str]] = field(default_factory=list)
+    submitted: CliResult | None = None  # what `relman submit` answered
 
     @property
     def id(self) -> str:
@@ -489,10 +490,19 @@ class Release:
     def handle(self) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(self.id)
 
-    async def submit(self) -> None:
+    async def submit(self, refused: bool = False) -> CliResult:
+        """``relman submit`` the plan: it prints the id, or with ``refused`` exits 1 (the
+        worker refused the release, which changed nothing)."""
         result = await relman("submit", str(self.seeded.path), env=self.env)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == self.id
+        if refused:
+            assert result.returncode == 1 and f"release {self.id} refused" in result.stderr, (
+                result.returncode,
+                result.stderr,
+            )
+        else:
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == self.id
+        return result
 
     async def approve(self, wave: str, user: str, *, reject: bool = False) -> CliResult:
         verb = "reject" if reject else "approve"

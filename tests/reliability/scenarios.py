@@ -119,8 +119,10 @@ async def _release(
     options: WorkerOptions | None = None,
     proxy: AwsProxy | None = None,
     worker: WorkerProcess | None = None,
+    refused: bool = False,
 ) -> Release:
-    """Seed ``data``'s resources, start a proxy and a worker for it, submit it."""
+    """Seed ``data``'s resources, start a proxy and a worker for it, submit it (``refused``:
+    the submission is expected to be refused)."""
     server = server or stack.temporal
     aws = stack.moto.aws()
     directory = stack.home / scenario
@@ -135,7 +137,7 @@ async def _release(
         worker = WorkerProcess(scenario, directory, server, proxy.endpoint, options)
         await worker.start()
     release = Release(scenario, seeded, server, worker, proxy, directory, await server.client())
-    await release.submit()
+    release.submitted = await release.submit(refused)
     return release
 
 
@@ -638,7 +640,9 @@ async def unreachable_aws(stack: Stack) -> Outcome:
     proxy = AwsProxy(stack.moto.port)  # unused by the worker; the harness wants one
     data = plan_data("rel-unreachable-aws", [ssm("u-cfg", "/rel/u/cfg", "7.0.0")],
                      [_wave("only", ["u-cfg"])])  # fmt: skip
-    r = await _release(stack, "unreachable_aws", data, proxy=proxy, worker=worker)
+    r = await _release(stack, "unreachable_aws", data, proxy=proxy, worker=worker, refused=True)
+    assert r.submitted is not None
+    outcome.figures["submit"] = (r.submitted.returncode, r.submitted.stderr)
     final = await r.result_status()
     outcome.statuses[r.id] = final
     shown = await relman("status", r.id, env=r.env)

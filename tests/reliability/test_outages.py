@@ -67,6 +67,9 @@ async def test_worker_without_aws_fails_the_release_clearly_and_changes_nothing(
     )
     assert f'Could not connect to the endpoint URL: "{endpoint}/' in status.error
     assert status.error.endswith("; it changed nothing")
+    # `relman submit` waited for the worker's answer and reported the refusal (exit 1).
+    code, said = outcome.figures["submit"]
+    assert code == 1 and f"release {release.id} refused: cannot name the resources" in said
     code, shown, errors = outcome.figures["status"]
     assert code == 0 and "Could not connect to the endpoint URL" in shown, errors
     assert outcome.aws_after[release.id] == outcome.aws_expected[release.id]

@@ -49,6 +49,7 @@ from models.messages import (
     TargetInput,
     TargetsInput,
 )
+from models.preflight import PREFLIGHT, PreflightInput, PreflightResult
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests import trust
 from tests.helpers import make_plan, start_release, status_of
@@ -125,6 +126,11 @@ async def resource_locks(input: ResourceLocksInput) -> ResourceLocks:
     return lock_keys(input.plan, account="123456789012", region="us-east-1")
 
 
+@activity.defn(name=PREFLIGHT)
+async def preflight(input: PreflightInput) -> PreflightResult:
+    return PreflightResult(checked=len(input.targets) + len(input.alarms))
+
+
 def large_plan() -> Any:
     """40 waves of 25 Lambda aliases each (traffic kind: every step applies every target)."""
     targets, waves = [], []
@@ -172,6 +178,7 @@ async def test_forty_waves_of_twenty_five_targets_stay_far_below_history_limits(
             notification_destinations,
             trust.policy_activity(),
             resource_locks,
+            preflight,
             *(a for a in LockActivities(env.client, None).all() if a.__name__ != "resource_locks"),  # type: ignore[arg-type]
         ],
         workflow_runner=SANDBOX,

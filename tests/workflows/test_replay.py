@@ -10,7 +10,8 @@ non-determinism error, and so would every release in flight. Such a change must 
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
 one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
 ``1.1`` takes the new branch of every patch since (``organisation-policy``,
-``resource-locks``, ``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``), ``1.0`` the
+``resource-locks``, ``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``,
+``preflight``), ``1.0`` the
 old one. Every set
 is replayed: each stands for releases that code of its day left in flight.
 

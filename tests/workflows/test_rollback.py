@@ -39,15 +39,19 @@ from models.messages import (
     TargetActionInput,
     WaveActionInput,
 )
+from models.preflight import PREFLIGHT, PreflightInput, PreflightResult
 from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
 from tests.helpers import (
+    approve,
     assert_replays,
+    events,
     make_plan,
     signed_update,
     ssm,
     start_release,
     status_of,
     wait_for,
+    wait_for_gate,
     wave,
 )
 from tests.trust import build_test_worker
@@ -473,7 +477,7 @@ async def test_wave_with_alarm_already_firing_changes_nothing_and_rolls_back_the
     }
 
 
-async def test_wave_naming_a_missing_alarm_fails_before_changing_anything(
+async def test_a_plan_naming_a_missing_alarm_is_refused_before_changing_anything(
     time_skipping_env, aws, make_worker, task_queue
 ):
     backend = make_backend(Account(aws))
@@ -491,13 +495,55 @@ async def test_wave_naming_a_missing_alarm_fails_before_changing_anything(
         outcome = await handle.result()
         status = await status_of(handle)
 
-    # A typo in an alarm name must not pass as healthy, nor fail the release unhandled.
+    # A typo in an alarm name is found by the preflight, before the first wave changes AWS.
+    assert outcome.phase == ReleasePhase.FAILED
+    assert outcome.error == (
+        f"release {plan.id} refused: the AWS preflight found 1 problem(s): waves[1].alarms "
+        "(edge): CloudWatch alarm 'web-5xxx' does not exist in us-east-1; it changed nothing"
+    )
+    assert {"backend": backend.describe(), "edge": edge.describe()} == before
+    assert events(status, "target_applied") == []
+
+
+async def test_an_alarm_deleted_while_its_wave_waited_fails_the_wave_before_it_changes_anything(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    backend = make_backend(Account(aws))
+    edge = make_edge(Account(aws))
+    before = {"backend": backend.describe(), "edge": edge.describe()}
+    plan = make_plan(
+        backend.targets() + edge.targets(),
+        [
+            wave("backend", ["config", "checkout-alias"]),
+            wave(
+                "edge",
+                ["web-lb", "web-dns"],
+                after=["backend"],
+                alarms=[ALARM],
+                groups={"finance-cab": 1},
+            ),
+        ],
+    )
+    async with make_worker(time_skipping_env, aws):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        await wait_for_gate(handle, "edge")
+        assert events(await status_of(handle), "preflight") != []
+        # Between the release's preflight and the wave's start, the alarm goes away.
+        edge.account.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
+        await approve(handle, "edge", "bob")
+        outcome = await handle.result()
+        status = await status_of(handle)
+    await assert_replays(handle)
+
+    # The wave's own preflight finds it: a failure of the wave, so the saga restores wave 1.
     assert outcome.phase == ReleasePhase.ROLLED_BACK
     assert outcome.error == (
-        "wave edge: wave 'edge': CloudWatch alarm 'web-5xxx' does not exist in us-east-1"
+        "wave edge: preflight found waves[1].alarms (edge): CloudWatch alarm 'web-5xx' does "
+        "not exist in us-east-1; nothing was changed"
     )
     assert {"backend": backend.describe(), "edge": edge.describe()} == before
     assert restored_order(status) == ["checkout-alias", "config"]
+    assert status.wave("edge").targets[0].phase == TargetPhase.PENDING
 
 
 async def test_wave_paused_on_a_firing_alarm_starts_once_it_clears_and_retried(
@@ -572,15 +618,27 @@ async def start_paused(env: Any, aws: AwsClients, task_queue: str) -> tuple[Any,
     return handle, backend, before
 
 
+@activity.defn(name=PREFLIGHT)
+def preflight(input: PreflightInput) -> PreflightResult:
+    """The pause tests need a wave that fails while it applies: the AWS preflight would
+    refuse their plan (web:3 is not registered) before it started, so it stands aside."""
+    return PreflightResult(checked=len(input.targets) + len(input.alarms))
+
+
+def paused_worker(env: Any, aws: AwsClients, task_queue: str, executor: Any) -> Any:
+    """The relman worker, without the AWS preflight (the stand-in ``preflight``)."""
+    return build_test_worker(env.client, task_queue, aws, executor, stand_ins=[preflight])
+
+
 def operator(**fields: Any) -> dict[str, Any]:
     return {"actor": "dave", "reason": "on call"} | fields
 
 
 async def test_pause_then_retry_after_fixing_the_cause_completes(
-    time_skipping_env, aws, make_worker, task_queue
+    time_skipping_env, aws, activity_executor, task_queue
 ):
     account = Account(aws)
-    async with make_worker(time_skipping_env, aws):
+    async with paused_worker(time_skipping_env, aws, task_queue, activity_executor):
         handle, backend, before = await start_paused(time_skipping_env, aws, task_queue)
 
         # Only a wave paused on a failure can be retried.
@@ -635,10 +693,10 @@ async def test_pause_then_retry_after_fixing_the_cause_completes(
 
 
 async def test_pause_then_skip_target_completes_the_wave_without_it(
-    time_skipping_env, aws, make_worker, task_queue
+    time_skipping_env, aws, activity_executor, task_queue
 ):
     account = Account(aws)
-    async with make_worker(time_skipping_env, aws):
+    async with paused_worker(time_skipping_env, aws, task_queue, activity_executor):
         handle, backend, before = await start_paused(time_skipping_env, aws, task_queue)
         assert await refusal(
             signed_update(
@@ -719,10 +777,10 @@ async def test_a_target_skipped_after_it_shifted_traffic_is_still_rolled_back(
 
 
 async def test_pause_then_rollback_restores_every_wave(
-    time_skipping_env, aws, make_worker, task_queue
+    time_skipping_env, aws, activity_executor, task_queue
 ):
     account = Account(aws)
-    async with make_worker(time_skipping_env, aws):
+    async with paused_worker(time_skipping_env, aws, task_queue, activity_executor):
         handle, backend, before = await start_paused(time_skipping_env, aws, task_queue)
         result = await signed_update(
             handle, ReleaseWorkflow.rollback, WaveActionInput(**operator(wave="services"))

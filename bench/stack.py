@@ -29,7 +29,6 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
@@ -37,6 +36,7 @@ from activities.policy import POLICY_ENV
 from bench.trust import Organisation
 from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV
+from common.codec import data_converter, keys_from_env
 from common.search_attributes import SEARCH_ATTRIBUTES
 from common.stack_state import DEV_WORKER_ENV, LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
@@ -185,7 +185,7 @@ class Stack:
         if self._skipping is None:
             self._skipping = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=find_binary("temporal-test-server"),
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter(keys_from_env()),
             )
         return self._skipping
 
@@ -202,7 +202,7 @@ async def open_stack(log_dir: Path) -> AsyncIterator[Stack]:
         dev = await WorkflowEnvironment.start_local(
             ip=LOOPBACK,
             dev_server_existing_path=find_binary("temporal"),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(keys_from_env()),
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_log_level="error",
         )

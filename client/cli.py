@@ -39,11 +39,12 @@ app.command("skip-target")(operations.skip_target)
 
 def _register_late() -> None:
     # Imported here so their heavier imports stay out of `relman --help`'s path where possible.
-    from client.commands import demo, dev, worker
+    from client.commands import codec, demo, dev, worker
 
     app.add_typer(dev.app, name="dev")
     app.command("worker")(worker.worker)
     app.command("demo")(demo.demo)
+    app.command("codec-server")(codec.codec_server)
 
 
 _register_late()

@@ -234,6 +234,19 @@ def _check_port(port: int, what: str, env_name: str) -> None:
         )
 
 
+def ensure_codec_key(config: StackConfig) -> Path:
+    """The stack's payload key file, created (readable by its owner only) if missing."""
+    from common.codec import new_key_line
+
+    path = config.codec_key_path
+    if not path.exists():
+        config.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key_line("dev-1"))
+    return path
+
+
 def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-untyped-def]
     """Start whatever part of the stack is not running; return the running stack."""
     state = read_state(config) or config.fresh_state()
@@ -286,6 +299,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
         )
 
     policy = ensure_dev_identities(config)
+    codec_key = ensure_codec_key(config)
     if "worker" not in running:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
         env.update(LOCAL_AWS_ENV)
@@ -295,6 +309,8 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             RELMAN_AWS_ENDPOINT_URL=state.aws_endpoint,
             # The embedded worker runs under the dev policy, whatever the shell says.
             RELMAN_POLICY=str(policy),
+            # Its payloads are encrypted with the stack's key, as the CLI's are.
+            RELMAN_CODEC_KEY_FILE=str(codec_key),
             PYTHONUNBUFFERED="1",
         )
         env[DEV_WORKER_ENV] = "1"

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
+from common.codec import CodecError, CodecKeys, data_converter, keys_from_env
 from common.errors import CliError
 from common.stack_state import StackConfig, read_state
 
@@ -40,6 +40,18 @@ def connect_config() -> dict[str, Any]:
     return config
 
 
+def codec_keys(target_host: str) -> CodecKeys | None:
+    """The payload keys configured (``common.codec``); without any, the embedded stack's
+    key file when ``target_host`` is the stack's Temporal."""
+    config = StackConfig.from_env()
+    state = read_state(config)
+    stack_key = config.codec_key_path if state and state.temporal_address == target_host else None
+    try:
+        return keys_from_env(stack_key_file=stack_key)
+    except CodecError as exc:
+        raise CliError(f"payload encryption: {exc}") from None
+
+
 def _embedded_stack_address() -> str | None:
     """The address ``relman dev up`` recorded, when no Temporal address is configured."""
     state = read_state(StackConfig.from_env())
@@ -47,7 +59,8 @@ def _embedded_stack_address() -> str | None:
 
 
 async def connect(runtime: Runtime | None = None) -> Client:
-    """A client using relman's pydantic data converter, traced with OpenTelemetry.
+    """A client using relman's pydantic data converter, encrypting payloads when keys are
+    configured (``common.codec``), traced with OpenTelemetry.
 
     Tracing starts here: the span of starting a release is the root of the release's
     trace, which the workers continue. Exporters come from ``OTEL_*`` (none by default).
@@ -58,7 +71,7 @@ async def connect(runtime: Runtime | None = None) -> Client:
     telemetry.configure_tracing()
     config = connect_config()
     return await Client.connect(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(codec_keys(config["target_host"])),
         interceptors=[telemetry.tracing_interceptor()],
         runtime=runtime,
         **config,

@@ -77,6 +77,11 @@ class StackConfig:
         """The dev policy ``relman dev up`` writes and its worker runs under."""
         return self.home / DEV_POLICY_FILE
 
+    @property
+    def codec_key_path(self) -> Path:
+        """The key file that encrypts the stack's payloads (``common.codec``)."""
+        return self.home / CODEC_KEY_FILE
+
     def dev_key_path(self, person: str) -> Path:
         """The private dev SSH key of ``person`` (its public half beside it, ``.pub``)."""
         return self.home / DEV_KEYS_DIR / person
@@ -87,6 +92,9 @@ class StackConfig:
             ui_url=f"http://{LOOPBACK}:{self.ui_port}",
             aws_endpoint=f"http://{LOOPBACK}:{self.aws_port}",
         )
+
+
+CODEC_KEY_FILE = "codec.key"
 
 
 def read_state(config: StackConfig) -> StackState | None:

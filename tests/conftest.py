@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from temporalio import client as temporal_client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -29,10 +28,18 @@ os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RELMAN_AWS_ENDPOINT_URL"):
     os.environ.pop(_var, None)
+# Every payload the tests, their workers and the CLI they run send is encrypted, as in
+# production (common.codec): one fixed test key, in the environment subprocesses inherit.
+for _var in ("RELMAN_CODEC_KEY_FILE", "RELMAN_CODEC_KMS_KEYS"):
+    os.environ.pop(_var, None)
+os.environ["RELMAN_CODEC_KEYS"] = "tests-1=" + "dGVzdHMgb25seTogcmVsbWFuIGNvZGVjIGtleSAzMmI="
 
 from activities.aws import AwsClients  # noqa: E402
 from client.binaries import find_binary  # noqa: E402
+from common.codec import data_converter, keys_from_env  # noqa: E402
 from common.search_attributes import SEARCH_ATTRIBUTES  # noqa: E402
+
+CONVERTER = data_converter(keys_from_env())
 from tests import trust  # noqa: E402
 
 
@@ -101,7 +108,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     path = find_binary("temporal-test-server")
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=path,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         interceptors=[_STARTED],
     )
     trust.time_skipping(env)
@@ -154,7 +161,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     path = find_binary("temporal")
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=path,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         search_attributes=SEARCH_ATTRIBUTES,
         interceptors=[_STARTED_DEV],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -10,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -200,7 +200,10 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
     """Replay the release's recorded history against today's workflow code: it must not
     raise a non-determinism error (commands recorded in a different order or shape)."""
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=[ReleaseWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[ReleaseWorkflow],
+        data_converter=handle._client.data_converter,  # noqa: SLF001
+    )
     await replayer.replay_workflow(history)
 
 
@@ -270,3 +273,17 @@ def writes_of(client: Any) -> list[str]:
 
     client.meta.events.register("before-call", record)
     return writes
+
+
+def base64_fields(node: object) -> list[bytes]:
+    """Every string of a JSON document that decodes as base64, decoded."""
+    if isinstance(node, dict):
+        return [b for value in node.values() for b in base64_fields(value)]
+    if isinstance(node, list):
+        return [b for value in node for b in base64_fields(value)]
+    if isinstance(node, str):
+        try:
+            return [base64.b64decode(node, validate=True)]
+        except ValueError:
+            return []
+    return []

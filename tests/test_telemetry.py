@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import ServiceClient
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -206,7 +205,7 @@ async def test_a_release_is_one_trace_with_aws_calls_and_metrics(
     # Another worker replaying the release (after a restart) counts nothing twice.
     replayer = Replayer(
         workflows=[ReleaseWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=handle._client.data_converter,  # noqa: SLF001
         interceptors=[telemetry.tracing_interceptor(otel.tracer_provider.get_tracer("replay"))],
     )
     await replayer.replay_workflow(await handle.fetch_history())

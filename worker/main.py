@@ -23,6 +23,7 @@ from activities.policy import policy_source as configured_policy_source
 from activities.preflight import PreflightActivities
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
+from common.codec import KEY_FILE_ENV, KEYS_ENV, KMS_KEYS_ENV, EncryptionCodec
 from common.connection import task_queue, temporal
 from common.errors import BadInput, CliError
 from common.stack_state import DEV_WORKER_ENV, StackConfig
@@ -167,6 +168,18 @@ async def run_worker(queue: str | None = None) -> None:
             worker = build_worker(
                 client, queue, aws, executor, notify_defaults, policy_source=source
             )
+            codec = client.data_converter.payload_codec
+            if isinstance(codec, EncryptionCodec):
+                keys = codec.keys
+                log.info("payloads encrypted with key %r from %s", keys.current, keys.source)
+            else:
+                log.warning(
+                    "payloads are NOT encrypted: Temporal's history holds plans, snapshots "
+                    "and settings in clear (set %s, %s or %s)",
+                    KEYS_ENV,
+                    KEY_FILE_ENV,
+                    KMS_KEYS_ENV,
+                )
             log.info("relman worker polling task queue %r", queue)
             async with worker:
                 await stop.wait()

@@ -1,9 +1,12 @@
 """ResourceLockWorkflow: the lock of one resource, held by at most one release at a time.
 
-Releases ask for it with the ``acquire`` signal (signal-with-start, so the first asker starts
-it) and let it go with ``release``. The lock handles requests one at a time in the order they
+Releases ask for it with the ``request`` update (update-with-start, so the first asker starts
+it, and the answer comes back in the same round trip), or where the server has no
+update-with-start with the ``acquire`` signal (signal-with-start), and let it go with
+``release``. The lock handles requests one at a time in the order they
 arrived, so it alone decides who holds it, without visibility. Its answer (granted, or held
-by another and, with ``queue``, a place in line) is read with the ``answer`` query; a release
+by another and, with ``queue``, a place in line) is the update's result, or is read with the
+``answer`` query after a signal; a release
 waiting in line is told with a ``lock_answer`` signal when its turn comes. A holder that
 ended without letting go (terminated) is noticed when another release asks for the lock or
 waits for it. An idle lock ends; a busy one continues as new before its history grows large.
@@ -49,8 +52,11 @@ class ResourceLockWorkflow:
     async def run(self, state: LockState) -> LockState:
         while True:
             while self._requests:
-                await self._answer(self._requests.pop(0))
+                # Answered before it leaves the list: a request in the list has no answer yet.
+                await self._answer(self._requests[0])
+                self._requests.pop(0)
             if self._state.holder is None and not self._state.queue:
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 return self._state  # idle: the next asker starts a new run
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -70,6 +76,15 @@ class ResourceLockWorkflow:
         """``input.release_id`` asks for the lock; answered in arrival order."""
         self._requests.append(input)
         self._changes += 1
+
+    @workflow.update
+    async def request(self, input: AcquireLock) -> LockAnswer:
+        """``acquire``, answered in one round trip (update-with-start): the answer once the
+        lock has decided, in arrival order with every other request."""
+        self._requests.append(input)
+        self._changes += 1
+        await workflow.wait_condition(lambda: all(r is not input for r in self._requests))
+        return self._answers[input.release_id]
 
     @workflow.signal
     def release(self, input: ReleaseLock) -> None:

@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 import yaml
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from activities.aws import AwsClients
 from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV, SEARCH_ATTRIBUTE_TYPES
+from common.codec import data_converter, keys_from_env
 from models.loader import parse_plan
 from models.messages import wave_workflow_id
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan, SsmParameterTarget
@@ -209,7 +209,7 @@ class DevServer:
         self.kills += 1
 
     async def client(self) -> Client:
-        return await Client.connect(self.address, data_converter=pydantic_data_converter)
+        return await Client.connect(self.address, data_converter=data_converter(keys_from_env()))
 
     def stop(self) -> None:
         self.proc.stop()

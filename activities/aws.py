@@ -39,7 +39,7 @@ class AwsClients:
     # What the calls are for, in their User-Agent (``relman/preflight``): CloudTrail's
     # userAgent then tells relman's read-only checks from its changes.
     purpose: str | None = None
-    _clients: dict[tuple[str, str, str | None], Any] = field(default_factory=dict)
+    _clients: dict[tuple[str, str, str | None, str | None], Any] = field(default_factory=dict)
     _sessions: dict[tuple[str | None, str | None], boto3.Session] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -117,8 +117,10 @@ class AwsClients:
         role_arn: str | None = None,
         external_id: str | None = None,
     ) -> Any:
-        """A shared client for ``service`` in ``region``, in the account of ``role_arn``."""
-        key = (service, self.region(region), role_arn)
+        """A shared client for ``service`` in ``region``, in the account of ``role_arn``
+        assumed with ``external_id``: each combination has clients of its own, so a plan
+        never uses a role as another plan's external id assumed it."""
+        key = (service, self.region(region), role_arn, external_id)
         with self._lock:  # boto3 sessions are not thread-safe; clients are.
             if key not in self._clients:
                 session = self._session(role_arn, external_id)

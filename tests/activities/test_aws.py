@@ -38,3 +38,29 @@ def test_assumed_role_credentials_renew_before_they_expire(
     renewed = credentials.get_frozen_credentials()
     assert renewed.access_key != first.access_key
     assert aws.client("sts", "us-east-1", ROLE).get_caller_identity()["Account"] == "111111111111"
+
+
+def test_each_external_id_assumes_the_role_with_its_own(
+    aws: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import activities.aws
+
+    asked: list[str | None] = []
+    real = activities.aws.AssumeRoleCredentialFetcher
+
+    def recording(**kwargs: object) -> object:
+        asked.append(kwargs["extra_args"].get("ExternalId"))  # type: ignore[attr-defined]
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(activities.aws, "AssumeRoleCredentialFetcher", recording)
+    first = aws.client("sts", "us-east-1", ROLE, "department-a")
+    first.get_caller_identity()
+    # Another plan naming the same role with another external id (or none) must not ride
+    # on the first plan's session: each assumes the role with its own.
+    second = aws.client("sts", "us-east-1", ROLE, "department-b")
+    second.get_caller_identity()
+    none = aws.client("sts", "us-east-1", ROLE)
+    none.get_caller_identity()
+    assert len({id(first), id(second), id(none)}) == 3
+    assert asked == ["department-a", "department-b", None]
+    assert aws.client("sts", "us-east-1", ROLE, "department-a") is first

@@ -216,6 +216,12 @@ WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
 # abort ends a wait in the queue; a rollback that waits for an operator is notified.
 SAGA_HYGIENE = "saga-hygiene"
 
+# A wave deploys with the policy as read by the decision that let it go (an approval reads
+# it as it is handled) instead of reading it again in the same moment: one activity round
+# trip less between an approval and its wave. Older than this, it is read again.
+POLICY_READ_ONCE = "policy-read-once"
+POLICY_FRESH_FOR = timedelta(minutes=1)
+
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
 
@@ -260,6 +266,7 @@ class ReleaseWorkflow:
         # policy and accepts only signed decisions.
         self._trusted = False
         self._policy: Policy | None = None
+        self._policy_read_at: datetime | None = None  # workflow time of the last read
         self._roster = Roster.from_plan(input.plan)
         self._refusals: dict[str, int] = {}  # wave ("" for the release) -> refusals recorded
         # Resource locks taken or waited for (digests), and those granted by signal.
@@ -568,6 +575,7 @@ class ReleaseWorkflow:
                 actor=SYSTEM_ACTOR,
             )
             return
+        self._policy_read_at = workflow.now()
         if snapshot.policy is None or snapshot.digest == known:
             return
         policy = snapshot.policy
@@ -586,6 +594,11 @@ class ReleaseWorkflow:
         for freeze in added:  # organisation-wide freezes reach running waves too
             self._freeze_waves(freeze)
         self._refresh()
+
+    def _policy_stale(self) -> bool:
+        """Whether the policy was read longer ago than POLICY_FRESH_FOR (workflow time)."""
+        read = self._policy_read_at
+        return read is None or workflow.now() - read > POLICY_FRESH_FOR
 
     def _org_freezes(self) -> list[Freeze]:
         return list(self._policy.freezes) if self._policy else []
@@ -685,7 +698,7 @@ class ReleaseWorkflow:
         skipped: list[str] = []
         while True:
             attempt += 1
-            if self._trusted:
+            if self._trusted and (not workflow.patched(POLICY_READ_ONCE) or self._policy_stale()):
                 await self._read_policy()
             self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
             child_input = WaveInput(

@@ -11,7 +11,7 @@ non-determinism error, and so would every release in flight. Such a change must 
 one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
 ``1.1`` takes the new branch of every patch since (``organisation-policy``,
 ``resource-locks``, ``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``,
-``preflight``), ``1.0`` the
+``preflight``, ``policy-read-once``), ``1.0`` the
 old one. Every set
 is replayed: each stands for releases that code of its day left in flight.
 

@@ -36,6 +36,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
+from common.errors import CliError
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 KEYS_ENV = "RELMAN_CODEC_KEYS"
@@ -45,7 +47,7 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
-class CodecError(Exception):
+class CodecError(CliError):
     """Key material that cannot be used, or a payload that cannot be decrypted."""
 
 
@@ -174,8 +176,25 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+class NoKeysCodec(PayloadCodec):
+    """Without keys: payloads go out clear, and an encrypted one read back is an error that
+    says which setting is missing (not the SDK's "unknown payload encoding")."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        for payload in payloads:
+            if payload.metadata.get("encoding") == ENCODING:
+                key_id = payload.metadata.get(KEY_ID, b"").decode()
+                raise CodecError(
+                    f"payload encrypted with key {key_id!r}, but no payload keys are "
+                    f"configured: set {KEYS_ENV}, {KEY_FILE_ENV} or {KMS_KEYS_ENV}"
+                )
+        return list(payloads)
+
+
 def data_converter(keys: CodecKeys | None) -> DataConverter:
     """relman's pydantic data converter, encrypting with ``keys`` when there are any."""
-    if keys is None:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    codec = NoKeysCodec() if keys is None else EncryptionCodec(keys)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)

@@ -152,8 +152,12 @@ async def test_a_releases_raw_history_holds_no_secret_and_it_still_applies_and_r
             assert text not in raw and text.encode() not in decoded
 
     # A client without the key cannot read the release; one with it can.
-    blind = await Client.connect(address)
-    with pytest.raises(Exception):  # noqa: B017 - the SDK's decode error type varies
+    blind = await Client.connect(address, data_converter=data_converter(None))
+    with pytest.raises(CodecError) as unreadable:
         await blind.get_workflow_handle(plan.id).result()
+    assert str(unreadable.value) == (
+        "payload encrypted with key 'tests-1', but no payload keys are configured: set "
+        "RELMAN_CODEC_KEYS, RELMAN_CODEC_KEY_FILE or RELMAN_CODEC_KMS_KEYS"
+    )
     keyed = await Client.connect(address, data_converter=data_converter(keys_from_env()))
     assert (await keyed.get_workflow_handle(plan.id).result())["phase"] == "cancelled"

@@ -477,19 +477,25 @@ async def test_wave_with_alarm_already_firing_changes_nothing_and_rolls_back_the
     }
 
 
-async def test_a_plan_naming_a_missing_alarm_is_refused_before_changing_anything(
-    time_skipping_env, aws, make_worker, task_queue
-):
-    backend = make_backend(Account(aws))
-    edge = make_edge(Account(aws))
+def backend_then_edge(aws: AwsClients, **edge_wave: Any) -> tuple[Backend, Edge, Any, Any]:
+    """A backend wave, then an edge wave after it (``edge_wave``: its alarms, gate), both in
+    the worker's account: the resources, what they held before, and the plan."""
+    backend, edge = make_backend(Account(aws)), make_edge(Account(aws))
     before = {"backend": backend.describe(), "edge": edge.describe()}
     plan = make_plan(
         backend.targets() + edge.targets(),
         [
             wave("backend", ["config", "checkout-alias"]),
-            wave("edge", ["web-lb", "web-dns"], after=["backend"], alarms=["web-5xxx"]),
+            wave("edge", ["web-lb", "web-dns"], after=["backend"], **edge_wave),
         ],
     )
+    return backend, edge, before, plan
+
+
+async def test_a_plan_naming_a_missing_alarm_is_refused_before_changing_anything(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    backend, edge, before, plan = backend_then_edge(aws, alarms=["web-5xxx"])
     async with make_worker(time_skipping_env, aws):
         handle = await start_release(time_skipping_env.client, plan, task_queue)
         outcome = await handle.result()
@@ -508,22 +514,7 @@ async def test_a_plan_naming_a_missing_alarm_is_refused_before_changing_anything
 async def test_an_alarm_deleted_while_its_wave_waited_fails_the_wave_before_it_changes_anything(
     time_skipping_env, aws, make_worker, task_queue
 ):
-    backend = make_backend(Account(aws))
-    edge = make_edge(Account(aws))
-    before = {"backend": backend.describe(), "edge": edge.describe()}
-    plan = make_plan(
-        backend.targets() + edge.targets(),
-        [
-            wave("backend", ["config", "checkout-alias"]),
-            wave(
-                "edge",
-                ["web-lb", "web-dns"],
-                after=["backend"],
-                alarms=[ALARM],
-                groups={"finance-cab": 1},
-            ),
-        ],
-    )
+    backend, edge, before, plan = backend_then_edge(aws, alarms=[ALARM], groups={"finance-cab": 1})
     async with make_worker(time_skipping_env, aws):
         handle = await start_release(time_skipping_env.client, plan, task_queue)
         await wait_for_gate(handle, "edge")

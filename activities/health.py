@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.aws import AwsClients
+from activities.aws import AwsClients, acting_for
 from activities.errors import aws_call
 from models.messages import (
     CHECK_ALARMS,
@@ -57,7 +57,10 @@ class HealthActivities:
         names = list(dict.fromkeys(input.alarms))
         if not names:
             return []
-        cloudwatch = self.aws.client("cloudwatch", input.region, input.role_arn, input.external_id)
+        with acting_for(input.release_id, input.application):
+            cloudwatch = self.aws.client(
+                "cloudwatch", input.region, input.role_arn, input.external_id
+            )
         paginator = cloudwatch.get_paginator("describe_alarms")
         found: dict[str, dict[str, Any]] = {}
         with aws_call("DescribeAlarms", f"alarms of wave {input.wave!r}"):

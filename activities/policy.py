@@ -13,7 +13,12 @@ change applies to releases in flight; the digest tells it whether anything chang
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,6 +37,11 @@ from models.policy import (
 from models.validation import Problem
 
 POLICY_ENV = "RELMAN_POLICY"
+# How long activities use the policy they read before reading it again: a file is looked
+# at (its modification time) at most this often, S3 and SSM are read again this often.
+RECHECK_SECONDS = {"file": 1.0, "remote": 30.0}
+
+log = logging.getLogger(__name__)
 
 
 def policy_source(env: dict[str, str] | None = None) -> str | None:
@@ -68,6 +78,47 @@ def _text(body: bytes, source: str) -> str:
         raise PolicyError(
             source, [Problem("", f"cannot read policy: not UTF-8 text (byte {exc.start})")]
         ) from None
+
+
+class PolicyReader:
+    """The policy in force, for activities that check it again before they act (the roles
+    they assume, where they send notifications): read at most every few seconds, and a
+    policy that no longer validates leaves the last good one in force (and is logged)."""
+
+    def __init__(self, source: str, aws: AwsClients, clock: Any = time.monotonic):
+        self.source, self.aws, self._clock = source, aws, clock
+        self._remote = source.startswith(("s3://", "ssm:"))
+        self._lock = threading.Lock()
+        self._policy: Policy | None = None
+        self._checked = float("-inf")
+        self._stamp: tuple[int, int] | None = None
+
+    def current(self) -> Policy:
+        """The policy now; raises what :func:`read_policy` raises when none was ever read."""
+        with self._lock:
+            now = self._clock()
+            wait = RECHECK_SECONDS["remote" if self._remote else "file"]
+            if self._policy is not None and now - self._checked < wait:
+                return self._policy
+            self._checked = now
+            try:
+                stamp = None
+                if not self._remote:
+                    stat = Path(self.source).stat()
+                    stamp = (stat.st_mtime_ns, stat.st_size)
+                    if self._policy is not None and stamp == self._stamp:
+                        return self._policy
+                self._policy, self._stamp = read_policy(self.source, self.aws), stamp
+            except Exception as exc:
+                if self._policy is None:
+                    raise
+                log.error("organisation policy at %s: %s (the last one read stays in force)",
+                          self.source, exc)  # fmt: skip
+            return self._policy
+
+    def role_refusal(self, application: str, role_arn: str) -> str | None:
+        """Why the policy in force refuses ``role_arn`` for ``application`` (None: allowed)."""
+        return self.current().role_refusal(application, role_arn)
 
 
 class PolicyActivities:

@@ -7,7 +7,7 @@ naming the plan field; throttling, 5xx and connection errors are raised for the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,10 +15,12 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
+from activities.aws import AwsClients, acting_for
 from activities.errors import error_code, is_permanent
 from activities.health import ALARM_NAMES_PER_CALL, ALARM_TYPES
+from activities.notify import redacted
 from activities.targets.route53_weighted import Route53WeightedHandler
+from activities.webhook_addresses import IPNetwork, WebhookAddressError, checked_addresses
 from models.plan import (
     EcsServiceTarget,
     Elbv2WeightsTarget,
@@ -29,6 +31,7 @@ from models.plan import (
 )
 from models.preflight import (
     PREFLIGHT,
+    WEBHOOK_PATH,
     PreflightAlarms,
     PreflightInput,
     PreflightProblem,
@@ -94,10 +97,18 @@ class _Found:
 
 class PreflightActivities:
     """Check a release's resources before it changes any; boto3 clients come from the
-    worker."""
+    worker, as do the internal networks plans' webhooks may reach
+    (``RELMAN_WEBHOOK_ALLOW_NETWORKS``) and its own default webhook (not checked)."""
 
-    def __init__(self, aws: AwsClients):
+    def __init__(
+        self,
+        aws: AwsClients,
+        webhook_networks: Sequence[IPNetwork] = (),
+        trusted_webhooks: Collection[str] = (),
+    ):
         self.aws = aws
+        self.webhook_networks = tuple(webhook_networks)
+        self.trusted_webhooks = frozenset(trusted_webhooks)
         self._route53 = Route53WeightedHandler(aws)
         self._checks: dict[str, Callable[[Any, Any, _Found], None]] = {
             "ssm_parameter": self._ssm_parameter,
@@ -113,17 +124,32 @@ class PreflightActivities:
 
     @activity.defn(name=PREFLIGHT)
     def preflight(self, input: PreflightInput) -> PreflightResult:
-        """Every problem with the input's targets and alarms; changes nothing."""
+        """Every problem with the input's targets, alarms and webhook; changes nothing."""
         problems: list[PreflightProblem] = []
-        for item in input.targets:
-            self.check_target(item, problems)
-        for alarms in input.alarms:
-            self.check_alarms(alarms, problems)
+        with acting_for(input.release_id, input.application):
+            for item in input.targets:
+                self.check_target(item, problems)
+            for alarms in input.alarms:
+                self.check_alarms(alarms, problems)
+        if input.webhook_url and input.webhook_url not in self.trusted_webhooks:
+            self.check_webhook(input.webhook_url, problems)
         return PreflightResult(problems=problems, checked=len(input.targets) + len(input.alarms))
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""
         return [self.preflight]
+
+    def check_webhook(self, url: str, problems: list[PreflightProblem]) -> None:
+        """Add a problem when the webhook's host does not resolve, or resolves to an address
+        webhooks may not reach (delivery checks again: DNS may answer differently then)."""
+        try:
+            checked_addresses(url, self.webhook_networks)
+        except WebhookAddressError as exc:
+            if exc.transient:  # DNS did not answer: the retry policy asks again
+                raise ApplicationError(f"webhook {redacted(url)}: {exc}") from None
+            problems.append(
+                PreflightProblem(path=WEBHOOK_PATH, name=redacted(url), message=str(exc))
+            )
 
     def check_target(self, item: PreflightTarget, problems: list[PreflightProblem]) -> None:
         """Add the problems of one target to ``problems``."""
@@ -134,6 +160,31 @@ class PreflightActivities:
         return lambda service: self._client(service, target)
 
     def _ssm_parameter(self, client: Any, target: SsmParameterTarget, found: _Found) -> None:
+        self._ssm_parameter_itself(client, target, found)
+        if target.value_from is not None:
+            source = _Found(f"{found.path}.value_from", found.name, found.problems)
+            self._value_source(target, source)
+
+    def _value_source(self, target: SsmParameterTarget, found: _Found) -> None:
+        """The secret a ``value_from`` names exists and can be read (without reading it)."""
+        source = target.value_from
+        assert source is not None
+        if source.secretsmanager is not None:
+            arn = source.secretsmanager
+            secrets = self.aws.client(
+                "secretsmanager", arn.split(":")[3], target.role_arn, target.external_id
+            )
+            with found.call(f"secret {arn}", f"secret {arn} does not exist"):
+                if secrets.describe_secret(SecretId=arn).get("DeletedDate"):
+                    found.add(f"secret {arn} is scheduled for deletion")
+        else:
+            # The value stays here: only whether it can be read matters.
+            with found.call(
+                f"ssm parameter {source.ssm}", f"ssm parameter {source.ssm} does not exist"
+            ):
+                self._client("ssm", target).get_parameter(Name=source.ssm, WithDecryption=False)
+
+    def _ssm_parameter_itself(self, client: Any, target: SsmParameterTarget, found: _Found) -> None:
         ssm = client("ssm")
         name = target.parameter
         # Absent is fine (the release creates it); what matters is that it can be read.

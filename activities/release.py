@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import AwsClients
+from activities.aws import AwsClients, acting_for
 from activities.errors import classified, permanent_error
 from activities.targets import build_handlers
 from activities.targets.base import ResourceDrifted, TargetHandler
@@ -75,13 +75,13 @@ class TargetActivities:
     @activity.defn(name=SNAPSHOT_TARGET)
     def snapshot_target(self, input: TargetInput) -> Snapshot:
         """Record the target's current state (read-only)."""
-        with classified(input.target.resource):
+        with acting_for(input.release_id, input.application), classified(input.target.resource):
             return self._handler(input.target).snapshot(input.target)
 
     @activity.defn(name=APPLY_TARGET)
     def apply_target(self, input: ApplyInput) -> ApplyResult:
         """Make the target what the release wants; a no-op if it already is."""
-        with classified(input.target.resource):
+        with acting_for(input.release_id, input.application), classified(input.target.resource):
             result = self._handler(input.target).apply(
                 input.target, input.snapshot, input.percent, input.written
             )
@@ -93,13 +93,14 @@ class TargetActivities:
     @activity.defn(name=SNAPSHOT_TARGETS)
     def snapshot_targets(self, input: TargetsInput) -> SnapshotsResult:
         """Snapshot a wave's targets side by side (read-only)."""
-        snapshots, errors, _ = self._each(
-            "snapshot",
-            input.targets,
-            lambda t: t,
-            lambda t: self._handler(t).snapshot(t),
-            input.final_attempt,
-        )
+        with acting_for(input.release_id, input.application):
+            snapshots, errors, _ = self._each(
+                "snapshot",
+                input.targets,
+                lambda t: t,
+                lambda t: self._handler(t).snapshot(t),
+                input.final_attempt,
+            )
         return SnapshotsResult(snapshots=snapshots, errors=errors)
 
     @activity.defn(name=APPLY_TARGETS)
@@ -108,13 +109,15 @@ class TargetActivities:
         target already is what the release wants, so a retried batch writes nothing twice.
         A target someone else changed since the previous step is in ``errors`` and in
         ``drifted``."""
-        results, errors, drifted = self._each(
-            "apply",
-            input.items,
-            lambda i: i.target,
-            lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent, i.written),
-            input.final_attempt,
-        )
+        release = (input.items[0].release_id, input.items[0].application) if input.items else ()
+        with acting_for(*release):  # a batch is one release's targets
+            results, errors, drifted = self._each(
+                "apply",
+                input.items,
+                lambda i: i.target,
+                lambda i: self._handler(i.target).apply(i.target, i.snapshot, i.percent, i.written),
+                input.final_attempt,
+            )
         for result in results.values():
             activity.logger.info(
                 "applied %s (%s)", result.resource, "changed" if result.changed else "unchanged"
@@ -188,7 +191,7 @@ class TargetActivities:
         ``ApplicationError`` of type ``ResourceDrifted`` (details: target, resource, written,
         current, snapshot).
         """
-        with classified(input.target.resource):
+        with acting_for(input.release_id, input.application), classified(input.target.resource):
             result = self._handler(input.target).compensate(
                 input.target, input.snapshot, input.written, input.force
             )

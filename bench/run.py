@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import importlib
 import logging
+import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 from bench.report import BENCHMARKS, load_average, now, render_doc, write_results
 from bench.settings import Settings
 from bench.stack import open_stack
+from common.codec import KEY_FILE_ENV, KEYS_ENV, KMS_KEYS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -80,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="profile_dir",
         help="parked: record the worker with py-spy (pip install py-spy) while approving",
     )
+    parser.add_argument(
+        "--payloads",
+        choices=("encrypted", "clear"),
+        help="encrypted (default: a payload key made for the run, as relman deploys) or "
+        "clear (no codec), to measure what encryption costs",
+    )
     parser.add_argument("--results-dir", type=Path, help="where the <name>.json files go")
     parser.add_argument("--doc", type=Path, help="the markdown file whose tables to regenerate")
     parser.add_argument(
@@ -106,6 +116,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "verify_calls",
         "preflight_targets",
         "profile_dir",
+        "payloads",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -123,6 +134,7 @@ async def run(args: argparse.Namespace) -> Path:
     log_dir = Path(tempfile.mkdtemp(prefix="relman-bench-logs-"))
     chosen = args.benchmarks or list(BENCHMARKS)
     print(f"bench: {', '.join(chosen)}; load average {load_average()}; logs in {log_dir}")
+    use_payload_keys(settings.payloads == "encrypted")
     async with open_stack(log_dir) as stack:
         for name in chosen:
             scenario = importlib.import_module(f"bench.scenarios.{name}")
@@ -138,6 +150,16 @@ async def run(args: argparse.Namespace) -> Path:
     render_doc(doc, results_dir)
     print(f"bench: table written to {doc}")
     return results_dir
+
+
+def use_payload_keys(encrypted: bool) -> None:
+    """Make this process and the workers it starts encrypt payloads with a key of the run's
+    own (or none at all), whatever the shell set."""
+    for name in (KEYS_ENV, KEY_FILE_ENV, KMS_KEYS_ENV):
+        os.environ.pop(name, None)
+    if encrypted:
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+        os.environ[KEYS_ENV] = f"bench-{secrets.token_hex(4)}={key}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

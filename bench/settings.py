@@ -26,6 +26,9 @@ class Settings:
     preflight_rounds: int = 10
     # checks: releases submitted at once whose resource-lock acquisition is timed.
     lock_releases: int = 50
+    # Payloads as Temporal stores them: "encrypted" (AES-256-GCM, a key made for the run,
+    # as relman deploys) or "clear" (no codec), to measure what encryption costs.
+    payloads: str = "encrypted"
     # Record the parked benchmark's worker with py-spy (installed by hand) into this folder.
     profile_dir: str | None = None
 

@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from activities.webhook_addresses import ALLOW_NETWORKS_ENV
 from client.binaries import find_binary
 from common.connection import task_queue
 from common.stack_state import (
@@ -53,6 +54,9 @@ LOCAL_AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "relman-local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# The embedded worker's webhooks may reach this machine (besides whatever the shell's
+# RELMAN_WEBHOOK_ALLOW_NETWORKS lists): local plans and demos post to receivers here.
+DEV_WEBHOOK_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 class StackError(Exception):
@@ -314,6 +318,9 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             PYTHONUNBUFFERED="1",
         )
         env[DEV_WORKER_ENV] = "1"
+        env[ALLOW_NETWORKS_ENV] = ",".join(
+            filter(None, [DEV_WEBHOOK_NETWORKS, env.get(ALLOW_NETWORKS_ENV, "").strip()])
+        )
         cmd = [sys.executable, "-m", "worker"]
         progress(f"starting relman worker on task queue {task_queue()!r}")
         component = _spawn("worker", cmd, 0, config, env)

@@ -429,7 +429,8 @@ class DecisionView:
 
 @dataclass
 class PlanIamView:
-    """``relman plan iam``: the least-privilege IAM policy of each set of credentials."""
+    """``relman plan iam``: each set of credentials' permission policy, each assumed role's
+    trust policy, and the grants left wide for want of what AWS would have told."""
 
     path: str
     release_id: str
@@ -441,11 +442,20 @@ class PlanIamView:
     def render(self, console: Any) -> None:
         import json
 
-        from models.iam import WORKER_ACCOUNT
+        from models.iam import SOURCE_IDENTITY_PATTERN, WORKER_ACCOUNT
 
+        def print_json(document: dict[str, Any]) -> None:
+            # soft_wrap: a long ARN must not be broken, so the JSON can be copied as is.
+            console.print(
+                json.dumps(document, indent=2), markup=False, highlight=False, soft_wrap=True
+            )
+
+        trusts = sum(1 for p in self.policies if p.trust is not None)
+        count = len(self.policies)
         console.print(
-            f"{self.path}: release [bold]{self.release_id}[/bold] needs "
-            f"{len(self.policies)} IAM {'policy' if len(self.policies) == 1 else 'policies'}"
+            f"{self.path}: release [bold]{self.release_id}[/bold] needs {count} IAM "
+            f"{'policy' if count == 1 else 'policies'}"
+            + (f" and {trusts} trust {'policy' if trusts == 1 else 'policies'}" if trusts else "")
         )
         for policy in self.policies:
             console.print()
@@ -456,16 +466,29 @@ class PlanIamView:
             console.print(Text(heading, style="bold"))
             for use in policy.used_by:
                 console.print(f"  for {use}", markup=False)
-            # soft_wrap: a long ARN must not be broken, so the JSON can be copied as is.
-            console.print(
-                json.dumps(policy.document(), indent=2),
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            console.print("Permission policy:")
+            print_json(policy.document())
+            for wildcard in policy.wildcards:
+                console.print(Text(f"  wildcard: {wildcard}", style="yellow"))
+            if policy.trust is not None:
+                console.print(f"Trust policy (who may assume {policy.role_arn}):", markup=False)
+                print_json(policy.trust.document())
         console.print()
         console.print(
             f"{WORKER_ACCOUNT} is an IAM policy variable: IAM fills in the account of the "
             "credentials the policy is attached to. Region * where the plan names none.",
             markup=False,
         )
+        if trusts:
+            console.print(
+                f"The worker assumes each role with SourceIdentity relman-<release id>, which "
+                f"CloudTrail records on every call made with it; the trust policies require "
+                f"{SOURCE_IDENTITY_PATTERN} and allow sts:SetSourceIdentity.",
+                markup=False,
+            )
+        if any(policy.wildcards for policy in self.policies):
+            console.print(
+                "To narrow a wildcard, run `relman plan iam` again without --offline, with "
+                "credentials the target's role trusts (the worker's).",
+                markup=False,
+            )

@@ -8,6 +8,13 @@ and writes the dev policy naming those keys to ``deploy/policy/dev-policy.yaml``
 directory docker-compose.yml mounts read-only into the worker (``/etc/relman``). The worker
 reads it as ``RELMAN_POLICY`` and, being a dev policy, runs under it only as a dev worker
 (``RELMAN_DEV_WORKER=1``, the compose default). The private keys never enter the container.
+
+It also makes the stack's payload key (``.relman/compose/codec.key``, as ``relman dev up``
+does for its own) and puts a copy beside the policy, which the worker reads as
+``RELMAN_CODEC_KEY_FILE``: Temporal's history then holds plans, snapshots and secrets
+encrypted. The CLI on this machine uses the same key (``RELMAN_CODEC_KEY_FILE``, printed
+below). The copy must be readable by the container's user; in production, prefer
+``RELMAN_CODEC_KMS_KEYS`` (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from client.stack import ensure_dev_identities
+from client.stack import ensure_codec_key, ensure_dev_identities
 from common.stack_state import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,14 +32,18 @@ DEV_HOME = ROOT / ".relman" / "compose"
 MOUNTED = ROOT / "deploy" / "policy"
 
 
-def main() -> Path:
-    """Keys and policy as described above; the mounted policy's path."""
-    config = StackConfig(home=DEV_HOME)
+CODEC_KEY = "codec.key"
+
+
+def main(home: Path = DEV_HOME, mounted: Path = MOUNTED) -> Path:
+    """Keys, payload key and policy as described above; the mounted policy's path."""
+    config = StackConfig(home=home)
     config.home.mkdir(parents=True, exist_ok=True)
     written = ensure_dev_identities(config)
-    target = MOUNTED / written.name
-    shutil.copyfile(written, target)
-    target.chmod(0o644)  # the worker runs as uid 10001, not as this user
+    target = mounted / written.name
+    for source, copy in ((written, target), (ensure_codec_key(config), mounted / CODEC_KEY)):
+        shutil.copyfile(source, copy)
+        copy.chmod(0o644)  # the worker runs as uid 10001, not as this user
     return target
 
 
@@ -42,3 +53,5 @@ if __name__ == "__main__":
     print(f"dev policy: {policy.relative_to(ROOT)} (the worker reads /etc/relman/{policy.name})")
     shown = keys.relative_to(ROOT)
     print(f"dev keys:   {shown}/<person>; sign with e.g. --key {shown}/bob")
+    codec = (DEV_HOME / CODEC_KEY).relative_to(ROOT)
+    print(f"payload key: export RELMAN_CODEC_KEY_FILE={codec}   # for the CLI on this machine")

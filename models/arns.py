@@ -139,6 +139,12 @@ SSM_PARAMETER = ArnShape(
     re.compile(r"parameter/[A-Za-z0-9_./-]+"),
     "arn:aws:ssm:REGION:ACCOUNT:parameter/NAME",
 )
+SECRET = ArnShape(
+    "a Secrets Manager secret ARN",
+    "secretsmanager",
+    re.compile(r"secret:[A-Za-z0-9/_+=.@-]{1,512}"),
+    "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-SUFFIX",
+)
 LAMBDA_FUNCTION = ArnShape(
     "a Lambda function ARN",
     "lambda",
@@ -195,6 +201,7 @@ check_target_group_arn = arn_checker(TARGET_GROUP)
 check_ssm_parameter = name_or_arn_checker(
     SSM_PARAMETER, r"/?[A-Za-z0-9_./-]{1,2048}", "an SSM parameter name"
 )
+check_secret_arn = arn_checker(SECRET)
 check_lambda_function = name_or_arn_checker(
     LAMBDA_FUNCTION, r"[A-Za-z0-9_-]{1,64}", "a Lambda function name"
 )

@@ -78,6 +78,9 @@ class TargetInput(BaseModel):
     """A target of a release, resolved to its region and account (from its department)."""
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     target: Target
 
 
@@ -104,6 +107,9 @@ class ApplyInput(BaseModel):
     """
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     target: Target
     snapshot: Snapshot
     percent: int = Field(default=100, ge=0, le=100)
@@ -139,6 +145,9 @@ class CompensateInput(BaseModel):
     """
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     target: Target
     snapshot: Snapshot
     written: dict[str, Any] | None = None
@@ -166,6 +175,9 @@ class TargetsInput(BaseModel):
     """
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     targets: list[Target]
     final_attempt: int = 1
 
@@ -237,6 +249,9 @@ class AlarmCheckInput(BaseModel):
     """A wave's CloudWatch alarms, in its department's region and account."""
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     wave: str
     alarms: list[str]
     region: str | None = None
@@ -358,6 +373,9 @@ class WaveInput(BaseModel):
     """
 
     release_id: str
+    # The release's application: the organisation policy's roles for it are checked again
+    # before one is assumed (None in inputs written before relman sent it).
+    application: str | None = None
     parent_id: str
     wave: Wave
     targets: list[Target]

@@ -205,13 +205,49 @@ class TargetBase(PlanModel):
     external_id: str | None = None
 
 
+class ValueFrom(PlanModel):
+    """Where a secret value lives, so the plan (and Temporal's history) never holds it:
+    a Secrets Manager secret's ARN, or an SSM parameter's name (SecureString, decrypted).
+    The worker reads it with the target's role when it applies the target."""
+
+    secretsmanager: Annotated[str, AfterValidator(arns.check_secret_arn)] | None = None
+    ssm: SsmParameterName | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValueFrom:
+        if (self.secretsmanager is None) == (self.ssm is None):
+            raise ValueError("value_from names exactly one of secretsmanager (an ARN) or ssm")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The secret as people see it named: ``secretsmanager <ARN>`` or ``ssm <name>``."""
+        if self.secretsmanager is not None:
+            return f"secretsmanager {self.secretsmanager}"
+        return f"ssm parameter {self.ssm}"
+
+
 class SsmParameterTarget(TargetBase):
-    """An SSM parameter whose value becomes the release's value."""
+    """An SSM parameter whose value becomes the release's value: ``value`` written in the
+    plan, or ``value_from`` a secret the worker reads when it applies the target."""
 
     kind: Literal["ssm_parameter"]
     parameter: SsmParameterName
-    value: str = Field(min_length=1)
+    value: str | None = Field(default=None, min_length=1)
+    value_from: ValueFrom | None = None
     type: Literal["String", "SecureString"] = "String"
+
+    @model_validator(mode="after")
+    def _one_value(self) -> SsmParameterTarget:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("an ssm_parameter target has exactly one of value or value_from")
+        return self
+
+    @property
+    def secret(self) -> bool:
+        """Whether the value must never be shown, logged or kept: a SecureString, or a
+        value read from a secret."""
+        return self.type == "SecureString" or self.value_from is not None
 
     @property
     def resource(self) -> str:

@@ -54,7 +54,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from models.canonical import model_digest
 from models.loader import DocumentError, load_yaml_text, read_text_file, validate_document
-from models.plan import NAME_PATTERN, Freeze, ReleasePlan, check_sns_topic_arn
+from models.plan import NAME_PATTERN, Freeze, Notifications, ReleasePlan, check_sns_topic_arn
 from models.validation import Problem
 
 ANY = "*"
@@ -213,6 +213,16 @@ class Policy(PolicyModel):
     def application(self, name: str) -> ApplicationPolicy | None:
         """The rules for application ``name``: its own entry, else ``"*"``, else None."""
         return self.applications.get(name, self.applications.get(ANY))
+
+    def role_refusal(self, application: str, role_arn: str) -> str | None:
+        """Why relman may not assume ``role_arn`` for ``application`` (None: it may)."""
+        rules = self.application(application)
+        if rules is not None and rules.allows_role(role_arn):
+            return None
+        return (
+            f"role {role_arn!r} is not allowed for application {application!r} "
+            "(the organisation policy lists the roles and accounts relman may assume for it)"
+        )
 
 
 # The activity that loads the policy (activities.policy); its input and result live here,
@@ -402,13 +412,30 @@ def _gate_violations(
 
 
 def _role_violation(plan: ReleasePlan, path: str, role_arn: str | None, policy: Policy) -> str:
-    rules = policy.application(plan.application)
-    if role_arn is None or (rules is not None and rules.allows_role(role_arn)):
-        return ""
-    return (
-        f"{path}: role {role_arn!r} is not allowed for application {plan.application!r} "
-        "(the organisation policy lists the roles and accounts relman may assume for it)"
-    )
+    refusal = role_arn and policy.role_refusal(plan.application, role_arn)
+    return f"{path}: {refusal}" if refusal else ""
+
+
+def notification_violations(
+    policy: Policy, application: str, notifications: Notifications
+) -> list[str]:
+    """Why ``policy`` refuses ``application``'s ``notifications``: a topic or webhook host it
+    does not list for the application (checked at submit, and again at each send)."""
+    rules = policy.application(application)
+    out = []
+    topic = notifications.sns_topic_arn
+    if topic and (rules is None or topic not in rules.sns_topics):
+        out.append(
+            f"notifications.sns_topic_arn: topic {topic!r} is not one the organisation "
+            f"policy lets {application!r} notify"
+        )
+    host = urlsplit(notifications.webhook_url).hostname if notifications.webhook_url else None
+    if host and (rules is None or not rules.allows_webhook_host(host)):
+        out.append(
+            f"notifications.webhook_url: host {host!r} is not one the organisation policy "
+            f"lets {application!r} notify"
+        )
+    return out
 
 
 def plan_violations(plan: ReleasePlan, policy: Policy) -> list[str]:
@@ -459,17 +486,6 @@ def plan_violations(plan: ReleasePlan, policy: Policy) -> list[str]:
     notifications = plan.notifications
     if notifications is not None:
         roles.append(("notifications.role_arn", notifications.role_arn))
-        topic = notifications.sns_topic_arn
-        if topic and topic not in rules.sns_topics:
-            out.append(
-                f"notifications.sns_topic_arn: topic {topic!r} is not one the organisation "
-                f"policy lets {app!r} notify"
-            )
-        host = urlsplit(notifications.webhook_url).hostname if notifications.webhook_url else None
-        if host and not rules.allows_webhook_host(host):
-            out.append(
-                f"notifications.webhook_url: host {host!r} is not one the organisation policy "
-                f"lets {app!r} notify"
-            )
+        out += notification_violations(policy, app, notifications)
     out += [v for path, role in roles if (v := _role_violation(plan, path, role, policy))]
     return out

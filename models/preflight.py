@@ -1,5 +1,6 @@
 """AWS preflight: the inputs and result of checking, before anything changes, that every
-resource a release touches exists and is reachable with the role that will be used."""
+resource a release touches exists and is reachable with the role that will be used (and
+that the plan's webhook resolves to an address webhooks may reach)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from models.plan import ReleasePlan, Target
 from models.resources import resolved_targets
 
 PREFLIGHT = "preflight"
+WEBHOOK_PATH = "notifications.webhook_url"
 
 
 class PreflightTarget(BaseModel):
@@ -30,10 +32,15 @@ class PreflightAlarms(BaseModel):
 
 
 class PreflightInput(BaseModel):
-    """What to check: targets and alarms (of a whole plan, or of one wave)."""
+    """What to check: targets and alarms (of a whole plan, or of one wave), and the plan's
+    webhook (of a whole plan)."""
 
     targets: list[PreflightTarget] = Field(default_factory=list)
     alarms: list[PreflightAlarms] = Field(default_factory=list)
+    webhook_url: str | None = None
+    # Whose release: roles are assumed in its name and checked against its application's.
+    release_id: str | None = None
+    application: str | None = None
 
 
 class PreflightProblem(BaseModel):
@@ -60,7 +67,8 @@ class PreflightResult(BaseModel):
 
 
 def preflight_input(plan: ReleasePlan, waves: list[str] | None = None) -> PreflightInput:
-    """The preflight of ``plan`` (or only of the named ``waves``), in plan order."""
+    """The preflight of ``plan`` (or only of the named ``waves``), in plan order; the whole
+    plan's includes its webhook."""
     chosen = [w for w in plan.waves if waves is None or w.name in waves]
     in_chosen = {name for w in chosen for name in w.targets}
     targets = [
@@ -83,4 +91,11 @@ def preflight_input(plan: ReleasePlan, waves: list[str] | None = None) -> Prefli
                 external_id=department.external_id if department else None,
             )
         )
-    return PreflightInput(targets=targets, alarms=alarms)
+    webhook = plan.notifications.webhook_url if plan.notifications and waves is None else None
+    return PreflightInput(
+        targets=targets,
+        alarms=alarms,
+        release_id=plan.id,
+        application=plan.application,
+        webhook_url=webhook,
+    )

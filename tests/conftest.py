@@ -35,11 +35,14 @@ for _var in ("RELMAN_CODEC_KEY_FILE", "RELMAN_CODEC_KMS_KEYS"):
 os.environ["RELMAN_CODEC_KEYS"] = "tests-1=" + "dGVzdHMgb25seTogcmVsbWFuIGNvZGVjIGtleSAzMmI="
 
 from activities.aws import AwsClients  # noqa: E402
+from activities.webhook_addresses import allowed_networks  # noqa: E402
 from client.binaries import find_binary  # noqa: E402
 from common.codec import data_converter, keys_from_env  # noqa: E402
 from common.search_attributes import SEARCH_ATTRIBUTES  # noqa: E402
 
 CONVERTER = data_converter(keys_from_env())
+# Where tests' webhook receivers listen: test workers' plans may post there.
+LOOPBACK_NETWORKS = allowed_networks("127.0.0.0/8,::1/128")
 from tests import trust  # noqa: E402
 
 
@@ -194,7 +197,13 @@ def make_worker(activity_executor: concurrent.futures.ThreadPoolExecutor, task_q
 
     def make(env: WorkflowEnvironment, aws: AwsClients) -> Worker:
         return build_worker(
-            env.client, task_queue, aws, activity_executor, policy_source=str(trust.policy_path())
+            env.client,
+            task_queue,
+            aws,
+            activity_executor,
+            policy_source=str(trust.policy_path()),
+            # Tests' webhooks are receivers on this machine (tests.notify_receivers).
+            webhook_networks=LOOPBACK_NETWORKS,
         )
 
     return make

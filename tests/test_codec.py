@@ -41,6 +41,7 @@ from workflows.release import ReleaseWorkflow
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
 SECRET = "s3cr3t-db-password-7f2c"
+VAULTED = "vaulted-api-key-91d0"
 
 
 def payload(text: str) -> Payload:
@@ -118,22 +119,37 @@ async def test_a_releases_raw_history_holds_no_secret_and_it_still_applies_and_r
     aws.client("ssm").put_parameter(
         Name="/payments/db/password", Value="old-password", Type="SecureString"
     )
+    aws.client("ssm").put_parameter(Name="/payments/api/key", Value="old-api-key", Type="String")
+    vault = aws.client("secretsmanager").create_secret(
+        Name="payments/api-key", SecretString=VAULTED
+    )["ARN"]
+    from_vault = {
+        "name": "api-key",
+        "kind": "ssm_parameter",
+        "parameter": "/payments/api/key",
+        "value_from": {"secretsmanager": vault},
+    }
     plan = make_plan(
-        [ssm("db", "/payments/db/password", SECRET, "SecureString"),
+        [ssm("db", "/payments/db/password", SECRET, "SecureString"), from_vault,
          ssm("flag", "/payments/f", "on")],
-        [wave("first", ["db"]), wave("second", ["flag"], after=["first"],
-                                    groups={"finance-cab": 1})],
+        [wave("first", ["db", "api-key"]), wave("second", ["flag"], after=["first"],
+                                               groups={"finance-cab": 1})],
     )  # fmt: skip
+    secrets = ["/payments/db/password", "/payments/api/key"]
     async with make_worker(dev_env, aws):
         handle = await start_release(dev_env.client, plan, task_queue)
         await wait_for_gate(handle, "second")
-        assert ssm_values(aws, ["/payments/db/password"]) == {"/payments/db/password": SECRET}
+        assert ssm_values(aws, secrets) == {
+            "/payments/db/password": SECRET, "/payments/api/key": VAULTED
+        }  # fmt: skip
         await signed_update(
             handle, ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="test")
         )
         outcome = await handle.result()
     assert outcome.phase == ReleasePhase.CANCELLED
-    assert ssm_values(aws, ["/payments/db/password"]) == {"/payments/db/password": "old-password"}
+    assert ssm_values(aws, secrets) == {
+        "/payments/db/password": "old-password", "/payments/api/key": "old-api-key"
+    }  # fmt: skip
 
     # What anyone reading the namespace sees: the `temporal` CLI's raw JSON history.
     address = dev_env.client.service_client.config.target_host
@@ -148,7 +164,7 @@ async def test_a_releases_raw_history_holds_no_secret_and_it_still_applies_and_r
         # ...and no secret shows, in clear or in any base64 field decoded (search
         # attributes and the SDK's patch markers stay clear: they hold names, not values).
         decoded = b"".join(base64_fields(json.loads(raw)))
-        for text in (SECRET, "old-password"):
+        for text in (SECRET, "old-password", VAULTED, "old-api-key"):
             assert text not in raw and text.encode() not in decoded
 
     # A client without the key cannot read the release; one with it can.

@@ -247,6 +247,36 @@ def test_worker_reads_the_policy_from_a_read_only_mount() -> None:
     assert 'MOUNTED = ROOT / "deploy" / "policy"' in script
 
 
+def test_the_worker_encrypts_payloads_with_the_key_written_beside_the_policy(
+    tmp_path: Path,
+) -> None:
+    from common.codec import keys_from_env
+    from deploy.dev_policy import CODEC_KEY
+    from deploy.dev_policy import main as write_dev_files
+
+    worker = SERVICES[WORKER]
+    env = environment(worker)
+    default = re.fullmatch(
+        r"\$\{RELMAN_COMPOSE_CODEC_KEY_FILE:-(/[^}]+)\}", env["RELMAN_CODEC_KEY_FILE"]
+    )
+    assert default, f"RELMAN_CODEC_KEY_FILE: {env['RELMAN_CODEC_KEY_FILE']}"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    assert mounts[str(Path(default.group(1)).parent)] == "./deploy/policy"
+    assert Path(default.group(1)).name == CODEC_KEY
+
+    # What deploy/dev_policy.py writes: the host's key and the worker's copy are one key.
+    home, mounted = tmp_path / "home", tmp_path / "mounted"
+    mounted.mkdir()
+    write_dev_files(home, mounted)
+    host = keys_from_env({"RELMAN_CODEC_KEY_FILE": str(home / CODEC_KEY)})
+    container = keys_from_env({"RELMAN_CODEC_KEY_FILE": str(mounted / CODEC_KEY)})
+    assert host is not None and container is not None and host.keys == container.keys
+    assert (home / CODEC_KEY).stat().st_mode & 0o077 == 0  # the host's own stays private
+    write_dev_files(home, mounted)  # a second run keeps the key: releases stay readable
+    again = keys_from_env({"RELMAN_CODEC_KEY_FILE": str(mounted / CODEC_KEY)})
+    assert again is not None and again.keys == host.keys
+
+
 def test_worker_health_check_is_the_script_the_image_carries() -> None:
     test = SERVICES[WORKER]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"]

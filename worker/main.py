@@ -18,11 +18,12 @@ from activities.aws import AwsClients
 from activities.health import HealthActivities
 from activities.locks import LockActivities
 from activities.notify import NotifyActivities, defaults_from_env
-from activities.policy import POLICY_ENV, PolicyActivities, read_policy
+from activities.policy import POLICY_ENV, PolicyActivities, PolicyReader, read_policy
 from activities.policy import policy_source as configured_policy_source
 from activities.preflight import PreflightActivities
 from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
+from activities.webhook_addresses import IPNetwork, allowed_networks_from_env
 from common.codec import KEY_FILE_ENV, KEYS_ENV, KMS_KEYS_ENV, EncryptionCodec
 from common.connection import task_queue, temporal
 from common.errors import BadInput, CliError
@@ -107,6 +108,7 @@ def build_worker(
     *,
     policy_source: str | None = None,
     stand_ins: Sequence[Callable[..., Any]] = (),
+    webhook_networks: Sequence[IPNetwork] = (),
     **options: Any,
 ) -> Worker:
     """A worker for ``queue`` running releases whose activities use ``aws``.
@@ -114,17 +116,29 @@ def build_worker(
     ``policy_source`` is where the organisation policy lives (``RELMAN_POLICY``: a file,
     ``s3://bucket/key`` or ``ssm:/name``); without one, releases cannot start.
     ``notify_defaults`` is where notifications of plans without a ``notifications`` section
-    go (none: they are not sent). ``stand_ins`` replace the activities of the same function
-    name (tests: an activity that hangs or crashes); ``options`` go to ``Worker`` as they are.
+    go (none: they are not sent); a plan's own webhook may reach public addresses and those
+    in ``webhook_networks`` (``RELMAN_WEBHOOK_ALLOW_NETWORKS``). ``stand_ins`` replace the
+    activities of the same function name (tests: an activity that hangs or crashes);
+    ``options`` go to ``Worker`` as they are.
     """
     replaced = {fn.__name__ for fn in stand_ins}
+    # The worker's default webhook is the platform team's: its address is not checked.
+    own_webhook = (
+        [notify_defaults.webhook_url] if notify_defaults and notify_defaults.webhook_url else []
+    )
+    reader = PolicyReader(policy_source, aws) if policy_source is not None else None
+    if reader is not None:
+        # Activities check each role against the policy in force before assuming it.
+        aws = aws.checked_by(reader.role_refusal)
     activities = [
         *TargetActivities(aws).all(),
         *HealthActivities(aws).all(),
-        *PreflightActivities(aws.for_purpose("preflight")).all(),
+        *PreflightActivities(aws.for_purpose("preflight"), webhook_networks, own_webhook).all(),
         *ReleaseActivities(client).all(),
         *LockActivities(client, aws).all(),
-        *NotifyActivities(aws, notify_defaults).all(),
+        *NotifyActivities(
+            aws, notify_defaults, webhook_networks=webhook_networks, policy=reader
+        ).all(),
     ]
     if policy_source is not None:
         activities.append(PolicyActivities(policy_source, aws).load_policy)
@@ -151,6 +165,7 @@ async def run_worker(queue: str | None = None) -> None:
     """Connect through Temporal's standard configuration and run until SIGINT/SIGTERM."""
     try:
         notify_defaults = defaults_from_env()
+        webhook_networks = allowed_networks_from_env()
     except ValueError as exc:
         raise BadInput(f"worker configuration: {exc}") from None
     source = worker_policy_source()
@@ -166,7 +181,13 @@ async def run_worker(queue: str | None = None) -> None:
     async with temporal(runtime) as client:
         with concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
             worker = build_worker(
-                client, queue, aws, executor, notify_defaults, policy_source=source
+                client,
+                queue,
+                aws,
+                executor,
+                notify_defaults,
+                policy_source=source,
+                webhook_networks=webhook_networks,
             )
             codec = client.data_converter.payload_codec
             if isinstance(codec, EncryptionCodec):

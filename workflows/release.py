@@ -703,6 +703,7 @@ class ReleaseWorkflow:
             self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
             child_input = WaveInput(
                 release_id=self._plan.id,
+                application=self._plan.application,
                 parent_id=workflow.info().workflow_id,
                 wave=wave,
                 targets=targets,
@@ -914,6 +915,7 @@ class ReleaseWorkflow:
             COMPENSATE_TARGET,
             CompensateInput(
                 release_id=self._plan.id,
+                application=self._plan.application,
                 target=change.target,
                 snapshot=change.snapshot,
                 written=tstatus.written,

@@ -272,6 +272,7 @@ class WaveWorkflow:
                 SNAPSHOT_TARGETS,
                 TargetsInput(
                     release_id=self._input.release_id,
+                    application=self._input.application,
                     targets=targets,
                     final_attempt=APPLY_RETRY.maximum_attempts,
                 ),
@@ -302,6 +303,7 @@ class WaveWorkflow:
                     items=[
                         ApplyInput(
                             release_id=self._input.release_id,
+                            application=self._input.application,
                             target=t,
                             snapshot=self._input.snapshots[t.name],
                             percent=percent,
@@ -566,6 +568,7 @@ class WaveWorkflow:
     def _alarm_input(self) -> AlarmCheckInput:
         return AlarmCheckInput(
             release_id=self._input.release_id,
+            application=self._input.application,
             wave=self._input.wave.name,
             alarms=self._input.wave.alarms,
             region=self._input.alarm_region,

@@ -1,8 +1,10 @@
 """SSM parameters: the release writes a value; compensation restores the previous one.
 
-A SecureString's value is never put in a snapshot, status or log: the snapshot records the
-parameter *version* and its KMS key, and compensation reads that version back
-(``name:version``) and writes it under that key again.
+A secret value (a SecureString, or a value the plan takes ``value_from`` Secrets Manager or
+another parameter) is never put in a snapshot, result, status or log: the snapshot records
+the parameter *version* (and a SecureString's KMS key), and compensation reads that version
+back (``name:version``) and writes it again. A ``value_from`` secret is read when the
+target is applied, with the target's role, and never leaves the activity.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import aws_call, error_code, raise_aws_error
 from activities.targets.base import TargetHandler
@@ -19,17 +22,26 @@ from models.plan import SsmParameterTarget
 SECRET_MASK = "****"
 
 
-def _shown(value: str, type_: str) -> str:
-    return SECRET_MASK if type_ == "SecureString" else value
+class SecretUnreadable(Exception):
+    """A ``value_from`` secret holds no text value relman can write to a parameter."""
 
 
-def _held(current: dict[str, Any] | None) -> dict[str, Any]:
+def _shown(value: str, secret: bool) -> str:
+    return SECRET_MASK if secret else value
+
+
+def _is_secret(target: SsmParameterTarget, type_: str) -> bool:
+    """Whether a value of ``type_`` written for ``target`` must stay out of results."""
+    return target.secret or type_ == "SecureString"
+
+
+def _held(target: SsmParameterTarget, current: dict[str, Any] | None) -> dict[str, Any]:
     """The parameter as ``ApplyResult.written`` records it: version and type, and the value
-    unless it is a SecureString ({} for an absent parameter)."""
+    unless it is secret ({} for an absent parameter)."""
     if current is None:
         return {}
     held = {"version": current["Version"], "type": current["Type"]}
-    if current["Type"] != "SecureString":
+    if not _is_secret(target, current["Type"]):
         held["value"] = current["Value"]
     return held
 
@@ -70,20 +82,51 @@ class SsmParameterHandler(TargetHandler):
             )["Parameters"]
         return found[0].get("KeyId") if found else None
 
+    def _value(self, target: SsmParameterTarget) -> str:
+        """The value the release writes: the plan's, or the one its ``value_from`` names,
+        read now with the target's role (in the secret's own region for Secrets Manager)."""
+        source = target.value_from
+        if source is None:
+            assert target.value is not None  # the plan has exactly one of the two
+            return target.value
+        if source.secretsmanager is not None:
+            arn = source.secretsmanager
+            client = self.aws.client(
+                "secretsmanager", arn.split(":")[3], target.role_arn, target.external_id
+            )
+            with aws_call("secretsmanager:GetSecretValue", arn):
+                found = client.get_secret_value(SecretId=arn)
+            if "SecretString" not in found:
+                raise ApplicationError(
+                    f"target {target.name!r}: secret {arn} holds a binary value; an SSM "
+                    "parameter needs a text one",
+                    type=SecretUnreadable.__name__,
+                    non_retryable=True,
+                )
+            return str(found["SecretString"])
+        assert source.ssm is not None
+        with aws_call("ssm:GetParameter", f"ssm parameter {source.ssm}"):
+            return str(
+                self.client("ssm", target).get_parameter(Name=source.ssm, WithDecryption=True)[
+                    "Parameter"
+                ]["Value"]
+            )
+
     def snapshot(self, target: SsmParameterTarget) -> Snapshot:
         current = self._read(target)
         if current is None:
             return Snapshot(resource=target.resource, exists=False, display="(absent)")
         state: dict[str, Any] = {"version": current["Version"], "type": current["Type"]}
-        if current["Type"] != "SecureString":
+        secret = _is_secret(target, current["Type"])
+        if not secret:
             state["value"] = current["Value"]
-        else:
+        if current["Type"] == "SecureString":
             state["key_id"] = self._key_id(target)
         return Snapshot(
             resource=target.resource,
             exists=True,
             state=state,
-            display=_shown(current["Value"], current["Type"]),
+            display=_shown(current["Value"], secret),
         )
 
     def show(self, target: SsmParameterTarget, written: dict[str, Any]) -> str:
@@ -99,22 +142,21 @@ class SsmParameterHandler(TargetHandler):
         percent: int,
         written: dict[str, Any] | None = None,
     ) -> ApplyResult:
+        value = self._value(target)
         current = self._read(target)
         unchanged = (
-            current is not None
-            and current["Value"] == target.value
-            and current["Type"] == target.type
+            current is not None and current["Value"] == value and current["Type"] == target.type
         )
         if not unchanged:
             # SSM has no conditional write: the check runs right before the write, and a
             # change landing between the two is not detected.
-            wanted = _shown(target.value, target.type)
-            self.check_step(target, snapshot, written, _held(current), wanted)
-            self._put(target, target.value, target.type)
+            wanted = _shown(value, target.secret)
+            self.check_step(target, snapshot, written, _held(target, current), wanted)
+            self._put(target, value, target.type)
             current = self._read(target)
         assert current is not None  # just written; SSM reads after writes are consistent
-        display = _shown(current["Value"], current["Type"])
-        return self.result(target, not unchanged, display, _held(current))
+        display = _shown(current["Value"], _is_secret(target, current["Type"]))
+        return self.result(target, not unchanged, display, _held(target, current))
 
     def compensate(
         self,
@@ -128,25 +170,26 @@ class SsmParameterHandler(TargetHandler):
             current = self._read(target)
             if current is None:
                 return CompensateResult(resource=resource, changed=False, display="(absent)")
-            self.check_rollback(target, snapshot, written, force, _held(current))
+            self.check_rollback(target, snapshot, written, force, _held(target, current))
             with aws_call("ssm:DeleteParameter", resource):
                 self.client("ssm", target).delete_parameter(Name=target.parameter)
             return CompensateResult(resource=resource, changed=True, display="(absent)")
 
         type_ = snapshot.state["type"]
         value = snapshot.state.get("value")
-        if value is None:  # SecureString: read the recorded version back
+        secret = value is None or _is_secret(target, type_)
+        if value is None:  # a secret: read the recorded version back
             versioned = f"{target.parameter}:{snapshot.state['version']}"
             previous = self._read(target, versioned)
             assert previous is not None
             value = previous["Value"]
         current = self._read(target)
         if current is not None and current["Value"] == value and current["Type"] == type_:
-            return CompensateResult(resource=resource, changed=False, display=_shown(value, type_))
+            return CompensateResult(resource=resource, changed=False, display=_shown(value, secret))
         # No conditional write in SSM: compare right before writing (a change landing in
         # between is not detected).
-        self.check_rollback(target, snapshot, written, force, _held(current))
+        self.check_rollback(target, snapshot, written, force, _held(target, current))
         # A SecureString goes back under the key it had (snapshots before key_id was
         # recorded leave it to the account's default key).
         self._put(target, value, type_, snapshot.state.get("key_id"))
-        return CompensateResult(resource=resource, changed=True, display=_shown(value, type_))
+        return CompensateResult(resource=resource, changed=True, display=_shown(value, secret))

@@ -3,13 +3,16 @@ problem naming the plan field, the target and what is wrong; nothing is changed.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
+from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsClients
 from activities.preflight import PreflightActivities
+from activities.webhook_addresses import allowed_networks
 from bench.fixtures import create_alarm
 from client.demo_aws import lambda_zip
 from models.plan import Target
@@ -17,7 +20,10 @@ from models.preflight import (
     PreflightAlarms,
     PreflightInput,
     PreflightTarget,
+    preflight_input,
 )
+from tests.activities.test_webhook_addresses import resolving
+from tests.helpers import make_plan, ssm, wave
 
 ACCOUNT = "123456789012"
 _TARGET: TypeAdapter[Any] = TypeAdapter(Target)
@@ -60,6 +66,33 @@ def test_secure_string_with_a_disabled_key_is_a_problem(aws: AwsClients) -> None
 
     assert problems(aws, SSM | {"type": "SecureString"}) == [
         f"targets[0] (cfg): KMS key {key} of ssm parameter /app/cfg is Disabled"
+    ]
+
+
+def test_a_value_from_secret_must_exist_and_is_not_read(aws: AwsClients) -> None:
+    secret = aws.client("secretsmanager").create_secret(Name="app/db", SecretString="pw")["ARN"]
+    aws.client("ssm").put_parameter(Name="/vault/db", Value="pw", Type="SecureString")
+    vaulted = {"name": "cfg", "kind": "ssm_parameter", "parameter": "/app/cfg"}
+    assert (
+        problems(
+            aws,
+            vaulted | {"value_from": {"secretsmanager": secret}},
+            vaulted | {"name": "b", "value_from": {"ssm": "/vault/db"}},
+        )
+        == []
+    )
+
+    gone = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:app/gone-AbCdEf"
+    aws.client("secretsmanager").delete_secret(SecretId=secret, RecoveryWindowInDays=7)
+    assert problems(
+        aws,
+        vaulted | {"value_from": {"secretsmanager": gone}},
+        vaulted | {"name": "b", "value_from": {"ssm": "/vault/none"}},
+        vaulted | {"name": "c", "value_from": {"secretsmanager": secret}},
+    ) == [
+        f"targets[0].value_from (cfg): secret {gone} does not exist",
+        "targets[1].value_from (b): ssm parameter /vault/none does not exist",
+        f"targets[2].value_from (c): secret {secret} is scheduled for deletion",
     ]
 
 
@@ -342,3 +375,87 @@ def test_every_problem_of_a_release_is_reported_together(aws: AwsClients, cluste
         "targets[2] (api): function api does not exist",
         "waves[0].alarms (prod): CloudWatch alarm 'errors' does not exist in us-east-1",
     ]
+
+
+# --- the plan's webhook -------------------------------------------------------------------
+
+WEBHOOK = "https://hooks.relman.test/hooks/T0KEN"
+REFUSED_AS = "webhooks may not reach it (RELMAN_WEBHOOK_ALLOW_NETWORKS lists the networks they may)"
+
+
+def webhook_problems(aws: AwsClients, url: str, **kwargs: Any) -> list[str]:
+    result = PreflightActivities(aws, **kwargs).preflight(PreflightInput(webhook_url=url))
+    return [str(p) for p in result.problems]
+
+
+def test_a_plan_whose_webhook_resolves_privately_is_refused_at_start(
+    aws: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolving(monkeypatch, "hooks.relman.test", "93.184.216.34", "10.0.0.5")
+    plan = make_plan(
+        [ssm("a", "/a", "1")], [wave("w", ["a"])], notifications={"webhook_url": WEBHOOK}
+    )
+
+    result = PreflightActivities(aws).preflight(preflight_input(plan))
+
+    assert [p.model_dump() for p in result.problems] == [
+        {
+            "path": "notifications.webhook_url",
+            "name": "https://hooks.relman.test/…",
+            "message": f"host 'hooks.relman.test' resolves to a private address: {REFUSED_AS}",
+        }
+    ]
+
+
+def test_a_webhook_host_that_does_not_resolve_is_a_problem(
+    aws: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def nowhere(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", nowhere)
+
+    assert webhook_problems(aws, WEBHOOK) == [
+        "notifications.webhook_url (https://hooks.relman.test/…): host 'hooks.relman.test' "
+        "does not resolve"
+    ]
+
+
+def test_a_webhook_in_an_allowed_network_or_public_passes_but_never_metadata(
+    aws: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = allowed_networks("10.0.0.0/8,169.254.0.0/16")
+    resolving(monkeypatch, "hooks.relman.test", "10.0.0.5")
+    assert webhook_problems(aws, WEBHOOK, webhook_networks=allowed) == []
+    resolving(monkeypatch, "hooks.relman.test", "93.184.216.34")
+    assert webhook_problems(aws, WEBHOOK) == []
+    resolving(monkeypatch, "hooks.relman.test", "169.254.169.254")
+    assert webhook_problems(aws, WEBHOOK, webhook_networks=allowed) == [
+        "notifications.webhook_url (https://hooks.relman.test/…): host 'hooks.relman.test' "
+        "resolves to a cloud metadata address: webhooks may never reach it"
+    ]
+
+
+def test_the_workers_own_default_webhook_is_not_checked(aws: AwsClients) -> None:
+    url = "http://127.0.0.1:9/hooks/T0KEN"
+    assert webhook_problems(aws, url, trusted_webhooks=[url]) == []
+    assert webhook_problems(aws, url) == [
+        "notifications.webhook_url (http://127.0.0.1:9/…): host '127.0.0.1' resolves to "
+        f"a loopback address: {REFUSED_AS}"
+    ]
+
+
+def test_a_dns_server_that_does_not_answer_is_left_to_the_retry_policy(
+    aws: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def silent(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    with pytest.raises(ApplicationError) as caught:
+        webhook_problems(aws, WEBHOOK)
+    assert not caught.value.non_retryable
+    assert caught.value.message == (
+        "webhook https://hooks.relman.test/…: host 'hooks.relman.test' could not be resolved "
+        "now (DNS did not answer)"
+    )

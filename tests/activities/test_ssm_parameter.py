@@ -135,6 +135,64 @@ def test_secure_string_never_leaves_aws_and_is_restored_from_its_version(aws):
     assert env.run(activities.compensate_target, compensate).changed is False
 
 
+@pytest.mark.parametrize("source", ["secretsmanager", "ssm"])
+def test_a_value_from_a_secret_is_read_at_apply_and_never_leaves_the_activity(aws, source):
+    seed(aws, {NAME: SECRET_OLD})
+    if source == "secretsmanager":
+        arn = aws.client("secretsmanager").create_secret(
+            Name="payments/db", SecretString=SECRET_NEW
+        )["ARN"]
+        value_from = {"secretsmanager": arn}
+    else:
+        aws.client("ssm").put_parameter(
+            Name="/vault/payments/db", Value=SECRET_NEW, Type="SecureString"
+        )
+        value_from = {"ssm": "/vault/payments/db"}
+    secret = SsmParameterTarget.model_validate(
+        {"name": "db", "kind": "ssm_parameter", "parameter": NAME, "value_from": value_from}
+    )
+    env = ActivityEnvironment()
+    activities = TargetActivities(aws)
+
+    # The parameter is a plain String, but it holds what a secret held: never shown either.
+    snapshot = env.run(activities.snapshot_target, TargetInput(release_id="r1", target=secret))
+    assert (snapshot.state, snapshot.display) == ({"version": 1, "type": "String"}, SECRET_MASK)
+    applied = env.run(
+        activities.apply_target, ApplyInput(release_id="r1", target=secret, snapshot=snapshot)
+    )
+    assert (applied.changed, applied.display, applied.written) == (
+        True, SECRET_MASK, {"version": 2, "type": "String"}
+    )  # fmt: skip
+    assert stored(aws)["Value"] == SECRET_NEW
+    again = ApplyInput(release_id="r1", target=secret, snapshot=snapshot, written=applied.written)
+    assert env.run(activities.apply_target, again).changed is False
+    restored = env.run(
+        activities.compensate_target,
+        CompensateInput(release_id="r1", target=secret, snapshot=snapshot, written=applied.written),
+    )
+    assert (restored.changed, restored.display) == (True, SECRET_MASK)
+    assert stored(aws)["Value"] == SECRET_OLD
+    for result in (snapshot, applied, restored):
+        dumped = result.model_dump_json()
+        assert SECRET_NEW not in dumped and SECRET_OLD not in dumped
+
+
+def test_a_value_from_secret_that_is_gone_fails_naming_it(aws, handler):
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:payments/gone-AbCdEf"
+    secret = SsmParameterTarget.model_validate(
+        {"name": "db", "kind": "ssm_parameter", "parameter": NAME,
+         "value_from": {"secretsmanager": arn}}
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as failed:
+        handler.apply(secret, handler.snapshot(secret), 100)
+    assert failed.value.non_retryable
+    assert failed.value.message.startswith(
+        f"secretsmanager:GetSecretValue on {arn} failed: ResourceNotFoundException"
+    )
+    with pytest.raises(ClientError, match="ParameterNotFound"):
+        stored(aws)  # nothing was written
+
+
 def key_of(aws, name: str = NAME) -> str | None:  # type: ignore[no-untyped-def]
     found = aws.client("ssm").describe_parameters(
         ParameterFilters=[{"Key": "Name", "Values": [name]}]

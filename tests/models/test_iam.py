@@ -1,8 +1,10 @@
-"""``relman plan iam``: the least-privilege policies a worker needs, per role.
+"""``relman plan iam``: the least-privilege policies a worker needs, per role, and the
+trust policy of each role it assumes.
 
 The policies must hold exactly what the handlers call: a missing action fails a release in
 production, an extra one is privilege nobody needs. The action table in ``models.iam`` is
-checked against the handlers' source, and the policies against the table.
+checked against the handlers' source, and the policies against the table. The command line
+(and what it reads from AWS) is tested in ``tests/client/test_plan_iam.py``.
 """
 
 from __future__ import annotations
@@ -10,24 +12,33 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore import xform_name
+from botocore.session import get_session
 
 from models.iam import (
     ALARM_CALLS,
     ASSUME_ROLE_CALLS,
     KIND_CALLS,
+    PREFLIGHT_CALLS,
+    VALUE_FROM_PREFLIGHT_CALLS,
     WORKER_ACCOUNT,
     WORKER_CREDENTIALS,
+    FromAws,
     IamPolicy,
+    TaskDefinitionRoles,
+    TrustConflict,
     Where,
+    assumed_roles,
+    check_worker_role,
     plan_policies,
     target_grants,
     target_where,
+    task_definition_roles,
+    trust_policies,
 )
 from models.loader import load_plan, load_plan_text
 from models.plan import TARGET_KINDS, ReleasePlan
@@ -39,7 +50,9 @@ EVERY_KIND = ROOT / "tests" / "models" / "good" / "every-kind.yaml"
 EU_ROLE = "arn:aws:iam::111122223333:role/relman-deployer"
 US_ROLE = "arn:aws-us-gov:iam::444455556666:role/relman-deployer"
 DNS_ROLE = "arn:aws:iam::444455556666:role/dns-only"
+WORKER_ROLE = "arn:aws:iam::999988887777:role/relman-worker"
 W = WORKER_ACCOUNT
+ASSUME = ["sts:AssumeRole", "sts:SetSourceIdentity"]
 
 
 def statements(policy: IamPolicy) -> dict[str, dict[str, Any]]:
@@ -111,10 +124,11 @@ def test_every_kind_worker_policy_covers_ssm_secure_string_s3_and_assume_role() 
     engine = f"arn:aws:ssm:eu-central-1:{W}:parameter/shop/checkout/engine"
 
     assert statements(policy) == {
+        # SetSourceIdentity: the worker names the release it assumes a role for.
         "AssumeReleaseRoles": {
             "Sid": "AssumeReleaseRoles",
             "Effect": "Allow",
-            "Action": ["sts:AssumeRole"],
+            "Action": ASSUME,
             "Resource": sorted([EU_ROLE, US_ROLE, DNS_ROLE]),
         },
         "SsmParameters": {
@@ -142,6 +156,13 @@ def test_every_kind_worker_policy_covers_ssm_secure_string_s3_and_assume_role() 
             "Effect": "Allow",
             "Action": ["ssm:DescribeParameters"],
             "Resource": ["*"],
+        },
+        # The preflight checks that key is enabled: keys of the parameter's account.
+        "SsmSecureStringKeyCheck": {
+            "Sid": "SsmSecureStringKeyCheck",
+            "Effect": "Allow",
+            "Action": ["kms:DescribeKey"],
+            "Resource": [f"arn:aws:kms:eu-central-1:{W}:key/*"],
         },
         "S3ArtifactBuckets": {
             "Sid": "S3ArtifactBuckets",
@@ -227,7 +248,7 @@ def test_every_kind_us_roles_cover_route53_ecs_and_alarms_in_their_partitions() 
         "Route53ListRecords": {
             "Sid": "Route53ListRecords",
             "Effect": "Allow",
-            "Action": ["route53:ListResourceRecordSets"],
+            "Action": ["route53:GetHostedZone", "route53:ListResourceRecordSets"],
             "Resource": [zone],
         },
         "Route53UpsertWeightedRecords": {
@@ -253,6 +274,12 @@ def test_every_kind_us_roles_cover_route53_ecs_and_alarms_in_their_partitions() 
             "Action": ["cloudwatch:DescribeAlarms"],
             "Resource": ["arn:aws-us-gov:cloudwatch:us-east-1:444455556666:alarm:shop-us-5xx"],
         },
+        "EcsDescribeCluster": {
+            "Sid": "EcsDescribeCluster",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeClusters"],
+            "Resource": ["arn:aws-us-gov:ecs:us-east-1:444455556666:cluster/shop-us"],
+        },
         "EcsServices": {
             "Sid": "EcsServices",
             "Effect": "Allow",
@@ -267,6 +294,7 @@ def test_every_kind_us_roles_cover_route53_ecs_and_alarms_in_their_partitions() 
             "Action": ["ecs:DescribeTaskDefinition"],
             "Resource": ["*"],
         },
+        # Nothing was read from AWS: any role of the account, to ECS only, and a note why.
         "EcsPassTaskDefinitionRoles": {
             "Sid": "EcsPassTaskDefinitionRoles",
             "Effect": "Allow",
@@ -275,6 +303,11 @@ def test_every_kind_us_roles_cover_route53_ecs_and_alarms_in_their_partitions() 
             "Condition": {"StringEquals": {"iam:PassedToService": ["ecs-tasks.amazonaws.com"]}},
         },
     }
+    assert [str(w) for w in policies[US_ROLE].wildcards] == [
+        "EcsPassTaskDefinitionRoles allows arn:aws-us-gov:iam::444455556666:role/* for target "
+        "us-workers: its task definitions were not read from AWS"
+    ]
+    assert [p.wildcards for p in policies.values() if p.role_arn != US_ROLE] == [[], [], []]
 
 
 # --- merging, accounts, regions ------------------------------------------------------------
@@ -335,7 +368,7 @@ departments:
         {
             "Sid": "AssumeReleaseRoles",
             "Effect": "Allow",
-            "Action": ["sts:AssumeRole"],
+            "Action": ASSUME,
             "Resource": [role_a, role_b, role_c],
         }
     ]
@@ -468,12 +501,94 @@ def test_action_table_lists_the_alarm_and_assume_role_calls() -> None:
     assert {c.method for c in ASSUME_ROLE_CALLS} == client_methods(aws) | {"assume_role"}
 
 
+def test_action_table_lists_the_value_from_preflight_calls() -> None:
+    """What the preflight calls to check a ``value_from`` secret without reading it."""
+    source = (ROOT / "activities" / "preflight.py").read_text()
+    [check] = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef) and node.name == "_value_source"
+    ]
+    session = get_session()
+    aws_methods = {
+        xform_name(operation)
+        for service in ("secretsmanager", "ssm")
+        for operation in session.get_service_model(service).operation_names
+    }
+    called = {
+        node.func.attr
+        for node in ast.walk(check)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert {call.method for call in VALUE_FROM_PREFLIGHT_CALLS} == called & aws_methods
+
+
+PREFLIGHT_SERVICES = {
+    "ssm_parameter": ("ssm", "kms"),
+    "lambda_alias": ("lambda",),
+    "elbv2_weights": ("elbv2",),
+    "route53_weighted": ("route53",),
+    "ecs_service": ("ecs",),
+    "s3_artifact": ("s3",),
+}
+
+
+@pytest.mark.parametrize("kind", TARGET_KINDS)
+def test_the_preflight_of_each_kind_calls_only_what_the_tables_grant(kind: str) -> None:
+    source = (ROOT / "activities" / "preflight.py").read_text()
+    checks = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef) and node.name in (f"_{kind}", f"_{kind}_itself")
+    ]
+    session = get_session()
+    aws_methods = {
+        xform_name(operation)
+        for service in PREFLIGHT_SERVICES[kind]
+        for operation in session.get_service_model(service).operation_names
+    }
+    called = {
+        node.func.attr
+        for check in checks
+        for node in ast.walk(check)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    } & aws_methods
+    # The route53 preflight reads the records through the handler's own reader.
+    handler = {call.method for call in KIND_CALLS[kind]}
+    extra = {call.method for call in PREFLIGHT_CALLS.get(kind, ())}
+    assert called and called <= handler | extra and extra <= called
+
+
+VALUE_FROM_TARGETS = """
+  - name: db
+    kind: ssm_parameter
+    parameter: /app/db
+    value_from:
+      secretsmanager: arn:aws:secretsmanager:eu-west-1:111122223333:secret:app/db-AbCdEf
+  - name: api-key
+    kind: ssm_parameter
+    parameter: /app/api-key
+    value_from:
+      secretsmanager: arn:aws:secretsmanager:eu-central-1:111122223333:secret:app/api-key
+  - name: token
+    kind: ssm_parameter
+    parameter: /app/token
+    type: SecureString
+    value_from: {ssm: /vault/app/token}
+"""
+VALUE_FROM_WAVE = "  - {name: w, department: d, targets: [db, api-key, token]}"
+
+
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_each_kinds_statements_grant_exactly_the_tables_actions(kind: str) -> None:
     plan = load_plan(EVERY_KIND)  # has every kind, and a SecureString parameter
-    table = {action for call in KIND_CALLS[kind] for action in call.actions}
+    value_from = plan_text(VALUE_FROM_TARGETS, VALUE_FROM_WAVE)
+    calls = (*KIND_CALLS[kind], *PREFLIGHT_CALLS.get(kind, ()))
+    table = {action for call in calls for action in call.actions}
+    if kind == "ssm_parameter":
+        table |= {action for call in VALUE_FROM_PREFLIGHT_CALLS for action in call.actions}
     granted: set[str] = set()
-    for target in plan.targets:
+    for target in [*plan.targets, *value_from.targets]:
         if target.kind == kind:
             for grant in target_grants(target, Where(role_arn=None, region="eu-west-1")):
                 granted.update(grant.actions)
@@ -488,52 +603,304 @@ def test_regions_and_roles_are_inherited_as_the_workflow_does() -> None:
                 target = plan.target(name)
                 where = target_where(plan, wave, target)
                 resolved = resolved_target(plan, wave, target)
-                assert (where.role_arn, where.region) == (
+                assert (where.role_arn, where.region, where.external_id) == (
                     resolved.role_arn,
                     resolved.region or "*",
+                    resolved.external_id,
                 )
 
 
-# --- the command line ------------------------------------------------------------------------
+# --- value_from secrets --------------------------------------------------------------------
 
 
-def relman(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in its own process, as a user runs it (tests/client/test_cli.py does too)."""
-    return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+def test_value_from_grants_reading_either_source_decrypted_and_checking_it_exists() -> None:
+    plan = plan_text(
+        VALUE_FROM_TARGETS, VALUE_FROM_WAVE, departments="departments: {d: {region: eu-west-1}}"
+    )
+    found = statements(plan_policies(plan)[0])
+    db = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:app/db-AbCdEf"
+    # Given without its random suffix: the name plus any six characters.
+    api_key = "arn:aws:secretsmanager:eu-central-1:111122223333:secret:app/api-key-??????"
+    vault = f"arn:aws:ssm:eu-west-1:{W}:parameter/vault/app/token"
+
+    assert {sid: s for sid, s in found.items() if "ValueFrom" in sid} == {
+        # GetSecretValue when the target is applied, DescribeSecret at preflight.
+        "SecretsManagerValueFrom": {
+            "Sid": "SecretsManagerValueFrom",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+            "Resource": [api_key, db],
+        },
+        # A secret under a customer managed key: only through Secrets Manager, only these.
+        "SecretsManagerValueFromKms": {
+            "Sid": "SecretsManagerValueFromKms",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": ["*"],
+            "Condition": {
+                "StringLike": {
+                    "kms:EncryptionContext:SecretARN": [api_key, db],
+                    "kms:ViaService": [
+                        "secretsmanager.eu-central-1.amazonaws.com",
+                        "secretsmanager.eu-west-1.amazonaws.com",
+                    ],
+                }
+            },
+        },
+        # Read (decrypted) at apply, and without decryption at preflight.
+        "SsmValueFromParameters": {
+            "Sid": "SsmValueFromParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [vault],
+        },
+        "SsmValueFromKms": {
+            "Sid": "SsmValueFromKms",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": ["*"],
+            "Condition": {
+                "StringLike": {
+                    "kms:EncryptionContext:PARAMETER_ARN": [vault],
+                    "kms:ViaService": ["ssm.eu-west-1.amazonaws.com"],
+                }
+            },
+        },
+    }
+    # The parameters written are granted as ever; the secrets only ever read.
+    assert found["SsmParameters"]["Resource"] == [
+        f"arn:aws:ssm:eu-west-1:{W}:parameter/app/{name}" for name in ("api-key", "db", "token")
+    ]
+
+
+def test_value_from_is_read_with_the_targets_role() -> None:
+    plan = plan_text(
+        VALUE_FROM_TARGETS,
+        VALUE_FROM_WAVE,
+        departments=f'departments: {{d: {{region: eu-west-1, role_arn: "{EU_ROLE}"}}}}',
+    )
+    own, role = plan_policies(plan)
+
+    assert [s.sid for s in own.statements] == ["AssumeReleaseRoles"]
+    assert statements(role)["SsmValueFromParameters"]["Resource"] == [
+        "arn:aws:ssm:eu-west-1:111122223333:parameter/vault/app/token"
+    ]
+
+
+# --- trust policies ------------------------------------------------------------------------
+
+US_AWS_ROLE = "arn:aws:iam::444455556666:role/relman-deployer"
+
+
+def two_departments(targets: str = "", waves: str = "", notifications: str = "") -> ReleasePlan:
+    """Departments eu (a role with an external id) and us (a role without), a parameter in
+    each, and alarms in eu: every use of a role the plan makes."""
+    return plan_text(
+        departments=f"""
+departments:
+  eu: {{region: eu-west-1, role_arn: "{EU_ROLE}", external_id: relman-eu}}
+  us: {{region: us-east-1, role_arn: "{US_AWS_ROLE}"}}
+{notifications}""",
+        targets=f"""
+  - {{name: eu-flag, kind: ssm_parameter, parameter: /shop/flag, value: "on"}}
+  - {{name: us-flag, kind: ssm_parameter, parameter: /shop/flag, value: "on"}}
+{targets}""",
+        waves=f"""
+  - {{name: eu, department: eu, targets: [eu-flag], alarms: [shop-eu-5xx]}}
+  - {{name: us, department: us, after: [eu], targets: [us-flag]}}
+{waves}""",
     )
 
 
-def test_plan_iam_prints_the_policies_as_json() -> None:
-    result = relman("plan", "iam", str(EVERY_KIND), "-o", "json")
+def test_trust_policies_let_the_worker_role_in_with_the_external_id_and_a_relman_identity() -> None:
+    plan = two_departments()
+    trust = trust_policies(plan, WORKER_ROLE)
 
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data == [p.to_json() for p in plan_policies(load_plan(EVERY_KIND))]
-    assert [p["applies_to"] for p in data] == [WORKER_CREDENTIALS, EU_ROLE, DNS_ROLE, US_ROLE]
+    assert [(t.role_arn, t.document()) for t in trust] == [
+        (
+            EU_ROLE,
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "RelmanWorkerAssumesRole",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": WORKER_ROLE},
+                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                        "Condition": {
+                            "StringEquals": {"sts:ExternalId": ["relman-eu"]},
+                            "StringLike": {"sts:SourceIdentity": ["relman-*"]},
+                        },
+                    }
+                ],
+            },
+        ),
+        (
+            US_AWS_ROLE,
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "RelmanWorkerAssumesRole",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": WORKER_ROLE},
+                        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                        "Condition": {"StringLike": {"sts:SourceIdentity": ["relman-*"]}},
+                    }
+                ],
+            },
+        ),
+    ]
+    # Each role's policy carries its trust policy; the worker's own credentials have none.
+    policies = plan_policies(plan, trust=trust)
+    assert [(p.applies_to, p.trust) for p in policies] == [
+        (WORKER_CREDENTIALS, None),
+        (EU_ROLE, trust[0]),
+        (US_AWS_ROLE, trust[1]),
+    ]
+    assert policies[1].to_json()["trust_policy"] == trust[0].document()
 
 
-def test_plan_iam_text_heads_each_policy_with_its_role() -> None:
-    result = relman("plan", "iam", str(EVERY_KIND))
+def test_a_role_assumed_with_two_external_ids_is_refused_naming_both_fields() -> None:
+    plan = two_departments(
+        targets=f"""
+  - {{name: eu-api, kind: lambda_alias, function: api, alias: live, version: "2",
+     role_arn: "{EU_ROLE}", external_id: other-id}}""",
+        waves="  - {name: api, department: us, after: [us], targets: [eu-api]}",
+    )
 
-    assert result.returncode == 0, result.stderr
-    assert f"The worker's own credentials (account {W})" in result.stdout
-    assert f"Role {EU_ROLE} (account 111122223333)" in result.stdout
-    # Each policy is printed whole, ready to paste; long ARNs are not wrapped.
-    start = result.stdout.index("{", result.stdout.index(f"Role {DNS_ROLE}"))
-    document, _ = json.JSONDecoder().raw_decode(result.stdout[start:])
-    assert document == by_principal(load_plan(EVERY_KIND))[DNS_ROLE].document()
+    with pytest.raises(TrustConflict) as refused:
+        trust_policies(plan, WORKER_ROLE)
+
+    assert refused.value.problems == [
+        f"role {EU_ROLE} is assumed with two external ids (departments.eu.external_id and "
+        "targets[2].external_id), but its trust policy can require only one: give every use "
+        "of the role the same external_id"
+    ]
 
 
-def test_plan_iam_of_a_bad_plan_exits_2(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(DEMO.read_text().replace("kind: ssm_parameter", "kind: ftp_server", 1))
+def test_a_role_assumed_with_and_without_an_external_id_is_refused_naming_both_fields() -> None:
+    plan = two_departments(
+        notifications=f"""notifications:
+  sns_topic_arn: arn:aws:sns:eu-west-1:111122223333:releases
+  role_arn: "{EU_ROLE}"
+""",
+    )
 
-    result = relman("plan", "iam", str(bad))
+    with pytest.raises(TrustConflict) as refused:
+        trust_policies(plan, WORKER_ROLE)
 
-    assert result.returncode == 2
-    assert str(bad) in result.stderr
+    assert str(refused.value) == (
+        f"role {EU_ROLE} is assumed with an external id (departments.eu.external_id) and "
+        "without one (notifications.role_arn), but its trust policy can require only one: "
+        "give every use of the role the same external_id"
+    )
+
+
+def test_a_target_with_its_own_role_inherits_its_departments_external_id() -> None:
+    # As the workflow resolves it: the role from the target, the external id from the
+    # department, so the trust policy requires the department's external id.
+    plan = two_departments(
+        targets=f"""
+  - {{name: eu-api, kind: lambda_alias, function: api, alias: live, version: "2",
+     role_arn: "{DNS_ROLE}"}}""",
+        waves="  - {name: api, department: eu, after: [us], targets: [eu-api]}",
+    )
+
+    assert assumed_roles(plan) == [EU_ROLE, US_AWS_ROLE, DNS_ROLE]
+    dns = trust_policies(plan, WORKER_ROLE)[2]
+    assert (dns.role_arn, dns.external_id) == (DNS_ROLE, "relman-eu")
+
+
+@pytest.mark.parametrize(
+    ("given", "error"),
+    [
+        (
+            "arn:aws:sts::999988887777:assumed-role/relman-worker/i-0abc",
+            "'arn:aws:sts::999988887777:assumed-role/relman-worker/i-0abc' is a session of a "
+            "role, not the role: give the role's ARN "
+            "(arn:aws:iam::999988887777:role/relman-worker, with its path if it has one)",
+        ),
+        (
+            "relman-worker",
+            "'relman-worker' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+        ),
+        (
+            "arn:aws:iam::999988887777:user/alice",
+            "'arn:aws:iam::999988887777:user/alice' is not an IAM role ARN "
+            "(arn:aws:iam::ACCOUNT:role/NAME)",
+        ),
+    ],
+)
+def test_the_worker_role_must_be_an_iam_role_arn(given: str, error: str) -> None:
+    assert check_worker_role(WORKER_ROLE) == WORKER_ROLE
+    assert check_worker_role("arn:aws:iam::999988887777:role/ops/relman") is not None
+    with pytest.raises(ValueError) as refused:
+        check_worker_role(given)
+    assert str(refused.value) == error
+
+
+# --- iam:PassRole narrowed by what AWS told ------------------------------------------------
+
+
+def test_pass_role_is_narrowed_to_the_roles_read_from_the_task_definitions() -> None:
+    task = "arn:aws-us-gov:iam::444455556666:role/checkout-task"
+    execution = "arn:aws-us-gov:iam::444455556666:role/ecs-execution"
+    read = FromAws(task_definitions={"us-workers": TaskDefinitionRoles(roles=(task, execution))})
+
+    policy = by_principal_with(load_plan(EVERY_KIND), read)[US_ROLE]
+
+    assert statements(policy)["EcsPassTaskDefinitionRoles"] == {
+        "Sid": "EcsPassTaskDefinitionRoles",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": [task, execution],
+        "Condition": {"StringEquals": {"iam:PassedToService": ["ecs-tasks.amazonaws.com"]}},
+    }
+    assert policy.wildcards == []
+
+
+def test_task_definitions_without_roles_need_no_pass_role() -> None:
+    read = FromAws(task_definitions={"us-workers": TaskDefinitionRoles(roles=())})
+
+    policy = by_principal_with(load_plan(EVERY_KIND), read)[US_ROLE]
+
+    assert "EcsPassTaskDefinitionRoles" not in statements(policy)
+    assert "iam:PassRole" not in json.dumps(policy.document())
+
+
+def test_a_task_definition_that_could_not_be_read_keeps_the_wildcard_and_says_why() -> None:
+    why = "task definition checkout-workers:57 could not be read (AccessDenied: no)"
+    read = FromAws(task_definitions={"us-workers": TaskDefinitionRoles(unknown_because=why)})
+
+    policy = by_principal_with(load_plan(EVERY_KIND), read)[US_ROLE]
+
+    assert statements(policy)["EcsPassTaskDefinitionRoles"]["Resource"] == [
+        "arn:aws-us-gov:iam::444455556666:role/*"
+    ]
+    assert policy.to_json()["wildcards"] == [
+        {
+            "statement": "EcsPassTaskDefinitionRoles",
+            "target": "us-workers",
+            "resource": "arn:aws-us-gov:iam::444455556666:role/*",
+            "reason": why,
+        }
+    ]
+
+
+def test_task_definition_roles_are_arns_in_the_task_definitions_account() -> None:
+    described = {
+        "taskDefinitionArn": "arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/web:3",
+        "taskRoleArn": "arn:aws-cn:iam::123456789012:role/web",
+        "executionRoleArn": "ecs-execution",  # registered by name
+    }
+
+    assert task_definition_roles(described) == (
+        "arn:aws-cn:iam::123456789012:role/web",
+        "arn:aws-cn:iam::123456789012:role/ecs-execution",
+    )
+    assert task_definition_roles({"taskDefinitionArn": described["taskDefinitionArn"]}) == ()
+
+
+def by_principal_with(plan: ReleasePlan, read: FromAws) -> dict[str, IamPolicy]:
+    return {p.applies_to: p for p in plan_policies(plan, read)}

@@ -10,6 +10,7 @@ import pytest
 from models.iam import NOTIFY_CALLS, plan_policies
 from models.loader import PlanError
 from models.plan import NOTIFICATION_EVENTS, ReleasePlan
+from models.preflight import preflight_input
 from tests.helpers import make_plan, ssm, wave
 from tests.models.test_iam import client_methods
 
@@ -76,3 +77,10 @@ def test_plan_iam_grants_publishing_to_the_topic_in_the_notification_role():
 def test_the_action_table_lists_the_calls_the_notify_activity_makes():
     source = (Path(__file__).parents[2] / "activities" / "notify.py").read_text()
     assert {call.method for call in NOTIFY_CALLS} == client_methods(source)
+
+
+def test_the_release_preflight_checks_the_plans_webhook_and_a_waves_does_not():
+    plan = plan_with({"webhook_url": "https://hooks.example.com/x"})
+    assert preflight_input(plan).webhook_url == "https://hooks.example.com/x"
+    assert preflight_input(plan, waves=["w"]).webhook_url is None
+    assert preflight_input(plan_with({"sns_topic_arn": TOPIC})).webhook_url is None

@@ -282,6 +282,8 @@ class WorkerProcess:
             RELMAN_TASK_QUEUE=self.task_queue,
             RELMAN_HOME=str(home / "relman-home"),
             RELMAN_POLICY=str(policy_path(home)),
+            # The policy's webhook hosts (127.0.0.1, localhost) are on this machine.
+            RELMAN_WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",
             # Many workers on one machine: none serves Prometheus metrics on the default port.
             RELMAN_METRICS_ADDRESS="off",
             PYTHONUNBUFFERED="1",

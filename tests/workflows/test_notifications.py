@@ -111,7 +111,11 @@ async def test_a_webhook_that_always_fails_is_recorded_and_the_release_completes
         "release_finished notification not delivered",
         "wave_completed notification not delivered",
     ]
-    assert all("answered HTTP 503" in e.message and "T0KEN" not in e.message for e in failed)
+    # The timeline says how the POST failed, not what the receiver answered.
+    port = hook.url.split(":")[2].split("/")[0]
+    assert {e.message.split(": ", 1)[1] for e in failed} == {
+        f"webhook http://127.0.0.1:{port}/… failed (HTTP 5xx)"
+    }
     assert hook.attempts == 2 * 5  # every attempt of the bounded retry policy
     # SNS got each notification once: retries only go to the destination that failed.
     published = [p.message["event"] for p in drain(aws, queue)]
@@ -192,3 +196,35 @@ async def test_worker_defaults_notify_plans_without_a_section_and_nothing_is_sch
 
 def in_order_deliveries(hook: Any) -> list[Any]:
     return sorted(hook.deliveries, key=lambda d: d.body["sequence"])
+
+
+async def test_a_plan_whose_webhook_reaches_the_workers_own_network_is_refused_at_start(
+    time_skipping_env, aws, activity_executor, task_queue
+):
+    from tests.trust import build_test_worker
+
+    seed(aws, {"/payments/api/version": "2.3.1"})
+    with webhook_receiver() as hook:
+        plan = make_plan(
+            [ssm("api", "/payments/api/version", "2.4.0")],
+            [wave("finance", ["api"])],
+            notifications={"webhook_url": hook.url},
+        )
+        # A worker that lets webhooks reach no internal network (no RELMAN_WEBHOOK_ALLOW_NETWORKS).
+        async with build_test_worker(time_skipping_env.client, task_queue, aws, activity_executor):
+            handle = await start_release(time_skipping_env.client, plan, task_queue)
+            outcome = await handle.result()
+
+    port = hook.url.split(":")[2].split("/")[0]
+    assert outcome.phase == ReleasePhase.FAILED
+    assert outcome.error == (
+        f"release {plan.id} refused: the AWS preflight found 1 problem(s): "
+        f"notifications.webhook_url (http://127.0.0.1:{port}/…): host '127.0.0.1' resolves to "
+        "a loopback address: webhooks may not reach it "
+        "(RELMAN_WEBHOOK_ALLOW_NETWORKS lists the networks they may); it changed nothing"
+    )
+    assert hook.attempts == 0
+    assert (
+        aws.client("ssm").get_parameter(Name="/payments/api/version")["Parameter"]["Value"]
+        == "2.3.1"
+    )

@@ -425,6 +425,22 @@ async def test_alarm_during_bake_rolls_back_both_waves_across_accounts(
     ]
     [alarm] = [e for e in status.timeline if e.kind == "alarm"]
     assert alarm.wave == "edge" and ALARM in alarm.message
+    # CloudTrail ties every call of the release to it: each department role was assumed
+    # in the release's name (the test's own setup assumed them as plain "relman").
+    sessions = assumed_sessions()
+    assert sessions[ROLE_A] - {"relman"} == sessions[ROLE_B] - {"relman"} == {f"relman-{plan.id}"}
+
+
+def assumed_sessions() -> dict[str, set[str]]:
+    """The session names each role was assumed with, as the moto server recorded them."""
+    from moto.sts.models import sts_backends
+
+    sessions: dict[str, set[str]] = {}
+    for account in sts_backends.values():
+        for backend in account.values():
+            for role in backend.assumed_roles:
+                sessions.setdefault(role.role_arn, set()).add(role.session_name)
+    return sessions
 
 
 # --- 2. a wave whose alarm already fires does not start ----------------------------------------

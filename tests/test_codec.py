@@ -36,6 +36,7 @@ from tests.helpers import (
     wait_for_gate,
     wave,
 )
+from tests.notify_receivers import webhook_receiver
 from tests.trust import signed_update
 from workflows.release import ReleaseWorkflow
 
@@ -129,24 +130,28 @@ async def test_a_releases_raw_history_holds_no_secret_and_it_still_applies_and_r
         "parameter": "/payments/api/key",
         "value_from": {"secretsmanager": vault},
     }
-    plan = make_plan(
-        [ssm("db", "/payments/db/password", SECRET, "SecureString"), from_vault,
-         ssm("flag", "/payments/f", "on")],
-        [wave("first", ["db", "api-key"]), wave("second", ["flag"], after=["first"],
-                                               groups={"finance-cab": 1})],
-    )  # fmt: skip
-    secrets = ["/payments/db/password", "/payments/api/key"]
-    async with make_worker(dev_env, aws):
-        handle = await start_release(dev_env.client, plan, task_queue)
-        await wait_for_gate(handle, "second")
-        assert ssm_values(aws, secrets) == {
-            "/payments/db/password": SECRET, "/payments/api/key": VAULTED
-        }  # fmt: skip
-        await signed_update(
-            handle, ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="test")
-        )
-        outcome = await handle.result()
+    with webhook_receiver() as hook:  # a webhook whose path holds a token
+        plan = make_plan(
+            [ssm("db", "/payments/db/password", SECRET, "SecureString"), from_vault,
+             ssm("flag", "/payments/f", "on")],
+            [wave("first", ["db", "api-key"]), wave("second", ["flag"], after=["first"],
+                                                   groups={"finance-cab": 1})],
+            notifications={"webhook_url": hook.url, "events": ["wave_completed"]},
+        )  # fmt: skip
+        token = hook.url.split("/", 3)[3]
+        secrets = ["/payments/db/password", "/payments/api/key"]
+        async with make_worker(dev_env, aws):
+            handle = await start_release(dev_env.client, plan, task_queue)
+            await wait_for_gate(handle, "second")
+            assert ssm_values(aws, secrets) == {
+                "/payments/db/password": SECRET, "/payments/api/key": VAULTED
+            }  # fmt: skip
+            await signed_update(
+                handle, ReleaseWorkflow.abort, OperatorInput(actor="alice", reason="test")
+            )
+            outcome = await handle.result()
     assert outcome.phase == ReleasePhase.CANCELLED
+    assert [d.body["wave"] for d in hook.deliveries] == ["first"]  # the webhook was used
     assert ssm_values(aws, secrets) == {
         "/payments/db/password": "old-password", "/payments/api/key": "old-api-key"
     }  # fmt: skip
@@ -164,7 +169,7 @@ async def test_a_releases_raw_history_holds_no_secret_and_it_still_applies_and_r
         # ...and no secret shows, in clear or in any base64 field decoded (search
         # attributes and the SDK's patch markers stay clear: they hold names, not values).
         decoded = b"".join(base64_fields(json.loads(raw)))
-        for text in (SECRET, "old-password", VAULTED, "old-api-key"):
+        for text in (SECRET, "old-password", VAULTED, "old-api-key", token):
             assert text not in raw and text.encode() not in decoded
 
     # A client without the key cannot read the release; one with it can.

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from client.commands import approvals, operations, plan, policy, releases
+from client.commands import approvals, operations, overview, plan, policy, releases
 from common.errors import EXIT_BAD_INPUT, CliError
 
 app = typer.Typer(
@@ -35,6 +35,8 @@ app.command("override-window")(operations.override_window)
 app.command("retry")(operations.retry)
 app.command("rollback")(operations.rollback)
 app.command("skip-target")(operations.skip_target)
+app.command("calendar")(overview.calendar)
+app.command("report")(overview.report)
 
 
 def _register_late() -> None:

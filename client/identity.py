@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from common.errors import BadInput
-from common.stack_state import StackConfig, read_state
+from common.stack_state import StackConfig, read_state, same_address
 
 if TYPE_CHECKING:
     from models.plan import ReleasePlan
@@ -53,7 +53,8 @@ def dev_policy_in_use() -> Path | None:
         target = connect_config().get("target_host")
     except (OSError, ValueError, RuntimeError):
         return None
-    return config.dev_policy_path if target == state.temporal_address else None
+    at_stack = isinstance(target, str) and same_address(target, state.temporal_address)
+    return config.dev_policy_path if at_stack else None
 
 
 def key_for(actor: str, explicit: Path | None = None) -> Path:

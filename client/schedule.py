@@ -7,7 +7,7 @@ after its predecessors' projected ends (each traffic step plus its bake).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from models.plan import ReleasePlan
 from models.validation import wave_order
@@ -81,11 +81,16 @@ def _window(window: object) -> str:
 
 
 def timeline_rows(
-    plan: ReleasePlan, schedule: list[WaveSchedule], today: date, days: int = TIMELINE_DAYS
+    plan: ReleasePlan,
+    schedule: list[WaveSchedule],
+    today: date,
+    days: int = TIMELINE_DAYS,
+    tz: tzinfo = UTC,
 ) -> tuple[str, list[tuple[str, str]]]:
     """A day-per-column strip per wave: ``.`` window open, ``*`` frozen, ``#`` deploying.
 
-    Returns the header (day numbers) and one (wave, strip) row per wave.
+    Days run midnight to midnight in ``tz``. Returns the header (day numbers) and one
+    (wave, strip) row per wave.
     """
     header = "".join(f"{(today + timedelta(d)).day % 100:<3}" for d in range(days))
     rows = []
@@ -94,8 +99,8 @@ def timeline_rows(
         cells = []
         for d in range(days):
             day = today + timedelta(d)
-            noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-            day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+            day_start = datetime(day.year, day.month, day.day, tzinfo=tz)
             day_end = day_start + timedelta(days=1)
             deploying = (
                 item.start is not None

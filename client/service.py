@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -23,7 +25,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.progress import with_batch_progress
+from client.replay import ReplayFailed, replayed_status
 from client.signer import sign_decision
+from client.workers import TaskQueuePolls, seconds, task_queue_polls, worker_wait
 from common.connection import task_queue, temporal
 from common.errors import BadInput, CliError
 from common.search_attributes import (
@@ -35,6 +40,7 @@ from common.search_attributes import (
     SA_TARGETS,
     SA_VERSION,
 )
+from models.durations import format_duration
 from models.messages import (
     DecisionInput,
     DecisionMessage,
@@ -45,7 +51,13 @@ from models.messages import (
 )
 from models.plan import ReleasePlan
 from models.policy import LOAD_POLICY, Policy, PolicySnapshot
-from models.signing import DecisionAction, DecisionPayload, SignedDecision, plan_digest
+from models.signing import (
+    DEFAULT_MAX_SKEW,
+    DecisionAction,
+    DecisionPayload,
+    SignedDecision,
+    plan_digest,
+)
 from models.status import (
     PendingApproval,
     ReleasePhase,
@@ -67,6 +79,15 @@ NOT_READY_PATIENCE = 60.0
 PLAN_DIGEST_MEMO = "plan_digest"
 # How the release's validators refuse a wave or target name it does not have: bad input.
 _NAMES_NOTHING = re.compile(r"^release \S+ has no (wave|target) ")
+# A Query that checks whether a worker answers for a release gets at least this long.
+QUERY_FLOOR_SECONDS = 1.0
+# How often a command waiting for a worker looks again.
+WORKER_CHECK_INTERVAL = 0.5
+# A worker that has just answered gets at least this long to take a decision, and to
+# return its outcome once it has, however little of the wait is left.
+ACCEPT_FLOOR_SECONDS = 5.0
+# --queue-until-worker: how long a decision waits for a worker to take it at once.
+QUEUE_SEND_SECONDS = 5.0
 
 
 class ReleaseSummary(BaseModel):
@@ -89,6 +110,51 @@ class ApprovalWaiting(BaseModel):
     version: str
     requested_by: str
     pending: PendingApproval
+
+
+class Unreadable(BaseModel):
+    """A release the command could not ask, and why."""
+
+    release_id: str
+    reason: str
+
+
+class VisibleRelease(BaseModel):
+    """What Temporal knows of a running release without a worker: its search attributes
+    (kept current by the release as it goes), its memo and its task queue's last poll."""
+
+    release_id: str
+    status: str
+    application: str | None
+    version: str | None
+    requested_by: str | None
+    phase: str | None
+    pending_approvers: list[str]
+    departments: list[str]
+    # RelmanTargets: short digests of the resources it deploys (what overlap checks compare).
+    resource_keys: list[str]
+    started_at: datetime | None
+    plan_digest: str | None
+    task_queue: str
+    worker: dict[str, Any]
+    note: str
+
+
+class NoWorker(CliError):
+    """No worker answered for a release: ``reason`` says so, ``release`` is what Temporal
+    itself knows of the release."""
+
+    def __init__(self, release_id: str, reason: str, release: VisibleRelease):
+        super().__init__(f"release {release_id}: {reason}")
+        self.reason, self.release = reason, release
+
+
+@dataclass
+class Queued:
+    """A decision sent with ``--queue-until-worker`` that no worker has taken yet."""
+
+    release_id: str
+    message: str
 
 
 def _handle(client: Client, release_id: str) -> WorkflowHandle[Any, Any]:
@@ -124,15 +190,115 @@ async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
         delay = min(delay * 2, 5.0)
 
 
+def _fail(release_id: str, exc: RPCError) -> NoReturn:
+    """The CLI error for what the server answered about ``release_id``."""
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        raise BadInput(f"unknown release {release_id!r}") from None
+    if _not_ready(exc):
+        raise CliError(f"release {release_id}: {NOT_READY_MESSAGE}") from None
+    raise CliError(f"release {release_id}: {exc.message}") from None
+
+
 async def _known(release_id: str, call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await _patiently(call)
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BadInput(f"unknown release {release_id!r}") from None
-        if _not_ready(exc):
-            raise CliError(f"release {release_id}: {NOT_READY_MESSAGE}") from None
-        raise CliError(f"release {release_id}: {exc.message}") from None
+        _fail(release_id, exc)
+
+
+def _no_answer(exc: RPCError) -> bool:
+    """No worker took a Query: none polls its task queue, or none answered in time."""
+    return exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "no poller seen" in (exc.message or "")
+
+
+async def _described(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription:
+    """The release's workflow as Temporal describes it (no worker needed)."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        _fail(handle.id, exc)
+
+
+def _has_ended(described: WorkflowExecutionDescription) -> bool:
+    return described.status not in (None, WorkflowExecutionStatus.RUNNING)
+
+
+async def _visible(
+    described: WorkflowExecutionDescription, polls: TaskQueuePolls
+) -> VisibleRelease:
+    sa = described.typed_search_attributes
+    digest = await described.memo_value(PLAN_DIGEST_MEMO, None)
+    return VisibleRelease(
+        release_id=described.id,
+        status=(described.status or WorkflowExecutionStatus.RUNNING).name.lower(),
+        application=sa.get(SA_APPLICATION),
+        version=sa.get(SA_VERSION),
+        requested_by=sa.get(SA_REQUESTER),
+        phase=sa.get(SA_PHASE),
+        pending_approvers=list(sa.get(SA_APPROVERS) or []),
+        departments=list(sa.get(SA_DEPARTMENTS) or []),
+        resource_keys=list(sa.get(SA_TARGETS) or []),
+        started_at=described.start_time,
+        plan_digest=str(digest) if digest else None,
+        task_queue=described.task_queue,
+        worker=polls.to_json(),
+        note=polls.line(),
+    )
+
+
+async def _asked(
+    client: Client,
+    described: WorkflowExecutionDescription,
+    call: Callable[[], Awaitable[T]],
+    wait: float | None,
+) -> T:
+    """``call()`` (Queries of the release) as a worker answers it within ``wait`` seconds
+    (default: ``worker_wait()``); :class:`NoWorker`, with what Temporal knows of the
+    release, when none does. A task queue no worker has polled for a while is not asked."""
+    wait = worker_wait() if wait is None else wait
+    polls = await task_queue_polls(client, described.task_queue)
+    if polls.polled is not False:
+        try:
+            async with asyncio.timeout(max(wait, QUERY_FLOOR_SECONDS)):
+                return await _patiently(call)
+        except TimeoutError:
+            pass
+        except RPCError as exc:
+            if not _no_answer(exc):
+                _fail(described.id, exc)
+        polls = await task_queue_polls(client, described.task_queue)
+    reason = f"no worker answered within {seconds(wait)}: {polls.line()}"
+    raise NoWorker(described.id, reason, await _visible(described, polls))
+
+
+async def _ended(
+    client: Client, described: WorkflowExecutionDescription, wait: float | None
+) -> ReleaseStatus:
+    """An ended release's status with its whole timeline, replayed here from its history
+    (no worker needed); else (a history this relman cannot replay, e.g. recorded by a
+    newer one) as a worker answers."""
+    try:
+        return await replayed_status(client, described.id)
+    except ReplayFailed as failed:
+        why = str(failed)
+    handle = _handle(client, described.id)
+    try:
+        return await _asked(client, described, lambda: _paged_history(handle), wait)
+    except NoWorker as silent:
+        raise NoWorker(
+            described.id,
+            f"it has ended, but this relman cannot replay its history ({why}), and {silent.reason}",
+            silent.release,
+        ) from None
+
+
+def _latest(status: ReleaseStatus, timeline_tail: int | None) -> ReleaseStatus:
+    """``status`` with its latest ``timeline_tail`` events only, as the status query cuts."""
+    if timeline_tail is None:
+        return status
+    events = status.timeline
+    latest = events[len(events) - timeline_tail :] if timeline_tail else []
+    return status.model_copy(update={"timeline": latest, "timeline_total": len(events)})
 
 
 def start_search_attributes(plan: ReleasePlan) -> TypedSearchAttributes:
@@ -249,11 +415,22 @@ async def _status_query(
         return await handle.query(ReleaseWorkflow.status)
 
 
-async def status(release_id: str, timeline_tail: int | None = None) -> ReleaseStatus:
-    """The release's status query (its latest ``timeline_tail`` events only, when given)."""
+async def status(
+    release_id: str, timeline_tail: int | None = None, wait: float | None = None
+) -> ReleaseStatus:
+    """The release's status query (its latest ``timeline_tail`` events only, when given),
+    with the targets its running batches have finished. An ended release's comes from its
+    history with no worker; for a running one no worker answers within ``wait`` seconds,
+    :class:`NoWorker` carries what Temporal knows of it."""
     async with temporal() as client:
         handle = _handle(client, release_id)
-        return await _known(release_id, lambda: _status_query(handle, timeline_tail))
+        described = await _described(handle)
+        if _has_ended(described):
+            return _latest(await _ended(client, described, wait), timeline_tail)
+        current = await _asked(
+            client, described, lambda: _status_query(handle, timeline_tail), wait
+        )
+        return await with_batch_progress(client, current)
 
 
 # What ends a release's start: checked, refused, or waiting in line for a lock.
@@ -283,26 +460,33 @@ async def started(release_id: str, limit: float) -> ReleaseStatus | None:
             await asyncio.sleep(0.3)
 
 
-async def history(release_id: str) -> ReleaseStatus:
-    """The release's status with its complete timeline, fetched page by page so that a
-    release of any size stays under the server's message size limits."""
+async def history(release_id: str, wait: float | None = None) -> ReleaseStatus:
+    """The release's status with its complete timeline: an ended release's from its
+    history with no worker; a running one's from its worker, fetched page by page so that a
+    release of any size stays under the server's message size limits (and the targets its
+    running batches have finished), or :class:`NoWorker` when none answers in ``wait`` s."""
     async with temporal() as client:
         handle = _handle(client, release_id)
-        current = await _known(release_id, lambda: _status_query(handle, 0))
-        if current.timeline_total is None:  # a worker without the timeline query
-            return await _known(release_id, lambda: _status_query(handle, None))
-        events: list[TimelineEvent] = []
-        while True:
-            page = await _known(
-                release_id,
-                lambda: handle.query(
-                    ReleaseWorkflow.timeline,
-                    TimelineRequest(offset=len(events), limit=TIMELINE_PAGE),
-                ),
-            )
-            events.extend(page.events)
-            if not page.events or len(events) >= page.total:
-                return current.model_copy(update={"timeline": events, "timeline_total": None})
+        described = await _described(handle)
+        if _has_ended(described):
+            return await _ended(client, described, wait)
+        whole = await _asked(client, described, lambda: _paged_history(handle), wait)
+        return await with_batch_progress(client, whole)
+
+
+async def _paged_history(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
+    """The release's status with its complete timeline, asked of its worker page by page."""
+    current = await _status_query(handle, 0)
+    if current.timeline_total is None:  # a worker without the timeline query
+        return await _status_query(handle, None)
+    events: list[TimelineEvent] = []
+    while True:
+        page = await handle.query(
+            ReleaseWorkflow.timeline, TimelineRequest(offset=len(events), limit=TIMELINE_PAGE)
+        )
+        events.extend(page.events)
+        if not page.events or len(events) >= page.total:
+            return current.model_copy(update={"timeline": events, "timeline_total": None})
 
 
 async def policies_of(release_id: str) -> list[Policy]:
@@ -338,13 +522,31 @@ async def watch(
     on_status: Callable[[ReleaseStatus], None],
     interval: float,
     timeline_tail: int | None = None,
+    on_silence: Callable[[str], None] | None = None,
 ) -> ReleaseStatus:
-    """Call ``on_status`` with fresh status until the release ends."""
+    """Call ``on_status`` with fresh status until the release ends.
+
+    While no worker answers (none polls, one restarts), ``on_silence`` is told why and
+    watching goes on: an outage of the workers does not end the watch. An ended release
+    is read from its history, with no worker."""
     async with temporal() as client:
         handle = _handle(client, release_id)
         while True:
-            current = await _known(release_id, lambda: _status_query(handle, timeline_tail))
-            on_status(current)
+            described = await _described(handle)
+            if _has_ended(described):
+                current = _latest(await _ended(client, described, interval), timeline_tail)
+                on_status(current)
+                return current
+            try:
+                current = await _asked(
+                    client, described, lambda: _status_query(handle, timeline_tail), interval
+                )
+            except CliError as exc:
+                if on_silence is not None:
+                    on_silence(exc.reason if isinstance(exc, NoWorker) else str(exc))
+                await asyncio.sleep(interval)
+                continue
+            on_status(await with_batch_progress(client, current))
             if current.finished:
                 return current
             await asyncio.sleep(interval)
@@ -377,6 +579,75 @@ async def _signed(
     return arg.model_copy(update={"signed": signed})
 
 
+async def _decidable(
+    handle: WorkflowHandle[Any, Any], refused: str
+) -> WorkflowExecutionDescription:
+    """The release, described, if it is running (a decision on it can still apply)."""
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BadInput(f"unknown release {handle.id!r}") from None
+        raise CliError(f"{refused}: {exc.message}") from None
+    if _has_ended(described):
+        phase = (described.typed_search_attributes.get(SA_PHASE) or "").strip()
+        ended = f" ({phase})" if phase else ""
+        raise CliError(f"{refused}: the release has already ended{ended}")
+    return described
+
+
+async def _worker_answers(
+    client: Client,
+    handle: WorkflowHandle[Any, Any],
+    queue: str,
+    wait: float,
+    refused: str,
+) -> None:
+    """Return once a worker answers a Query of the release, trying for ``wait`` seconds;
+    else refuse, naming the task queue and when a worker last polled it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    not_ready = False
+    while True:
+        polls = await task_queue_polls(client, queue)
+        if polls.polled is not False:
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), QUERY_FLOOR_SECONDS)):
+                    await _status_query(handle, 0)
+                return
+            except WorkflowQueryFailedError:
+                return  # a worker ran the query (and its handler failed): one is there
+            except TimeoutError:
+                pass
+            except RPCError as exc:
+                not_ready = _not_ready(exc)
+                if not (not_ready or _no_answer(exc)):
+                    raise CliError(f"{refused}: {exc.message}") from None
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(min(WORKER_CHECK_INTERVAL, max(deadline - loop.time(), 0.0)))
+    if not_ready:
+        raise CliError(f"{refused}: {NOT_READY_MESSAGE}. The decision was not sent")
+    polls = await task_queue_polls(client, queue)
+    raise CliError(
+        f"{refused}: no worker answered for the release within {seconds(wait)} "
+        f"({polls.line()}). The decision was not sent, so it will not be applied: start a "
+        "worker (`relman worker`) and run the command again, or add --queue-until-worker "
+        "to leave it with Temporal for the next worker"
+    )
+
+
+def _held(polls: TaskQueuePolls, within: float, expires: datetime) -> str:
+    """What becomes of a decision Temporal holds that no worker has taken."""
+    return (
+        f"no worker took it within {seconds(within)} ({polls.line()}). Temporal holds it, "
+        "in memory, for the next worker that picks the release up: the release applies it "
+        f"if that happens before {expires.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
+        f"({format_duration(DEFAULT_MAX_SKEW)} after it was signed) and refuses it after; "
+        "it is lost if the Temporal server restarts first"
+    )
+
+
 async def _update(
     release_id: str,
     update: Any,
@@ -385,16 +656,75 @@ async def _update(
     key: Path,
     what: str,
     update_id: str | None = None,
+    *,
+    wait: float | None = None,
+    queue_until_worker: bool = False,
 ) -> Any:
-    """Sign ``arg`` for ``action`` with ``key`` and send it as an Update; a refusal by its
-    validator becomes a CLI error naming ``what``."""
-    from temporalio.client import WorkflowUpdateFailedError
+    """Sign ``arg`` for ``action`` with ``key`` and send it as an Update once a worker
+    answers for the release, waiting up to ``wait`` seconds (default: ``worker_wait()``);
+    a refusal by its validator becomes a CLI error naming ``what``.
 
+    Temporal keeps an Update no worker has taken in memory and hands it to the next worker
+    that picks the release up, however late (until the signature's 10 minutes run out). So
+    a decision is sent only once a worker has just answered a Query of the release; if even
+    then none takes it in time (it stopped meanwhile), the error says what becomes of it.
+    ``queue_until_worker`` sends it at once, and returns :class:`Queued` if no worker takes
+    it within ``QUEUE_SEND_SECONDS`` (or ``wait``, if shorter).
+    """
+    from temporalio.client import (
+        WorkflowUpdateFailedError,
+        WorkflowUpdateRPCTimeoutOrCancelledError,
+        WorkflowUpdateStage,
+    )
+
+    wait = worker_wait() if wait is None else wait
+    refused = f"cannot {what} {release_id}"
     async with temporal() as client:
         handle = _handle(client, release_id)
+        described = await _decidable(handle, refused)
         signed = await _signed(handle, action, arg, key)
+        assert signed.signed is not None
+        expires = signed.signed.payload.issued_at + DEFAULT_MAX_SKEW
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if queue_until_worker:
+            take_within = min(wait, QUEUE_SEND_SECONDS)
+        else:
+            await _worker_answers(client, handle, described.task_queue, wait, refused)
+            take_within = max(wait - (loop.time() - started), ACCEPT_FLOOR_SECONDS)
         try:
-            return await _patiently(lambda: handle.execute_update(update, signed, id=update_id))
+            try:
+                async with asyncio.timeout(take_within):
+                    sent = await _patiently(
+                        lambda: handle.start_update(
+                            update,
+                            signed,
+                            id=update_id,
+                            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                        )
+                    )
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                held = _held(
+                    await task_queue_polls(client, described.task_queue), take_within, expires
+                )
+                if queue_until_worker:
+                    return Queued(release_id, f"queued: {held}")
+                again = (
+                    "Sending it again is safe: Temporal applies the same decision once"
+                    if update_id is not None
+                    else f"Check `relman status {release_id}` before sending it again"
+                )
+                raise CliError(f"{refused}: the decision was sent, but {held}. {again}") from None
+            try:
+                async with asyncio.timeout(max(wait, ACCEPT_FLOOR_SECONDS)):
+                    return await sent.result()
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                raise CliError(
+                    f"{refused}: the release accepted the decision (it is in its history), "
+                    f"but its outcome did not come back within "
+                    f"{seconds(max(wait, ACCEPT_FLOOR_SECONDS))}: `relman status "
+                    f"{release_id}` shows whether it took effect"
+                ) from None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             message = getattr(cause, "message", None) or str(cause or exc)
@@ -418,9 +748,18 @@ async def _update(
 
 
 async def decide(
-    release_id: str, wave: str, user: str, comment: str, approve: bool, key: Path
-) -> DecisionResult:
-    """Approve or reject a wave's gate as ``user``, signed with ``key``.
+    release_id: str,
+    wave: str,
+    user: str,
+    comment: str,
+    approve: bool,
+    key: Path,
+    *,
+    wait: float | None = None,
+    queue_until_worker: bool = False,
+) -> DecisionResult | Queued:
+    """Approve or reject a wave's gate as ``user``, signed with ``key``, once a worker
+    answers for the release (see :func:`_update` for ``wait`` and ``queue_until_worker``).
 
     The update id is derived from release, wave, user and decision, so a retried command
     (after a timeout, say) is applied once.
@@ -434,6 +773,8 @@ async def decide(
         key,
         f"{verb} wave {wave!r} of",
         update_id=f"{verb}:{wave}:{user}",
+        wait=wait,
+        queue_until_worker=queue_until_worker,
     )
 
 
@@ -451,12 +792,27 @@ OPERATIONS: dict[str, tuple[Any, DecisionAction, str]] = {
 
 
 async def operate(
-    release_id: str, operation: str, arg: DecisionMessage, key: Path
-) -> OperatorResult:
+    release_id: str,
+    operation: str,
+    arg: DecisionMessage,
+    key: Path,
+    *,
+    wait: float | None = None,
+    queue_until_worker: bool = False,
+) -> OperatorResult | Queued:
     """Run an operator action (pause, abort, override_window, ...) on a release, signed
-    by its actor with ``key``."""
+    by its actor with ``key``, once a worker answers for it (see :func:`_update`)."""
     update, action, what = OPERATIONS[operation]
-    return await _update(release_id, update, action, arg, key, what)
+    return await _update(
+        release_id,
+        update,
+        action,
+        arg,
+        key,
+        what,
+        wait=wait,
+        queue_until_worker=queue_until_worker,
+    )
 
 
 def _summary(execution: Any) -> ReleaseSummary:
@@ -507,20 +863,51 @@ async def list_releases(
         return out
 
 
-async def approvals_for(user: str) -> list[ApprovalWaiting]:
-    """Gates across running releases that ``user`` may decide now."""
+async def _pending_status(
+    client: Client, release_id: str, wait: float | None
+) -> ReleaseStatus | None:
+    """A listed release's status as its worker answers (:class:`NoWorker` if none does),
+    or None if it has ended or gone since it was listed."""
+    handle = _handle(client, release_id)
+    try:
+        described = await _described(handle)
+    except BadInput:
+        return None
+    if _has_ended(described):
+        return None
+    return await _asked(client, described, lambda: _status_query(handle, 0), wait)
+
+
+async def approvals_for(
+    user: str, wait: float | None = None
+) -> tuple[list[ApprovalWaiting], list[Unreadable]]:
+    """Gates across running releases that ``user`` may decide now, and the releases that
+    list ``user`` as a pending approver but could not be asked (no worker answered within
+    ``wait`` seconds, ...): an answer is never "nothing waiting" for want of asking."""
     query = _query({SA_APPROVERS.name: user}, running_only=True)
     async with temporal() as client:
         found = []
+        unreadable: list[Unreadable] = []
         try:
-            ids = [e.id async for e in client.list_workflows(query)]
+            listed = [(e.id, e.task_queue) async for e in client.list_workflows(query)]
         except RPCError as exc:
             raise CliError(f"cannot list releases: {exc.message}") from None
-        for release_id in ids:
+        silent: dict[str, str] = {}  # task queue -> why no worker answered there
+        for release_id, queue in listed:
+            if queue in silent:  # no need to wait again for the same absent worker
+                unreadable.append(Unreadable(release_id=release_id, reason=silent[queue]))
+                continue
             try:
-                st = await _status_query(_handle(client, release_id), 0)
-            except RPCError:
-                continue  # ended between the listing and the query
+                st = await _pending_status(client, release_id, wait)
+            except NoWorker as exc:
+                silent[queue] = exc.reason
+                unreadable.append(Unreadable(release_id=release_id, reason=exc.reason))
+                continue
+            except CliError as exc:
+                unreadable.append(Unreadable(release_id=release_id, reason=str(exc)))
+                continue
+            if st is None:
+                continue  # ended since the listing
             for pending in st.pending_approvals:
                 if user in pending.eligible_approvers:
                     found.append(
@@ -532,4 +919,4 @@ async def approvals_for(user: str) -> list[ApprovalWaiting]:
                             pending=pending,
                         )
                     )
-        return found
+        return found, unreadable

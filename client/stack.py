@@ -17,14 +17,14 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from activities.webhook_addresses import ALLOW_NETWORKS_ENV
-from client.binaries import find_binary
+from client.binaries import MissingBinary, find_binary
 from common.connection import task_queue
 from common.stack_state import (
     AWS_PORT_ENV,
-    DEV_WORKER_ENV,
     LOOPBACK,
     TEMPORAL_PORT_ENV,
     UI_PORT_ENV,
@@ -34,6 +34,15 @@ from common.stack_state import (
     read_state,
     write_state,
 )
+
+# Every worker of the stack shares these (worker.dev_stack); the demo, the benchmarks and
+# the tests import them from here.
+from worker.dev_stack import DEV_WEBHOOK_NETWORKS as DEV_WEBHOOK_NETWORKS
+from worker.dev_stack import LOCAL_AWS_ENV as LOCAL_AWS_ENV
+from worker.dev_stack import stack_worker_env
+
+if TYPE_CHECKING:
+    from client.workers import TaskQueuePolls
 
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -48,15 +57,6 @@ SEARCH_ATTRIBUTE_TYPES = {
     "RelmanDepartments": "KeywordList",
     "RelmanTargets": "KeywordList",
 }
-# Credentials for the local endpoint only: the embedded worker must never reach real AWS.
-LOCAL_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "relman-local",
-    "AWS_SECRET_ACCESS_KEY": "relman-local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-# The embedded worker's webhooks may reach this machine (besides whatever the shell's
-# RELMAN_WEBHOOK_ALLOW_NETWORKS lists): local plans and demos post to receivers here.
-DEV_WEBHOOK_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 class StackError(Exception):
@@ -230,6 +230,27 @@ def _worker_polling(address: str, queue: str) -> bool:
     return described.returncode == 0 and bool(json.loads(described.stdout).get("pollers"))
 
 
+def queue_polls(address: str, queue: str) -> TaskQueuePolls:
+    """When a worker last polled ``queue`` on the stack's Temporal for workflow tasks."""
+    from client.workers import TaskQueuePolls
+
+    now = datetime.now(UTC)
+    try:
+        described = _temporal(
+            address, "task-queue", "describe", "--task-queue", queue, "-o", "json"
+        )
+    except (OSError, subprocess.SubprocessError, MissingBinary) as exc:
+        return TaskQueuePolls(queue, now, unknown=str(exc))
+    if described.returncode != 0:
+        return TaskQueuePolls(queue, now, unknown=described.stderr.strip() or "no answer")
+    polls = [
+        datetime.fromisoformat(p["lastAccessTime"])
+        for p in json.loads(described.stdout).get("pollers") or []
+        if p.get("taskQueueType") == "workflow" and p.get("lastAccessTime")
+    ]
+    return TaskQueuePolls(queue, now, max(polls) if polls else None)
+
+
 def _check_port(port: int, what: str, env_name: str) -> None:
     if port_in_use(port):
         raise StackError(
@@ -305,22 +326,15 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
     policy = ensure_dev_identities(config)
     codec_key = ensure_codec_key(config)
     if "worker" not in running:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
-        env.update(LOCAL_AWS_ENV)
-        env.update(
-            TEMPORAL_ADDRESS=state.temporal_address,
-            TEMPORAL_NAMESPACE="default",
-            RELMAN_AWS_ENDPOINT_URL=state.aws_endpoint,
-            # The embedded worker runs under the dev policy, whatever the shell says.
-            RELMAN_POLICY=str(policy),
-            # Its payloads are encrypted with the stack's key, as the CLI's are.
-            RELMAN_CODEC_KEY_FILE=str(codec_key),
-            PYTHONUNBUFFERED="1",
+        # Every worker of the stack runs with this environment (worker.dev_stack).
+        env = stack_worker_env(
+            os.environ,
+            temporal_address=state.temporal_address,
+            aws_endpoint=state.aws_endpoint,
+            policy=policy,
+            codec_key=codec_key,
         )
-        env[DEV_WORKER_ENV] = "1"
-        env[ALLOW_NETWORKS_ENV] = ",".join(
-            filter(None, [DEV_WEBHOOK_NETWORKS, env.get(ALLOW_NETWORKS_ENV, "").strip()])
-        )
+        env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "worker"]
         progress(f"starting relman worker on task queue {task_queue()!r}")
         component = _spawn("worker", cmd, 0, config, env)

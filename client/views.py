@@ -13,7 +13,7 @@ from rich.text import Text
 from models.durations import format_duration
 from models.messages import DecisionResult
 from models.plan import ReleasePlan, Wave
-from models.status import PolicyInfo, ReleaseStatus, TimelineEvent
+from models.status import WAVE_END_PHASES, PolicyInfo, ReleaseStatus, TimelineEvent
 
 if TYPE_CHECKING:
     from client.audit import Verdict
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 PHASE_STYLE = {
     "completed": "green",
     "rolled_back": "yellow",
+    "rolled_back_with_skips": "red",
     "rejected": "red",
     "failed": "red",
     "cancelled": "yellow",
@@ -212,7 +213,9 @@ class StatusView:
                 "-" if not w.required_approvals else "none yet"
             )
             wave_phase = phase_text(w.phase)
-            if w.waiting_for:
+            if w.error:  # why it failed (or why it waits for an operator)
+                wave_phase.append(f"\n{w.error}", style="red")
+            elif w.waiting_for and w.phase not in WAVE_END_PHASES:
                 wave_phase.append(f"\n{w.waiting_for}", style="dim")
             for i, t in enumerate(w.targets):
                 first = i == 0
@@ -390,13 +393,17 @@ class ApprovalsView:
 
     user: str
     items: list[Any]
+    # Releases that list the user as a pending approver but could not be asked: the
+    # command fails naming them, so "nothing is waiting" is never said for want of asking.
+    unreadable: list[Any] = field(default_factory=list)
 
     def to_json(self) -> Any:
         return [i.model_dump(mode="json") for i in self.items]
 
     def render(self, console: Any) -> None:
         if not self.items:
-            console.print(f"nothing is waiting for {self.user}")
+            if not self.unreadable:
+                console.print(f"nothing is waiting for {self.user}")
             return
         table = Table(title=f"Waiting for {self.user}")
         for column in ("release", "application", "wave", "still needs", "deadline"):
@@ -492,3 +499,48 @@ class PlanIamView:
                 "credentials the target's role trusts (the worker's).",
                 markup=False,
             )
+
+
+@dataclass
+class KnownReleaseView:
+    """``relman status`` / ``history`` of a running release no worker answers for: what
+    Temporal itself knows of it (``client.service.VisibleRelease``)."""
+
+    release: Any
+
+    def to_json(self) -> Any:
+        return self.release.model_dump(mode="json")
+
+    def render(self, console: Any) -> None:
+        r = self.release
+        console.print(
+            Text.assemble(
+                (r.release_id, "bold"),
+                f"  {r.application or '-'} {r.version or '-'}  ",
+                phase_text(r.phase),
+                ("  (as Temporal's visibility last recorded it)", "dim"),
+            )
+        )
+        for label, value in (
+            ("requested by", r.requested_by or "-"),
+            ("started", when(r.started_at)),
+            ("pending approvers", ", ".join(r.pending_approvers) or "-"),
+            ("departments", ", ".join(r.departments) or "-"),
+            ("plan digest", r.plan_digest or "-"),
+        ):
+            console.print(f"{label}: {value}", markup=False, highlight=False)
+        console.print(Text(r.note, style="yellow"))
+
+
+@dataclass
+class QueuedView:
+    """A decision sent with ``--queue-until-worker`` that no worker has taken yet."""
+
+    release_id: str
+    message: str
+
+    def to_json(self) -> Any:
+        return {"release_id": self.release_id, "queued": True, "message": self.message}
+
+    def render(self, console: Any) -> None:
+        console.print(f"{self.release_id}: {self.message}", markup=False, highlight=False)

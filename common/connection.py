@@ -19,7 +19,7 @@ from temporalio.runtime import Runtime
 
 from common.codec import CodecError, CodecKeys, data_converter, keys_from_env
 from common.errors import CliError
-from common.stack_state import StackConfig, read_state
+from common.stack_state import StackConfig, read_state, same_address
 
 DEFAULT_ADDRESS = "localhost:7233"
 TASK_QUEUE_ENV = "RELMAN_TASK_QUEUE"
@@ -45,7 +45,8 @@ def codec_keys(target_host: str) -> CodecKeys | None:
     key file when ``target_host`` is the stack's Temporal."""
     config = StackConfig.from_env()
     state = read_state(config)
-    stack_key = config.codec_key_path if state and state.temporal_address == target_host else None
+    at_stack = state is not None and same_address(state.temporal_address, target_host)
+    stack_key = config.codec_key_path if at_stack else None
     try:
         return keys_from_env(stack_key_file=stack_key)
     except CodecError as exc:

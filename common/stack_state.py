@@ -6,6 +6,7 @@ and stops the processes.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -95,6 +96,30 @@ class StackConfig:
 
 
 CODEC_KEY_FILE = "codec.key"
+
+
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.strip().rpartition(":")
+    return host.strip("[]").lower(), port
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def same_address(address: str, other: str) -> bool:
+    """Whether two ``host:port`` addresses name the same server: the same port, and the same
+    host or both loopback (``localhost:7233`` is the stack's ``127.0.0.1:7233``)."""
+    host, port = _host_port(address)
+    other_host, other_port = _host_port(other)
+    if not port or port != other_port:
+        return False
+    return host == other_host or (_loopback(host) and _loopback(other_host))
 
 
 def read_state(config: StackConfig) -> StackState | None:

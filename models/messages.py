@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from models.plan import (
+    DEFAULT_BAKE_UNREAD_LIMIT,
     Freeze,
     NotificationEvent,
     Notifications,
@@ -196,6 +197,22 @@ class ApplyStepInput(BaseModel):
     final_attempt: int = 1
 
 
+class BatchProgress(BaseModel):
+    """Heartbeat details of a snapshot or apply batch: the targets done so far.
+
+    ``results`` holds, by target name, each finished target's ``Snapshot`` or
+    ``ApplyResult`` as JSON (in the order they finished). A retried attempt (the worker
+    died, the batch failed transiently) reports these without calling AWS again; the CLI
+    reads them from the wave's pending activity to show targets as they finish.
+    ``percent`` is the traffic step an apply batch applies (None for a snapshot batch).
+    """
+
+    what: Literal["apply", "snapshot"]
+    total: int
+    percent: int | None = None
+    results: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class ApplyStepResult(BaseModel):
     """Each target's result, or why it failed (by target name).
 
@@ -278,32 +295,71 @@ class AlarmCheckResult(BaseModel):
         return not self.firing
 
 
+# Time between two successful reads of the alarms counts as watched only when the reads are
+# at most this many intervals apart; a longer gap is unread time and extends the bake.
+BAKE_GAP_INTERVALS = 3
+
+
 class BakeInput(AlarmCheckInput):
-    """Watch a wave's alarms for ``duration``, polling every ``interval``."""
+    """Watch a wave's alarms for ``duration`` of watched time, polling every ``interval``.
+
+    Time counts only while the alarms are read: a gap between successful reads longer than
+    ``BAKE_GAP_INTERVALS`` intervals is unread time, which extends the bake; more than
+    ``unread_limit`` of it in all fails the bake. ``percent`` is the step baked (for the
+    messages; None from waves started before relman sent it).
+    """
 
     duration: timedelta = Field(ge=timedelta(0))
     interval: timedelta = Field(default=DEFAULT_BAKE_INTERVAL, gt=timedelta(0))
+    unread_limit: timedelta = Field(default=DEFAULT_BAKE_UNREAD_LIMIT, ge=timedelta(0))
+    percent: int | None = None
+
+
+class BakeGap(BaseModel):
+    """A stretch of a bake in which the alarms went unread: from the last successful read
+    to the next one, and the last error meanwhile (None: no worker was polling)."""
+
+    start: datetime
+    end: datetime
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        """How long the alarms went unread."""
+        return (self.end - self.start).total_seconds()
 
 
 class BakeProgress(BaseModel):
     """Heartbeat details of a bake: a retried attempt resumes from these.
 
-    ``deadline`` is wall-clock UTC, fixed by the first attempt, so a worker crash does not
-    restart the bake from zero.
+    ``watched_seconds`` is the observed healthy time so far and ``last_read_at`` the time
+    of the last successful read (wall-clock UTC), so a worker that resumes the bake counts
+    the time nobody watched as a gap. ``deadline`` is when the bake would end with no gap
+    (read by relman before it counted watched time; kept for it). Details heartbeated by
+    that relman lack the newer fields: their elapsed time counts as watched.
     """
 
     started_at: datetime
     deadline: datetime
     elapsed_seconds: float
     polls: int
+    watched_seconds: float | None = None
+    last_read_at: datetime | None = None
+    unread_seconds: float = 0.0
+    gaps: list[BakeGap] = Field(default_factory=list)
+    # The last read's error while the alarms are unread (None once a read succeeds).
+    last_error: str | None = None
 
 
 class BakeResult(BaseModel):
-    """How a bake ended: quiet for its whole duration, or cut short by firing alarms."""
+    """How a bake ended: quiet for its whole watched duration, or cut short by firing
+    alarms; ``gaps`` are the stretches its alarms went unread (each extended the bake)."""
 
     firing: list[FiringAlarm] = Field(default_factory=list)
     polls: int
     elapsed_seconds: float
+    watched_seconds: float | None = None
+    gaps: list[BakeGap] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

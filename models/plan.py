@@ -350,6 +350,10 @@ TARGET_KINDS = (
 )
 
 
+# A bake step fails once its alarms went unread this long in all (Wave.bake_unread_limit).
+DEFAULT_BAKE_UNREAD_LIMIT = timedelta(minutes=5)
+
+
 class Wave(PlanModel):
     """Targets rolled out together by one department, behind one gate and window."""
 
@@ -364,6 +368,12 @@ class Wave(PlanModel):
     alarms: list[str] = Field(default_factory=list)
     # How often a bake polls the wave's alarms (the bake activity heartbeats each poll).
     bake_interval: Duration = timedelta(seconds=10)
+    # A bake counts only watched time: alarms unread for longer than a few intervals (AWS
+    # unreachable, no worker) extend it, and more than this unread time fails the step.
+    bake_unread_limit: Duration = Field(
+        default=DEFAULT_BAKE_UNREAD_LIMIT,
+        description="unread alarm time a bake step may make up for before it fails",
+    )
     on_failure: Literal["rollback_release", "rollback_wave", "pause"] = "rollback_release"
     on_window_close: Literal["pause", "finish_wave"] = "pause"
 

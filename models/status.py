@@ -24,6 +24,9 @@ class ReleasePhase(StrEnum):
     ROLLING_BACK = "rolling_back"
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
+    # Rolled back, except targets an operator skipped (relman skip-target): those were not
+    # restored by relman and need a person's attention.
+    ROLLED_BACK_WITH_SKIPS = "rolled_back_with_skips"
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -34,6 +37,7 @@ FINAL_PHASES = frozenset(
     {
         ReleasePhase.COMPLETED,
         ReleasePhase.ROLLED_BACK,
+        ReleasePhase.ROLLED_BACK_WITH_SKIPS,
         ReleasePhase.REJECTED,
         ReleasePhase.FAILED,
         ReleasePhase.CANCELLED,
@@ -56,6 +60,19 @@ class WavePhase(StrEnum):
     ROLLED_BACK = "rolled_back"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+
+
+# A wave in one of these has ended: nothing left to do or wait for.
+WAVE_END_PHASES = frozenset(
+    {
+        WavePhase.COMPLETED,
+        WavePhase.REJECTED,
+        WavePhase.FAILED,
+        WavePhase.ROLLED_BACK,
+        WavePhase.SKIPPED,
+        WavePhase.CANCELLED,
+    }
+)
 
 
 class TargetPhase(StrEnum):

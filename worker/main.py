@@ -8,11 +8,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aws import AwsClients
 from activities.health import HealthActivities
@@ -25,13 +25,15 @@ from activities.release import TargetActivities
 from activities.releases import ReleaseActivities
 from activities.webhook_addresses import IPNetwork, allowed_networks_from_env
 from common.codec import KEY_FILE_ENV, KEYS_ENV, KMS_KEYS_ENV, EncryptionCodec
-from common.connection import task_queue, temporal
+from common.connection import connect_config, task_queue, temporal
 from common.errors import BadInput, CliError
-from common.stack_state import DEV_WORKER_ENV, StackConfig
+from common.stack_state import DEV_WORKER_ENV, StackConfig, read_state
 from models.plan import Notifications
 from models.policy import PolicyError
-from models.signing import SANDBOX_PASSTHROUGH
 from worker import telemetry
+from worker.dev_stack import StackWorker, stack_worker
+from worker.failures import CompactFailures
+from worker.sandbox import SANDBOX
 from workflows.lock import ResourceLockWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
@@ -45,12 +47,11 @@ ACTIVITY_THREADS = 32
 # workflows' tasks get four. Measured against other splits in docs/benchmarks.md.
 WORKFLOW_TASK_POLLS = 10
 NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
-
-# The workflow sandbox checks the workflow code; signature verification's native crypto
-# library cannot be loaded twice, so it passes through (models.signing).
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-)
+# A workflow task left on a dead worker's sticky queue moves to the shared queue after this
+# long (the SDK's default is 10 s): after a worker dies mid-wave, the wave's next task
+# reaches another worker within seconds. A live worker picks its sticky tasks up in
+# milliseconds, so this costs a replay only when a worker is gone or badly overloaded.
+STICKY_TASK_TIMEOUT = timedelta(seconds=4)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
@@ -142,6 +143,11 @@ def build_worker(
     ]
     if policy_source is not None:
         activities.append(PolicyActivities(policy_source, aws).load_policy)
+    tuning: dict[str, Any] = {
+        "max_concurrent_workflow_task_polls": WORKFLOW_TASK_POLLS,
+        "nonsticky_to_sticky_poll_ratio": NONSTICKY_TO_STICKY_POLL_RATIO,
+        "sticky_queue_schedule_to_start_timeout": STICKY_TASK_TIMEOUT,
+    }
     return Worker(
         client,
         task_queue=queue,
@@ -150,19 +156,36 @@ def build_worker(
         activities=[*(a for a in activities if a.__name__ not in replaced), *stand_ins],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
-        interceptors=telemetry.worker_interceptors(client),
-        **(
-            {
-                "max_concurrent_workflow_task_polls": WORKFLOW_TASK_POLLS,
-                "nonsticky_to_sticky_poll_ratio": NONSTICKY_TO_STICKY_POLL_RATIO,
-            }
-            | options
-        ),
+        interceptors=[*telemetry.worker_interceptors(client), CompactFailures()],
+        **(tuning | options),
     )
 
 
+def beside_dev_stack() -> StackWorker | None:
+    """How this worker's environment changes when its Temporal is the dev stack's (see
+    ``worker.dev_stack``); None for any other Temporal. Refuses (``BadInput``) settings
+    that would send the AWS calls of a worker of the stack anywhere but the stack's AWS."""
+    try:
+        target_host = str(connect_config()["target_host"])
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. a profile's TLS file is missing
+        raise CliError(f"invalid Temporal client configuration: {exc}") from None
+    config = StackConfig.from_env()
+    return stack_worker(os.environ, target_host, config, read_state(config))
+
+
 async def run_worker(queue: str | None = None) -> None:
-    """Connect through Temporal's standard configuration and run until SIGINT/SIGTERM."""
+    """Connect through Temporal's standard configuration and run until SIGINT/SIGTERM; a
+    worker of the dev stack runs with the stack's AWS and settings (``worker.dev_stack``)."""
+    stack = beside_dev_stack()
+    if stack is None:
+        await _run_worker(queue)
+        return
+    with stack.applied():
+        log.info("%s", stack.describe())
+        await _run_worker(queue)
+
+
+async def _run_worker(queue: str | None) -> None:
     try:
         notify_defaults = defaults_from_env()
         webhook_networks = allowed_networks_from_env()

@@ -137,7 +137,9 @@ with workflow.unsafe.imports_passed_through():
         wave_of_target,
     )
     from workflows.steps import (
+        FAST_FAILOVER,
         RESOURCE_DRIFTED,
+        TARGET_HEARTBEAT_TIMEOUT,
         cause,
         child_failure,
         failure_type,
@@ -221,6 +223,13 @@ SAGA_HYGIENE = "saga-hygiene"
 # trip less between an approval and its wave. Older than this, it is read again.
 POLICY_READ_ONCE = "policy-read-once"
 POLICY_FRESH_FOR = timedelta(minutes=1)
+# A rollback that left targets to people (relman skip-target) ends rolled_back_with_skips,
+# naming them, instead of looking like a clean rollback.
+SKIPS_OUTCOME = "rollback-skips-outcome"
+# A wave that starts within this long of the release's own preflight does not check the
+# same resources again (a one-wave release started at once would read everything twice).
+PREFLIGHT_ONCE = "preflight-once"
+PREFLIGHT_FRESH_FOR = timedelta(minutes=1)
 
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
@@ -272,6 +281,7 @@ class ReleaseWorkflow:
         # Resource locks taken or waited for (digests), and those granted by signal.
         self._locks: list[str] = []
         self._lock_answers: dict[str, LockAnswer] = {}
+        self._preflight_passed_at: datetime | None = None  # workflow time
         self._status.plan_digest = plan_digest(input.plan)
 
     # --- the release -------------------------------------------------------------------------
@@ -854,6 +864,8 @@ class ReleaseWorkflow:
         )
         self._upsert_visibility()
         hygiene = workflow.patched(SAGA_HYGIENE)
+        cause = self._status.error  # why the release rolls back
+        halted: str | None = None  # the error while it waited for an operator
         while True:
             failed = 0
             groups = (
@@ -879,7 +891,7 @@ class ReleaseWorkflow:
             if not failed:
                 break
             self._status.phase = ReleasePhase.ROLLBACK_FAILED
-            self._status.error = f"rollback of {failed} resource(s) failed; see targets"
+            self._status.error = halted = f"rollback of {failed} resource(s) failed; see targets"
             if hygiene:
                 self._event(
                     "rollback_halted",
@@ -891,6 +903,10 @@ class ReleaseWorkflow:
             self._retry_rollback = False
             await workflow.wait_condition(lambda: self._retry_rollback)
             self._status.phase = ReleasePhase.ROLLING_BACK
+        if halted is not None and self._status.error == halted:
+            # Failed restores were retried or skipped since: the release's error is again
+            # why it rolled back (skipped targets are named when it ends).
+            self._status.error = cause
         self._event("rollback_finished", "rollback finished", actor=SYSTEM_ACTOR)
         metrics.rollback_finished(self._plan.application, workflow.now() - rollback_started)
         for name in dict.fromkeys(c.wave for c in changes):
@@ -924,6 +940,8 @@ class ReleaseWorkflow:
             result_type=CompensateResult,
             start_to_close_timeout=COMPENSATE_TIMEOUT,
             schedule_to_close_timeout=COMPENSATE_LIMIT,
+            # The restore heartbeats: a worker that dies in it is replaced in seconds.
+            heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT if workflow.patched(FAST_FAILOVER) else None,
             retry_policy=COMPENSATE_RETRY,
             summary=f"restore {change.snapshot.resource}",
         )
@@ -1079,6 +1097,7 @@ class ReleaseWorkflow:
             f"AWS preflight passed: {result.checked} target(s) and alarm set(s) checked",
             actor=SYSTEM_ACTOR,
         )
+        self._preflight_passed_at = workflow.now()
         return None
 
     def _wave_preflight(self, wave: Wave, skipped: list[str]) -> PreflightInput | None:
@@ -1086,6 +1105,13 @@ class ReleaseWorkflow:
         alarms; none for releases started before the preflight existed."""
         if not workflow.patched(PREFLIGHT_PATCH):
             return None
+        passed = self._preflight_passed_at
+        if (
+            passed is not None
+            and workflow.now() - passed < PREFLIGHT_FRESH_FOR
+            and workflow.patched(PREFLIGHT_ONCE)
+        ):
+            return None  # the release's preflight checked these moments ago
         check = preflight_input(self._plan, waves=[wave.name])
         check.targets = [t for t in check.targets if t.target.name not in skipped]
         return check
@@ -1423,11 +1449,23 @@ class ReleaseWorkflow:
         self._stop_release(end)
 
     def _finish(self, phase: ReleasePhase) -> None:
+        skipped = sorted(self._rollback_skipped)
+        if skipped and workflow.patched(SKIPS_OUTCOME):
+            if phase == ReleasePhase.ROLLED_BACK:
+                phase = ReleasePhase.ROLLED_BACK_WITH_SKIPS
+            left = (
+                f"not restored by relman (an operator skipped their rollback; check them "
+                f"by hand): {', '.join(skipped)}"
+            )
+            error = self._status.error
+            self._status.error = f"{error}; {left}" if error else left
         self._status.phase = phase
         self._status.finished_at = workflow.now()
         self._status.pending_approvals = []
         self._event("finished", f"release ended {phase.value}", actor=SYSTEM_ACTOR)
         metrics.release_finished(self._plan.application, phase.value)
+        # The Web UI's "Current Details" of the ended release: its outcome and cause.
+        workflow.set_current_details(current_details(self._status))
         self._upsert_visibility()
 
     # --- status, timeline, visibility and notifications --------------------------------------
@@ -1441,6 +1479,8 @@ class ReleaseWorkflow:
 
     def _set_wave(self, status: WaveStatus, phase: WavePhase, message: str) -> None:
         status.phase = phase
+        if phase in WAVE_ENDS:  # what it was doing or waiting for is over
+            status.waiting_for, status.next_start = None, None
         self._event(f"wave_{phase.value}", message, actor=SYSTEM_ACTOR, wave=status.name)
         self._refresh()
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from models.messages import Change
 from models.plan import ReleasePlan, Target, Wave
 from models.status import (
+    FINAL_PHASES,
+    WAVE_END_PHASES,
     PendingApproval,
     ReleasePhase,
     ReleaseStatus,
@@ -23,16 +25,7 @@ from models.status import (
 )
 from workflows import gates
 
-WAVE_ENDS = frozenset(
-    {
-        WavePhase.COMPLETED,
-        WavePhase.REJECTED,
-        WavePhase.FAILED,
-        WavePhase.ROLLED_BACK,
-        WavePhase.SKIPPED,
-        WavePhase.CANCELLED,
-    }
-)
+WAVE_ENDS = WAVE_END_PHASES
 # The release shows the most active thing any of its waves is doing.
 _PHASE_PRIORITY = (
     (WavePhase.DEPLOYING, ReleasePhase.DEPLOYING),
@@ -86,9 +79,18 @@ def final_phase(status: ReleaseStatus, stopping: ReleasePhase | None) -> Release
     return ReleasePhase.FAILED
 
 
+# Temporal's Web UI shows "current details" as markdown; keep the ended release's cause short.
+DETAILS_ERROR_LIMIT = 500
+
+
 def current_details(status: ReleaseStatus) -> str:
     """The release workflow's "current details" in the Temporal Web UI: who it waits for,
-    else its phase."""
+    else its phase (and, once it ended other than completed, why)."""
+    if status.phase in FINAL_PHASES:
+        error = status.error or ""
+        if len(error) > DETAILS_ERROR_LIMIT:
+            error = error[: DETAILS_ERROR_LIMIT - 1] + "…"
+        return f"release {status.phase.value}" + (f": {error}" if error else "")
     waiting = "; ".join(
         f"waiting for {', '.join(f'{n} more from {g}' for g, n in p.missing.items())} "
         f"on wave {p.wave}"

@@ -1,12 +1,13 @@
 """Pure rules of a wave's steps and of how failures read: which targets a traffic step
-changes, how long a batch activity may take, and the messages for alarms and errors.
+changes, how long a batch activity may take, and the messages for alarms, unread alarms and
+errors.
 
 No workflow API here: ``WaveWorkflow`` and ``ReleaseWorkflow`` call these by name.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from temporalio.exceptions import (
     ActivityError,
@@ -17,12 +18,20 @@ from temporalio.exceptions import (
     WorkflowAlreadyStartedError,
 )
 
-from models.messages import BATCH_FAN_OUT, FiringAlarm, WaveProgress
+from models.durations import format_duration
+from models.messages import BATCH_FAN_OUT, BakeGap, FiringAlarm, WaveProgress
 from models.plan import TRAFFIC_KINDS, Target, Wave
 from models.preflight import PreflightInput
 
 # A preflight attempt: a few read-only AWS calls per target and alarm set.
 PREFLIGHT_TIMEOUT = timedelta(minutes=1)
+
+# workflow.patched() id shared by the wave and the release: snapshot, apply and restore
+# activities run under TARGET_HEARTBEAT_TIMEOUT (they heartbeat every second, batches with
+# the targets done so far, which a retry skips), so a worker that dies in one is replaced
+# in seconds; a wave reports its step's targets as applying when the step starts.
+FAST_FAILOVER = "fast-failover"
+TARGET_HEARTBEAT_TIMEOUT = timedelta(seconds=6)
 
 
 def due_targets(targets: list[Target], step: int) -> list[Target]:
@@ -39,6 +48,17 @@ def batch_timeout(per_attempt: timedelta, targets: int) -> timedelta:
 def preflight_timeout(check: PreflightInput) -> timedelta:
     """A preflight attempt's timeout: a minute per share of what it checks."""
     return batch_timeout(PREFLIGHT_TIMEOUT, len(check.targets) + len(check.alarms))
+
+
+def unread_message(gap: BakeGap, percent: int) -> str:
+    """A bake's gap in reading its alarms, for the timeline."""
+    seconds = format_duration(timedelta(seconds=round(gap.seconds)))
+    start, end = (f"{t.astimezone(UTC):%H:%M:%S}" for t in (gap.start, gap.end))
+    why = f"last error: {gap.error}" if gap.error else "no worker read them"
+    return (
+        f"alarms unread for {seconds} while baking at {percent}% ({start} to {end} UTC, "
+        f"{why}): the bake lasts {seconds} longer"
+    )
 
 
 def firing_names(firing: list[FiringAlarm]) -> str:

@@ -59,11 +59,14 @@ with workflow.unsafe.imports_passed_through():
     from models.preflight import PREFLIGHT, PreflightResult
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
     from workflows.steps import (
+        FAST_FAILOVER,
+        TARGET_HEARTBEAT_TIMEOUT,
         batch_timeout,
         cause,
         due_targets,
         firing_names,
         preflight_timeout,
+        unread_message,
         wave_details,
     )
 
@@ -73,7 +76,8 @@ SNAPSHOT_TIMEOUT = timedelta(minutes=1)
 APPLY_TIMEOUT = timedelta(minutes=1)
 ALARM_CHECK_TIMEOUT = timedelta(minutes=1)
 # Snapshot and apply batches heartbeat every few seconds: a worker that dies mid-batch is
-# noticed in this long, not at the attempt's timeout.
+# noticed in this long, not at the attempt's timeout (waves started before fast-failover;
+# since, TARGET_HEARTBEAT_TIMEOUT).
 BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # A bake heartbeats every poll; three missed polls mean the worker is gone.
 BAKE_HEARTBEATS_MISSED = 3
@@ -93,6 +97,9 @@ APPLY_RETRY = RetryPolicy(
 # wave's release compensates only once no write of the batch can still land), and a wave
 # started with a preflight runs it before it snapshots.
 ACT_AT_START = "act-at-start"
+# A bake counts only the time its alarms were read (its activity extends it by the time they
+# went unread, up to the wave's bake_unread_limit): its attempt may last that much longer.
+WATCHED_BAKES = "watched-bakes"
 
 
 class WaveFailed(Exception):
@@ -136,7 +143,10 @@ class WaveWorkflow:
         # (a later one merges into it) and the task sending them.
         self._unsent: WaveReport | None = None
         self._sender: asyncio.Future[None] | None = None
-        self._act_at_start = True  # set by the run, from the patch
+        # Set by the run, from the patches.
+        self._act_at_start = True
+        self._fast_failover = True
+        self._watched_bakes = True
 
     # --- the deployment ----------------------------------------------------------------------
 
@@ -154,6 +164,8 @@ class WaveWorkflow:
         # Check and snapshot the world as it is when the wave changes it: after its window,
         # freeze and pause waits (which may last days), and check alarms before every step.
         act_at_start = self._act_at_start = workflow.patched(ACT_AT_START)
+        self._fast_failover = workflow.patched(FAST_FAILOVER)
+        self._watched_bakes = workflow.patched(WATCHED_BAKES)
         try:
             if not act_at_start:
                 if wave.alarms and input.start_step == 0:
@@ -171,6 +183,11 @@ class WaveWorkflow:
                         await self._snapshot_all()
                 self._progress.step = step
                 self._progress.phase = WavePhase.DEPLOYING
+                if self._fast_failover:
+                    # Status shows the step's targets applying while the batch runs; the
+                    # CLI marks those done from the batch's heartbeat (client.progress).
+                    for target in due_targets(self._active_targets(), step):
+                        self._target(target.name).phase = TargetPhase.APPLYING
                 self._report()
                 await self._apply_step(step, percent)
                 self._progress.percent = percent
@@ -236,6 +253,8 @@ class WaveWorkflow:
 
     def _batch_heartbeat(self) -> timedelta | None:
         """The snapshot and apply batches' heartbeat timeout."""
+        if self._fast_failover:
+            return TARGET_HEARTBEAT_TIMEOUT
         return BATCH_HEARTBEAT_TIMEOUT if self._act_at_start else None
 
     def _batch_cancellation(self) -> workflow.ActivityCancellationType:
@@ -373,14 +392,20 @@ class WaveWorkflow:
             await self._wait_or_timeout(lambda: self._stop, wave.bake)
         else:
             interval = self._input.bake_interval
+            # Unread time extends the bake, up to the limit where it fails.
+            unread = wave.bake_unread_limit if self._watched_bakes else timedelta(0)
             try:
                 result = await workflow.execute_activity(
                     WATCH_ALARMS,
                     BakeInput(
-                        **self._alarm_input().model_dump(), duration=wave.bake, interval=interval
+                        **self._alarm_input().model_dump(),
+                        duration=wave.bake,
+                        interval=interval,
+                        unread_limit=wave.bake_unread_limit,
+                        percent=percent,
                     ),
                     result_type=BakeResult,
-                    start_to_close_timeout=wave.bake + BAKE_MARGIN,
+                    start_to_close_timeout=wave.bake + unread + BAKE_MARGIN,
                     heartbeat_timeout=interval * BAKE_HEARTBEATS_MISSED,
                     retry_policy=APPLY_RETRY,
                     # A cancelled wave ends once its bake has stopped polling (within a
@@ -390,6 +415,8 @@ class WaveWorkflow:
                 )
             except ActivityError as err:
                 raise self._failure_of(err) from None
+            for gap in result.gaps:
+                self._event("alarms_unread", unread_message(gap, percent))
             if result.firing:
                 names = firing_names(result.firing)
                 self._event("alarm", f"alarm in ALARM while baking at {percent}%: {names}")

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from client.commands.common import OutputOption, current_user, run
+from client.commands.common import (
+    OutputOption,
+    QueueUntilWorkerOption,
+    WorkerWaitOption,
+    current_user,
+    run,
+)
 from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
@@ -16,13 +22,25 @@ AsUser = Annotated[
 ]
 
 
-def approvals(as_user: AsUser = None, output: OutputOption = OutputFormat.text) -> None:
+def approvals(
+    as_user: AsUser = None,
+    wait_for_worker: WorkerWaitOption = None,
+    output: OutputOption = OutputFormat.text,
+) -> None:
     """Gates waiting for this user, across running releases."""
     from client import service
     from client.views import ApprovalsView
+    from client.workers import worker_wait
+    from common.errors import CliError
 
     user = current_user(as_user)
-    emit(ApprovalsView(user, run(service.approvals_for(user))), output)
+    found, unreadable = run(service.approvals_for(user, worker_wait(wait_for_worker)))
+    emit(ApprovalsView(user, found, unreadable), output)
+    if unreadable:
+        raise CliError(
+            f"could not read {len(unreadable)} release(s) that list {user} as a pending "
+            "approver: " + "; ".join(f"{u.release_id} ({u.reason})" for u in unreadable)
+        )
 
 
 def _decide(
@@ -32,15 +50,26 @@ def _decide(
     comment: str,
     approve: bool,
     key: Path | None,
+    wait_for_worker: str | None,
+    queue_until_worker: bool,
     output: OutputFormat,
 ) -> None:
     from client import service
     from client.identity import key_for
-    from client.views import DecisionView
+    from client.views import DecisionView, QueuedView
+    from client.workers import worker_wait
 
     user = current_user(as_user)
-    result = run(service.decide(release_id, wave, user, comment, approve, key_for(user, key)))
-    emit(DecisionView(release_id, result), output)
+    result = run(
+        service.decide(
+            release_id, wave, user, comment, approve, key_for(user, key),
+            wait=worker_wait(wait_for_worker), queue_until_worker=queue_until_worker,
+        )
+    )  # fmt: skip
+    if isinstance(result, service.Queued):
+        emit(QueuedView(release_id, result.message), output)
+    else:
+        emit(DecisionView(release_id, result), output)
 
 
 def approve(
@@ -49,10 +78,14 @@ def approve(
     as_user: AsUser = None,
     comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Approve a wave's gate."""
-    _decide(release_id, wave, as_user, comment, True, key, output)
+    _decide(
+        release_id, wave, as_user, comment, True, key, wait_for_worker, queue_until_worker, output
+    )
 
 
 def reject(
@@ -61,7 +94,11 @@ def reject(
     as_user: AsUser = None,
     comment: Annotated[str, typer.Option("--comment", help="recorded with the decision")] = "",
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Reject a wave: the release stops and rolls back what it changed."""
-    _decide(release_id, wave, as_user, comment, False, key, output)
+    _decide(
+        release_id, wave, as_user, comment, False, key, wait_for_worker, queue_until_worker, output
+    )

@@ -50,13 +50,19 @@ def dev_down() -> None:
 
 @dataclass
 class DevStatusView:
-    """Each component of the stack."""
+    """Each component of the stack, and when a worker last polled the stack's task queue
+    (``polls``, None while Temporal is down): a worker process can run without polling."""
 
     components: list[Any]
     ui_url: str | None
+    polls: Any = None  # client.workers.TaskQueuePolls
 
     def to_json(self) -> Any:
-        return {"ui_url": self.ui_url, "components": [asdict(c) for c in self.components]}
+        return {
+            "ui_url": self.ui_url,
+            "components": [asdict(c) for c in self.components],
+            "task_queue": self.polls.to_json() if self.polls is not None else None,
+        }
 
     def render(self, console: Any) -> None:
         from rich.table import Table
@@ -73,6 +79,10 @@ class DevStatusView:
                 c.log or "-",
             )
         console.print(table)
+        if self.polls is not None:
+            from rich.text import Text
+
+            console.print(Text(self.polls.line(), style="green" if self.polls.polled else "red"))
         if self.ui_url:
             console.print(f"Temporal UI: {self.ui_url}")
 
@@ -80,8 +90,13 @@ class DevStatusView:
 @app.command("status")
 def dev_status(output: OutputOption = OutputFormat.text) -> None:
     """Report each component of the embedded stack."""
-    from client.stack import status
+    from client.stack import queue_polls, status
+    from common.connection import task_queue
     from common.stack_state import StackConfig
 
     state, components = status(StackConfig.from_env())
-    emit(DevStatusView(components, state.ui_url if state else None), output)
+    temporal = next(c for c in components if c.name == "temporal")
+    polls = None
+    if state is not None and temporal.running:
+        polls = queue_polls(state.temporal_address, task_queue())
+    emit(DevStatusView(components, state.ui_url if state else None, polls), output)

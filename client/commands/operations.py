@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from client.commands.common import OutputOption, current_user, run
+from client.commands.common import (
+    OutputOption,
+    QueueUntilWorkerOption,
+    WorkerWaitOption,
+    current_user,
+    run,
+)
 from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
@@ -33,8 +39,17 @@ class OperationView:
         console.print(f"{self.release_id}: {self.message}", markup=False)
 
 
-def _operate(release_id: str, operation: str, output: OutputFormat, **fields: Any) -> None:
+def _operate(
+    release_id: str,
+    operation: str,
+    output: OutputFormat,
+    wait_for_worker: str | None,
+    queue_until_worker: bool,
+    **fields: Any,
+) -> None:
     from client import service
+    from client.views import QueuedView
+    from client.workers import worker_wait
     from models import messages
 
     model = {
@@ -48,35 +63,77 @@ def _operate(release_id: str, operation: str, output: OutputFormat, **fields: An
 
     actor = fields["actor"] = current_user(fields.pop("as_user"))
     key = key_for(actor, fields.pop("key"))
-    result = run(service.operate(release_id, operation, model(**fields), key))
-    emit(OperationView(release_id, result.message), output)
+    wait = worker_wait(wait_for_worker)
+    result = run(
+        service.operate(
+            release_id, operation, model(**fields), key,
+            wait=wait, queue_until_worker=queue_until_worker,
+        )
+    )  # fmt: skip
+    if isinstance(result, service.Queued):
+        emit(QueuedView(release_id, result.message), output)
+    else:
+        emit(OperationView(release_id, result.message), output)
 
 
 def pause(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Pause a release at its next safe point (between target steps)."""
-    _operate(release_id, "pause", output, reason=reason, as_user=as_user, key=key)
+    _operate(
+        release_id,
+        "pause",
+        output,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
+    )
 
 
 def resume(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Resume a paused release."""
-    _operate(release_id, "resume", output, reason=reason, as_user=as_user, key=key)
+    _operate(
+        release_id,
+        "resume",
+        output,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
+    )
 
 
 def abort(
     release_id: ReleaseId, reason: Reason, as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:  # fmt: skip
     """Abort a release: roll back everything it changed; it ends cancelled."""
-    _operate(release_id, "abort", output, reason=reason, as_user=as_user, key=key)
+    _operate(
+        release_id,
+        "abort",
+        output,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
+    )
 
 
 def _aware(value: str, option: str) -> datetime:
@@ -99,6 +156,8 @@ def freeze_add(
     reason: Reason,
     as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Add a freeze to a running release; waits in progress respect it."""
@@ -112,7 +171,15 @@ def freeze_add(
     except ValidationError as exc:
         raise BadInput(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     _operate(
-        release_id, "add_freeze", output, freeze=freeze, reason=reason, as_user=as_user, key=key
+        release_id,
+        "add_freeze",
+        output,
+        freeze=freeze,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
     )
 
 
@@ -125,12 +192,15 @@ def override_window(
     ] = False,
     as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Let a wave start outside its rollout window (on-call emergency)."""
     _operate(
         release_id, "override_window", output,
         wave=wave, include_freeze=include_freeze, reason=reason, as_user=as_user, key=key,
+        wait_for_worker=wait_for_worker, queue_until_worker=queue_until_worker,
     )  # fmt: skip
 
 
@@ -140,10 +210,22 @@ def retry(
     reason: Reason,
     as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Retry a wave paused on failure, from the step that failed."""
-    _operate(release_id, "retry", output, wave=wave, reason=reason, as_user=as_user, key=key)
+    _operate(
+        release_id,
+        "retry",
+        output,
+        wave=wave,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
+    )
 
 
 def rollback(
@@ -165,6 +247,8 @@ def rollback(
     ] = False,
     as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Roll the release back (a wave paused on failure), or retry a failed rollback."""
@@ -177,6 +261,8 @@ def rollback(
         force=force,
         as_user=as_user,
         key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
     )
 
 
@@ -186,9 +272,19 @@ def skip_target(
     reason: Reason,
     as_user: AsUser = None,
     key: KeyOption = None,
+    wait_for_worker: WorkerWaitOption = None,
+    queue_until_worker: QueueUntilWorkerOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Skip a failed target (its wave goes on), or a rollback that cannot succeed."""
     _operate(
-        release_id, "skip_target", output, target=target, reason=reason, as_user=as_user, key=key
+        release_id,
+        "skip_target",
+        output,
+        target=target,
+        reason=reason,
+        as_user=as_user,
+        key=key,
+        wait_for_worker=wait_for_worker,
+        queue_until_worker=queue_until_worker,
     )

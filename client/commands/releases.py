@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from client.commands.common import OutputOption, current_user, run
+from client.commands.common import (
+    OutputOption,
+    WorkerWaitOption,
+    current_user,
+    read_or_show_known,
+    run,
+)
 from client.identity import KeyOption
 from client.output import OutputFormat, emit
 
@@ -93,20 +99,26 @@ def status(
             "pages; timeline_total is given when cut); `relman history` pages through all",
         ),
     ] = None,
+    wait_for_worker: WorkerWaitOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Phase, waves, targets, pending approvals and recent events of a release."""
+    """Phase, waves, targets, pending approvals and recent events of a release (of an
+    ended one with no worker; of a running one no worker answers for, what Temporal knows)."""
     from client import service
     from client.views import StatusView
+    from client.workers import worker_wait
 
     tail = events if events is not None or output == OutputFormat.json else STATUS_EVENTS
     if not watch or output == OutputFormat.json:
+        wait = worker_wait(wait_for_worker)
         if output == OutputFormat.json and events is None:
             # The whole timeline, fetched in pages as `relman history` does: one query's
             # answer would exceed the server's size limits for a release of many targets.
-            current = run(service.history(release_id))
+            current = read_or_show_known(lambda: run(service.history(release_id, wait)), output)
         else:
-            current = run(service.status(release_id, tail))
+            current = read_or_show_known(
+                lambda: run(service.status(release_id, tail, wait)), output
+            )
         emit(StatusView(current, tail or 0), output)
         return
     from rich.live import Live
@@ -127,9 +139,28 @@ def status(
 
             capture = _Capture()
             StatusView(st, tail or 0).render(capture)
+            shown[:] = capture.items
             live.update(Group(*capture.items), refresh=True)
 
-        run(service.watch(release_id, show, WATCH_INTERVAL_SECONDS, tail))
+        def silent(reason: str) -> None:
+            from rich.console import Group
+            from rich.text import Text
+
+            note = Text(f"no answer from the release, still watching: {reason}", style="yellow")
+            live.update(Group(*shown, note), refresh=True)
+
+        shown: list[Any] = []
+        final = run(service.watch(release_id, show, WATCH_INTERVAL_SECONDS, tail, silent))
+    from models.status import ReleasePhase
+
+    if final.phase != ReleasePhase.COMPLETED:
+        # Scripts that wait on a release learn how it went from the exit code.
+        from common.errors import CliError
+
+        raise CliError(
+            f"release {release_id} ended {final.phase.value}"
+            + (f": {final.error}" if final.error else "")
+        )
 
 
 def list_(
@@ -165,10 +196,12 @@ def history(
         list[Path] | None,
         typer.Option("--policy", help="a policy version to verify against (repeatable)"),
     ] = None,
+    wait_for_worker: WorkerWaitOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """The release's complete audit timeline; --verify re-checks every signature."""
     from client.views import HistoryView
+    from client.workers import worker_wait
     from common.errors import BadInput
 
     if (release_id is None) == (record is None):
@@ -179,7 +212,9 @@ def history(
         from client import service
 
         assert release_id is not None
-        emit(HistoryView(run(service.history(release_id))), output)
+        wait = worker_wait(wait_for_worker)
+        whole = read_or_show_known(lambda: run(service.history(release_id, wait)), output)
+        emit(HistoryView(whole), output)
         return
     from client.audit import verify_record
     from client.views import VerifiedHistoryView
@@ -196,7 +231,9 @@ def history(
         from client import service
 
         assert release_id is not None
-        status, recorded = run(service.history(release_id)), run(service.policies_of(release_id))
+        wait = worker_wait(wait_for_worker)
+        status = run(service.history(release_id, wait))
+        recorded = run(service.policies_of(release_id))
     used = list({p.digest: p for p in [*recorded, *given]}.values())
     verdicts = verify_record(
         status.timeline, used, release_id=status.release_id, plan_digest=status.plan_digest

@@ -8,6 +8,8 @@ no-op once done, so nothing is written twice) until the final attempt reports it
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,11 +17,18 @@ from botocore.exceptions import EndpointConnectionError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import release as release_activities
 from activities.release import TargetActivities, TargetsFailed
 from activities.targets.base import TargetHandler
-from models.messages import ApplyInput, ApplyStepInput, CompensateInput, TargetsInput
+from models.messages import (
+    ApplyInput,
+    ApplyStepInput,
+    BatchProgress,
+    CompensateInput,
+    TargetsInput,
+)
 from models.plan import SsmParameterTarget
-from tests.helpers import seed, ssm_values, writes_of
+from tests.helpers import history_length, seed, ssm_values, writes_of
 
 NAMES = [f"/batch/p{i}" for i in range(6)]
 RESERVED = "/aws/batch/flag"  # AWS refuses to write under /aws: a permanent failure
@@ -195,4 +204,161 @@ def test_compensating_a_drifted_target_fails_the_activity_for_good(aws):
 
     forced = compensate.model_copy(update={"force": True})
     assert env_at(1).run(activities.compensate_target, forced).changed
+    assert ssm_values(aws, [NAMES[0]]) == {NAMES[0]: "old"}
+
+
+# --- progress in heartbeats: a retry goes on where the last attempt got --------------------
+
+
+class Counting(TargetHandler):
+    """The real handler; counts the targets each call works on."""
+
+    def __init__(self, real: TargetHandler):
+        self.real, self.applied, self.snapshotted = real, [], []
+
+    def snapshot(self, target: Any) -> Any:
+        self.snapshotted.append(target.name)
+        return self.real.snapshot(target)
+
+    def apply(self, target: Any, snapshot: Any, percent: int, written: Any = None) -> Any:
+        self.applied.append(target.name)
+        return self.real.apply(target, snapshot, percent, written)
+
+    def compensate(
+        self, target: Any, snapshot: Any, written: Any = None, force: bool = False
+    ) -> Any:
+        return self.real.compensate(target, snapshot, written, force)
+
+
+def heartbeats(env: ActivityEnvironment) -> list[BatchProgress]:
+    beats: list[BatchProgress] = []
+    env.on_heartbeat = lambda details: beats.append(BatchProgress.model_validate(details))
+    return beats
+
+
+def test_a_batch_heartbeats_each_target_as_it_finishes(aws):
+    seed(aws, {name: "old" for name in NAMES})
+    activities = TargetActivities(aws)
+    targets = [target(i) for i in range(len(NAMES))]
+    step = snapshots_and_step(activities, targets)
+    slow, seen = threading.Event(), threading.Event()
+    real = activities.handlers["ssm_parameter"]
+
+    class SlowLast(Counting):
+        def apply(self, target: Any, snapshot: Any, percent: int, written: Any = None) -> Any:
+            if target.name == "p5":
+                slow.wait(10)  # until the test saw the others heartbeated as done
+            return super().apply(target, snapshot, percent, written)
+
+    activities.handlers["ssm_parameter"] = SlowLast(real)
+    env = env_at(1)
+    beats: list[BatchProgress] = []
+
+    def beat(details: Any) -> None:
+        beats.append(BatchProgress.model_validate(details))
+        if len(beats[-1].results) == 5:
+            seen.set()
+            slow.set()
+
+    env.on_heartbeat = beat
+    result = env.run(activities.apply_targets, step)
+
+    assert seen.is_set()
+    partial = next(b for b in beats if len(b.results) == 5)
+    assert (partial.what, partial.total, partial.percent) == ("apply", 6, 100)
+    assert sorted(partial.results) == ["p0", "p1", "p2", "p3", "p4"]
+    assert partial.results["p0"] == result.results["p0"].model_dump(mode="json")
+    assert len(beats[-1].results) == 6
+
+
+def test_a_retried_batch_reports_the_targets_done_before_without_calling_aws(aws):
+    seed(aws, {name: "old" for name in NAMES})
+    activities = TargetActivities(aws)
+    real = activities.handlers["ssm_parameter"]
+    activities.handlers["ssm_parameter"] = Unreachable(real, NAMES[3])
+    targets = [target(i) for i in range(len(NAMES))]
+    step = snapshots_and_step(activities, targets)
+    first = env_at(1)
+    beats = heartbeats(first)
+    with pytest.raises(TargetsFailed):
+        first.run(activities.apply_targets, step)
+    assert sorted(beats[-1].results) == ["p0", "p1", "p2", "p4", "p5"]
+
+    # The next attempt (on another worker, say) starts from the last heartbeat: only p3 is
+    # worked on; the others' results are the first attempt's.
+    counting = activities.handlers["ssm_parameter"] = Counting(real)
+    retry = env_at(2)
+    retry.info = dataclasses.replace(
+        retry.info, heartbeat_details=[beats[-1].model_dump(mode="json")]
+    )
+    result = retry.run(activities.apply_targets, step)
+
+    assert counting.applied == ["p3"]
+    assert list(result.results) == [t.name for t in targets]  # in the plan's order
+    assert not result.errors
+    assert result.results["p0"].model_dump(mode="json") == beats[-1].results["p0"]
+    assert result.results["p3"].changed
+    assert ssm_values(aws, NAMES) == {name: "new" for name in NAMES}
+    assert [history_length(aws, name) for name in NAMES] == [2] * len(NAMES)
+
+
+def test_a_retried_snapshot_batch_keeps_the_snapshots_taken_before(aws):
+    seed(aws, {name: "old" for name in NAMES[:2]})
+    activities = TargetActivities(aws)
+    first = env_at(1)
+    beats = heartbeats(first)
+    batch = TargetsInput(release_id="r1", targets=[target(0), target(1)])
+    taken = first.run(activities.snapshot_targets, batch)
+    # Whatever happened since, the retry reports what the resources were before.
+    aws.client("ssm").put_parameter(Name=NAMES[0], Value="new", Overwrite=True)
+    counting = activities.handlers["ssm_parameter"] = Counting(activities.handlers["ssm_parameter"])
+    retry = env_at(2)
+    retry.info = dataclasses.replace(
+        retry.info, heartbeat_details=[beats[-1].model_dump(mode="json")]
+    )
+
+    again = retry.run(activities.snapshot_targets, batch)
+
+    assert counting.snapshotted == []
+    assert again == taken
+    assert again.snapshots["p0"].display == "old"
+
+
+def test_a_heartbeat_from_an_older_relman_retries_every_target(aws):
+    seed(aws, {name: "old" for name in NAMES[:2]})
+    activities = TargetActivities(aws)
+    step = snapshots_and_step(activities, [target(0), target(1)])
+    counting = activities.handlers["ssm_parameter"] = Counting(activities.handlers["ssm_parameter"])
+    retry = env_at(2)
+    retry.info = dataclasses.replace(retry.info, heartbeat_details=["1 of 2 done"])
+
+    result = retry.run(activities.apply_targets, step)
+
+    assert sorted(counting.applied) == ["p0", "p1"]
+    assert not result.errors
+
+
+def test_a_restore_heartbeats_while_it_runs(aws, monkeypatch):
+    seed(aws, {NAMES[0]: "old"})
+    activities = TargetActivities(aws)
+    step = snapshots_and_step(activities, [target(0)])
+    applied = env_at(1).run(activities.apply_targets, step).results["p0"]
+    monkeypatch.setattr(release_activities, "HEARTBEAT_EVERY", 0.02)
+    real = activities.handlers["ssm_parameter"]
+
+    class Slow(Counting):
+        def compensate(self, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.3)
+            return super().compensate(*args, **kwargs)
+
+    activities.handlers["ssm_parameter"] = Slow(real)
+    env = env_at(1)
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    compensate = CompensateInput(
+        release_id="r1", target=target(0), snapshot=step.items[0].snapshot, written=applied.written
+    )
+
+    assert env.run(activities.compensate_target, compensate).changed
+    assert len(beats) >= 3
     assert ssm_values(aws, [NAMES[0]]) == {NAMES[0]: "old"}

@@ -14,12 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
+from activities import health as health_module
 from activities.aws import AwsClients
 from activities.health import HealthActivities
-from models.messages import AlarmCheckInput, BakeInput, BakeProgress
+from models.messages import AlarmCheckInput, BakeGap, BakeInput, BakeProgress
+from tests.conftest import free_port
+from workflows.steps import unread_message
 
 ROLE_ARN = "arn:aws:iam::111111111111:role/relman-deployer"
 
@@ -207,13 +211,13 @@ def test_bake_with_a_missing_alarm_fails_instead_of_passing(health: HealthActivi
         ActivityEnvironment().run(health.watch_alarms, bake(["api-5xx"], duration=60))
 
 
-def test_resumed_bake_keeps_the_first_attempts_deadline(
+def test_bake_resumed_from_an_older_relmans_heartbeat_counts_its_elapsed_time_as_watched(
     health: HealthActivities, cloudwatch: Any
 ) -> None:
     put_alarm(cloudwatch, "api-5xx")
     now = datetime.now(UTC)
-    # What a crashed attempt last heartbeated, as the pydantic converter decodes it: 59m59.9s
-    # of a one-hour bake done.
+    # What a crashed attempt of a relman that counted elapsed time last heartbeated, as the
+    # pydantic converter decodes it: 59m59.9s of a one-hour bake done.
     last_beat = BakeProgress(
         started_at=now - timedelta(minutes=59, seconds=59.9),
         deadline=now + timedelta(seconds=0.1),
@@ -286,3 +290,246 @@ def test_cancelling_a_bake_stops_its_wait(health: HealthActivities, cloudwatch: 
             running.result(timeout=2)
 
     assert time.monotonic() - started < 1
+
+
+# --- watched time: gaps in reading the alarms ----------------------------------------------
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The bake's clock (``health._now``) and its wait between polls (``health._pause``):
+    a poll takes no time, a pause moves the clock. From ``down_from`` (seconds after T0)
+    until ``down_until`` the alarms are read through an endpoint where nothing listens."""
+
+    def __init__(
+        self, health: HealthActivities, down_from: float = 0.0, down_until: float = 0.0
+    ) -> None:
+        self.now = T0
+        self.health, self.reachable = health, health.aws
+        self.unreachable = AwsClients(
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            default_region="us-east-1",
+            max_attempts=1,
+        )
+        self.down_from, self.down_until = down_from, down_until
+
+    def seconds(self) -> float:
+        return (self.now - T0).total_seconds()
+
+    def pause(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        down = self.down_from <= self.seconds() < self.down_until
+        self.health.aws = self.unreachable if down else self.reachable
+
+
+@pytest.fixture
+def clock(health: HealthActivities, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(health)
+    monkeypatch.setattr(health_module, "_now", lambda: clock.now)
+    monkeypatch.setattr(health_module, "_pause", clock.pause)
+    return clock
+
+
+def unreachable(clock: Clock) -> str:
+    """What botocore says when the endpoint does not answer."""
+    return f'Could not connect to the endpoint URL: "{clock.unreachable.endpoint_url}/"'
+
+
+def test_aws_unreachable_for_29_of_30s_extends_the_bake_by_the_unread_time(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    clock.down_from, clock.down_until = 0.5, 29.5  # reads at 1..29 s fail
+    env = ActivityEnvironment()
+    beats: list[BakeProgress] = []
+    env.on_heartbeat = lambda details: beats.append(BakeProgress.model_validate(details))
+
+    result = env.run(health.watch_alarms, bake(["api-5xx"], duration=30, interval=1, percent=10))
+
+    assert result.ok
+    # Read at 0 s, then not until 30 s: 30 s unread, so the bake ends after 60 s.
+    assert result.gaps == [
+        BakeGap(start=T0, end=T0 + timedelta(seconds=30), error=unreachable(clock))
+    ]
+    assert (result.watched_seconds, result.elapsed_seconds) == (30.0, 60.0)
+    assert result.polls == len(beats) == 61
+    assert max(b.unread_seconds for b in beats) == 30.0
+    # The wave writes the gap into the release's timeline.
+    assert unread_message(result.gaps[0], 10) == (
+        "alarms unread for 30s while baking at 10% (09:00:00 to 09:00:30 UTC, last error: "
+        f"{unreachable(clock)}): the bake lasts 30s longer"
+    )
+
+
+def test_short_gaps_count_as_watched(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    clock.down_from, clock.down_until = 4.5, 6.5  # two failed reads: 3 s between reads
+
+    result = ActivityEnvironment().run(
+        health.watch_alarms, bake(["api-5xx"], duration=10, interval=1)
+    )
+
+    assert result.ok
+    assert result.gaps == []
+    assert (result.watched_seconds, result.elapsed_seconds) == (10.0, 10.0)
+
+
+def test_unread_time_beyond_the_limit_fails_the_bake_naming_wave_time_and_limit(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    clock.down_from, clock.down_until = 0.5, 3600
+
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(
+            health.watch_alarms,
+            bake(["api-5xx"], duration=30, interval=1, unread_limit=timedelta(seconds=20),
+                 percent=50),
+        )  # fmt: skip
+
+    # Failed as soon as the unread time passed the limit, not when AWS came back.
+    assert clock.seconds() == 21
+    assert raised.value.message == (
+        "alarms unread for 21s while baking at 50%, more than the wave's bake_unread_limit "
+        f"of 20s (last error: {unreachable(clock)})"
+    )
+    assert (raised.value.type, raised.value.non_retryable) == ("BakeUnwatched", True)
+
+
+def test_a_worker_down_16s_of_a_60s_bake_extends_it_by_the_time_no_worker_read(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    # The first attempt watched 20 s, last read the alarms at 20 s, then its worker died;
+    # the retried attempt starts 16 s later.
+    first = BakeProgress(
+        started_at=T0,
+        deadline=T0 + timedelta(seconds=60),
+        elapsed_seconds=20,
+        polls=21,
+        watched_seconds=20,
+        last_read_at=T0 + timedelta(seconds=20),
+    )
+    clock.now = T0 + timedelta(seconds=36)
+
+    result = env_with(attempt=2, heartbeat_details=[first.model_dump(mode="json")]).run(
+        health.watch_alarms, bake(["api-5xx"], duration=60, interval=1)
+    )
+
+    assert result.ok
+    assert result.gaps == [
+        BakeGap(start=T0 + timedelta(seconds=20), end=T0 + timedelta(seconds=36))
+    ]
+    assert (result.watched_seconds, result.elapsed_seconds) == (60.0, 76.0)
+    assert unread_message(result.gaps[0], 100) == (
+        "alarms unread for 16s while baking at 100% (09:00:20 to 09:00:36 UTC, no worker "
+        "read them): the bake lasts 16s longer"
+    )
+
+
+def test_a_worker_down_longer_than_the_limit_fails_the_bake_when_it_resumes(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    first = BakeProgress(
+        started_at=T0,
+        deadline=T0 + timedelta(minutes=30),
+        elapsed_seconds=60,
+        polls=7,
+        watched_seconds=60,
+        last_read_at=T0 + timedelta(seconds=60),
+    )
+    clock.now = T0 + timedelta(minutes=7, seconds=30)
+
+    with pytest.raises(ApplicationError) as raised:
+        env_with(attempt=3, heartbeat_details=[first.model_dump(mode="json")]).run(
+            health.watch_alarms, bake(["api-5xx"], duration=1800, interval=10)
+        )
+
+    assert raised.value.message == (
+        "alarms unread for 6m30s while baking, more than the wave's bake_unread_limit of 5m "
+        "(no worker read them)"
+    )
+
+
+def test_an_alarm_firing_when_reads_resume_ends_the_bake_with_the_gap(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx", "ALARM", "Threshold Crossed")
+    clock.down_from, clock.down_until = 0.0, 9.5
+    clock.health.aws = clock.unreachable
+
+    result = ActivityEnvironment().run(
+        health.watch_alarms, bake(["api-5xx"], duration=30, interval=1)
+    )
+
+    assert [a.name for a in result.firing] == ["api-5xx"]
+    assert [(g.start, g.end) for g in result.gaps] == [(T0, T0 + timedelta(seconds=10))]
+
+
+def test_a_read_that_hangs_keeps_heartbeating_until_the_limit_fails_the_bake(
+    health: HealthActivities, cloudwatch: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+    answered = threading.Event()
+    real = health._firing
+
+    def hanging(input: AlarmCheckInput) -> Any:
+        if clock.seconds() > 0:  # the endpoint stops answering after the first read
+            answered.wait(10)
+        return real(input)
+
+    monkeypatch.setattr(health, "_firing", hanging)
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+
+    def beat(details: Any) -> None:
+        beats.append(details)
+        clock.now += timedelta(seconds=1)  # a second of the bake per heartbeat
+
+    env.on_heartbeat = beat
+    started = time.monotonic()
+
+    with pytest.raises(ApplicationError) as raised:
+        env.run(
+            health.watch_alarms,
+            bake(["api-5xx"], duration=60, interval=0.05, unread_limit=timedelta(seconds=5)),
+        )
+    answered.set()
+
+    assert time.monotonic() - started < 5
+    assert raised.value.message == (
+        "alarms unread for 6s while baking, more than the wave's bake_unread_limit of 5s "
+        "(last error: DescribeAlarms has not answered)"
+    )
+    # One poll, then heartbeats while its successor hung, until the limit was passed.
+    assert [b["polls"] for b in beats] == [1] * 5
+
+
+def test_a_gap_of_throttled_reads_names_the_aws_error(
+    health: HealthActivities, cloudwatch: Any, clock: Clock
+) -> None:
+    put_alarm(cloudwatch, "api-5xx")
+
+    def throttled(**_: Any) -> None:
+        if 0.5 <= clock.seconds() < 5.5:
+            error = {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}
+            raise ClientError(error, "DescribeAlarms")
+
+    cloudwatch.meta.events.register("before-call.monitoring.DescribeAlarms", throttled)
+
+    result = ActivityEnvironment().run(
+        health.watch_alarms, bake(["api-5xx"], duration=10, interval=1)
+    )
+
+    assert result.gaps == [
+        BakeGap(
+            start=T0,
+            end=T0 + timedelta(seconds=6),
+            error="DescribeAlarms failed: Throttling: Rate exceeded",
+        )
+    ]
+    assert (result.watched_seconds, result.elapsed_seconds) == (10.0, 16.0)

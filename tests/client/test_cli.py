@@ -331,6 +331,10 @@ async def test_operator_controls_through_the_cli(
             Name="/payments/finance/api/version"
         )
         assert version["Parameter"]["Value"] == "2.3.0"
+        # A script waiting on the release learns from the exit code that it did not complete.
+        watched = await arelman("status", release_id, "--watch", env=env)
+        assert watched.returncode == 1
+        assert f"release {release_id} ended cancelled" in watched.stderr
 
 
 async def test_overlapping_release_is_refused_or_queued(

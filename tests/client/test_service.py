@@ -56,3 +56,69 @@ async def test_other_errors_are_not_retried():
     with pytest.raises(BadInput, match="unknown release 'rel-1'"):
         await service._known("rel-1", call)
     assert len(calls) == 1
+
+
+async def test_watching_rides_out_a_release_that_cannot_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import contextlib
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from models.status import ReleasePhase, ReleaseStatus
+
+    def status(phase: ReleasePhase, ended: bool) -> ReleaseStatus:
+        return ReleaseStatus(
+            release_id="rel-1", application="payments", version="2.4.0", requested_by="alice",
+            phase=phase, finished_at=datetime(2026, 12, 4, tzinfo=UTC) if ended else None,
+        )  # fmt: skip
+
+    silence = service.NoWorker("rel-1", "no worker has polled task queue 'q' for 12 s", None)  # type: ignore[arg-type]
+    answers: list[ReleaseStatus | CliError] = [
+        status(ReleasePhase.DEPLOYING, False),
+        silence,  # its workers restart
+        silence,
+        status(ReleasePhase.ROLLED_BACK, True),
+    ]
+    ended = [False]
+
+    async def asked(client, described, call, wait):  # type: ignore[no-untyped-def]
+        answer = answers.pop(0)
+        if isinstance(answer, CliError):
+            raise answer
+        return answer
+
+    async def progress(client, current):  # type: ignore[no-untyped-def]
+        return current
+
+    async def described(handle):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(ended=ended[0])
+
+    @contextlib.asynccontextmanager
+    async def connection():  # type: ignore[no-untyped-def]
+        yield None
+
+    monkeypatch.setattr(service, "_asked", asked)
+    monkeypatch.setattr(service, "_described", described)
+    monkeypatch.setattr(service, "_has_ended", lambda d: d.ended)
+    monkeypatch.setattr(service, "with_batch_progress", progress)
+    monkeypatch.setattr(service, "temporal", connection)
+    monkeypatch.setattr(service, "_handle", lambda client, release_id: None)
+    seen: list[str] = []
+    silences: list[str] = []
+    final = await service.watch(
+        "rel-1", lambda s: seen.append(s.phase.value), 0.0, None, silences.append
+    )
+    assert final.phase == ReleasePhase.ROLLED_BACK
+    assert seen == ["deploying", "rolled_back"]
+    assert silences == ["no worker has polled task queue 'q' for 12 s"] * 2
+
+    # An ended release is read from its history at once, without asking a worker.
+    ended[0] = True
+
+    async def replayed(client, described, wait):  # type: ignore[no-untyped-def]
+        return status(ReleasePhase.COMPLETED, True)
+
+    monkeypatch.setattr(service, "_ended", replayed)
+    final = await service.watch("rel-1", lambda s: seen.append(s.phase.value), 0.0)
+    assert final.phase == ReleasePhase.COMPLETED and seen[-1] == "completed"

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import TypedSearchAttributes
 
 from client import service
 from client.cli import main
@@ -61,8 +63,22 @@ class Sent:
 
 
 class _Description:
+    status = WorkflowExecutionStatus.RUNNING
+    task_queue = "relman"
+    typed_search_attributes = TypedSearchAttributes.empty
+
     async def memo_value(self, key: str, default: Any = None) -> Any:
         return {"plan_digest": DIGEST}.get(key, default)
+
+
+class _Sent:
+    """An Update a worker took at once."""
+
+    def __init__(self, outcome: Any):
+        self.outcome = outcome
+
+    async def result(self) -> Any:
+        return self.outcome
 
 
 class _Handle:
@@ -72,13 +88,17 @@ class _Handle:
     async def describe(self) -> _Description:
         return _Description()
 
-    async def execute_update(self, update: Any, arg: Any, id: str | None = None) -> Any:
+    async def start_update(
+        self, update: Any, arg: Any, *, id: str | None = None, wait_for_stage: Any = None
+    ) -> _Sent:
         self.sent.updates.append((update.__name__, arg, id))
         if isinstance(arg, DecisionInput):
-            return DecisionResult(
-                wave=arg.wave, accepted=True, satisfied=True, missing={}, message="ok"
+            return _Sent(
+                DecisionResult(
+                    wave=arg.wave, accepted=True, satisfied=True, missing={}, message="ok"
+                )
             )
-        return OperatorResult(message="ok")
+        return _Sent(OperatorResult(message="ok"))
 
 
 class _Client:
@@ -105,6 +125,11 @@ def sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Sent]:
         yield _Client(record)
 
     monkeypatch.setattr(service, "temporal", temporal)
+
+    async def worker_answers(*args: Any) -> None:
+        pass  # a worker is there (tests/client/test_no_worker.py has none)
+
+    monkeypatch.setattr(service, "_worker_answers", worker_answers)
     for name in ("RELMAN_SSH_KEY", "RELMAN_POLICY", "RELMAN_USER", "TEMPORAL_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RELMAN_HOME", str(tmp_path / "home"))

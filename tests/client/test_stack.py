@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from temporalio.testing import WorkflowEnvironment
+
+from activities.aws import AwsClients
 from client.stack import SEARCH_ATTRIBUTE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +60,9 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
         status = json.loads(relman("dev", "status", "-o", "json", env=env).stdout)
         components = {c["name"]: c for c in status["components"]}
         assert all(c["running"] for c in components.values()), components
+        # The stack's worker is not only running: it polls the task queue.
+        polls = status["task_queue"]
+        assert (polls["task_queue"], polls["polled"]) == ("relman-stack-test", True), polls
         assert (tmp_path / "home" / "temporal.db").exists()
         pids = [c["pid"] for c in components.values()]
 
@@ -85,6 +93,7 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not any(alive(pid) for pid in pids)
     status = json.loads(relman("dev", "status", "-o", "json", env=env).stdout)
     assert not any(c["running"] for c in status["components"])
+    assert status["task_queue"] is None  # no Temporal to ask
     # The dev keys and policy stay across down and up: the same people, the same digest.
     assert policy.read_text() == written
 
@@ -143,3 +152,40 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         "start; stop what uses it or choose another port with RELMAN_DEV_TEMPORAL_PORT"
     ) in result.stderr
     assert relman("dev", "down", env=env).stdout.strip() == "nothing was running"
+
+
+async def test_dev_status_says_when_no_worker_polls_the_stacks_task_queue(
+    dev_env: WorkflowEnvironment, aws: AwsClients, make_worker, task_queue: str
+) -> None:
+    """What `relman dev status` shows beside the processes: a worker process may run and
+    still not poll (it cannot reach Temporal, it is stuck), and a dead one polls no more."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from client.commands.dev import DevStatusView
+    from client.stack import queue_polls
+
+    address = dev_env.client.service_client.config.target_host
+    silent = await asyncio.to_thread(queue_polls, address, task_queue)
+    assert silent.polled is False
+    never = f"no worker has polled task queue '{task_queue}' in the last 5 min"
+    assert silent.line() == never
+    out = StringIO()
+    DevStatusView([], "http://127.0.0.1:8233", silent).render(Console(file=out, width=160))
+    assert never in out.getvalue()
+    assert DevStatusView([], None, silent).to_json()["task_queue"] == {
+        "task_queue": task_queue,
+        "polled": False,
+        "last_poll": None,
+        "seconds_since_last_poll": None,
+        "note": never,
+    }
+    async with make_worker(dev_env, aws):
+        for _ in range(50):
+            polling = await asyncio.to_thread(queue_polls, address, task_queue)
+            if polling.polled:
+                break
+            await asyncio.sleep(0.2)
+    assert polling.polled is True
+    assert re.fullmatch(rf"a worker polled task queue '{task_queue}' \d+ s ago", polling.line())

@@ -32,6 +32,7 @@ from tests.reliability.harness import DevServer, MotoServer, Proc
 SCENARIOS = {
     "completing": scenarios.completing,
     "rolling_back": scenarios.rolling_back,
+    "failover": scenarios.failover,
     "server_kills": scenarios.server_kills,
     "random_kills": scenarios.random_kills,
     "outages": scenarios.outages,

@@ -268,9 +268,11 @@ class WorkerProcess:
         temporal: DevServer,
         aws_endpoint: str,
         options: WorkerOptions | None = None,
+        task_queue: str | None = None,
     ):
         self.name = name
-        self.task_queue = f"relman-reliability-{name}-{uuid.uuid4().hex[:8]}"
+        # Another worker's task queue: a second worker for the same releases.
+        self.task_queue = task_queue or f"relman-reliability-{name}-{uuid.uuid4().hex[:8]}"
         self.temporal = temporal
         options = options or WorkerOptions()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
@@ -506,11 +508,11 @@ class Release:
             assert result.stdout.strip() == self.id
         return result
 
-    async def approve(self, wave: str, user: str, *, reject: bool = False) -> CliResult:
+    async def approve(self, wave: str, user: str, *options: str, reject: bool = False) -> CliResult:
         verb = "reject" if reject else "approve"
         comment = f"{verb}d in {self.scenario}"
         result = await relman(verb, self.id, "--wave", wave, "--as", user, "--comment", comment,
-                              "-o", "json", env=self.env)  # fmt: skip
+                              *options, "-o", "json", env=self.env, timeout=420)  # fmt: skip
         assert result.returncode == 0, result.stderr
         self.approvals_sent.append((wave, user))
         return result

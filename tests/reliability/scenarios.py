@@ -17,6 +17,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,6 +292,11 @@ async def completing(stack: Stack) -> Outcome:
     again = await r.approve("canary", "bob")
     outcome.figures["approval repeated"] = json.loads(again.stdout)
     await _settle(outcome, r, stack, rolled_back=False)
+    # The bake killed at 10 % counted the time no worker read its alarms as a gap (unless
+    # the kill came before its first heartbeat: then the retry baked from the start).
+    outcome.figures["alarms unread"] = [
+        e.message for e in outcome.statuses[r.id].timeline if e.kind == "alarms_unread"
+    ]
     outcome.releases.append(r)
     outcome.ssm_expected_versions = {"/rel/a/cfg": 1, "/rel/a/flag": 1, "/rel/a/ops": 1}
     # The CLI on the finished release: its decisions are closed, with a clear message.
@@ -330,10 +336,12 @@ async def rolling_back(stack: Stack) -> Outcome:
 
     await r.until("canary gate", lambda s: [p.wave for p in s.pending_approvals] == ["canary"])
     await r.worker.kill()
-    approval = asyncio.create_task(r.approve("canary", "carol"))  # waits for a worker
-    # The server holds the Update and schedules a workflow task nobody can take yet.
-    await eventually(lambda: r.update_waiting(), "the approval to reach the server")
+    # The approval waits for a worker (up to --wait-for-worker) and sends nothing meanwhile:
+    # Temporal holds no Update that a worker could apply after the command gave up.
+    approval = asyncio.create_task(r.approve("canary", "carol", "--wait-for-worker", "5m"))
+    await asyncio.sleep(3)  # the command runs and keeps asking the release for a worker
     assert not approval.done(), "an approval completed with no worker running"
+    assert not await r.update_waiting(), "an approval reached Temporal with no worker running"
     await r.worker.start()
     decided = json.loads((await approval).stdout)
     assert decided["satisfied"] is True, decided
@@ -361,6 +369,138 @@ async def rolling_back(stack: Stack) -> Outcome:
     proxy.stop()
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+# --- failover: a worker killed mid-apply, another one idle ------------------------------------
+
+FAILOVER_TARGETS = 42
+
+
+async def failover(stack: Stack) -> Outcome:
+    """A worker SIGKILLed in the middle of applying 42 targets, with a second worker idle on
+    the same task queue: the batch heartbeated the 41 targets it had done, so the retry on
+    the second worker starts within the heartbeat timeout and applies only the last one.
+    Then the next wave's gate is rejected and the worker restoring the last of the 42
+    targets is killed: its restore resumes on the other worker as quickly."""
+    started, outcome = time.monotonic(), Outcome("failover")
+    targets = [ssm(f"h-{i:02}", f"/rel/h/p{i:02}", "7.0.0") for i in range(FAILOVER_TARGETS)]
+    data = plan_data(
+        "rel-failover",
+        [*targets, ssm("h-last", "/rel/h/last", "7.0.0")],
+        [
+            _wave("wide", [t["name"] for t in targets]),
+            _wave("last", ["h-last"], after=["wide"], approval={"groups": {"cab": 1}}),
+        ],
+    )
+    proxy = AwsProxy(stack.moto.port)
+    proxy.start()
+    held = proxy.hold("ssm write p11", _is("PutParameter", Name="/rel/h/p11", Value="7.0.0"))
+    restore = proxy.hold("ssm restore p11", _is("PutParameter", Name="/rel/h/p11",
+                                                 Value="previous"))  # fmt: skip
+    options = WorkerOptions(real=True) if REAL_TIMEOUTS else WorkerOptions()
+    r = await _release(stack, "failover", data, options=options, proxy=proxy)
+    wide = r.wave_id("wide")
+    await r.held(held, "apply_targets", "wide")
+    # Started once the first worker runs the batch: the second one waits, idle.
+    standby = WorkerProcess(
+        "failover-standby", r.home, r.server, proxy.endpoint, options, r.worker.task_queue
+    )
+    await standby.start()
+
+    async def shown() -> dict[str, int] | None:
+        answer = await relman("status", r.id, "-o", "json", env=r.env)
+        if answer.returncode != 0:
+            return None
+        phases = Counter(t["phase"] for t in json.loads(answer.stdout)["waves"][0]["targets"])
+        return dict(phases) if phases["applied"] == FAILOVER_TARGETS - 1 else None
+
+    # `relman status` shows the targets the running batch has done (its heartbeat).
+    outcome.figures["status before the kill"] = await eventually(shown, "41 targets shown applied")
+    calls_before = Counter(proxy.calls)
+    killed_wall, killed = datetime.now(UTC), time.monotonic()
+    await r.worker.kill()
+    held.drop()
+    apply = await _resumed(r, wide, "apply_targets", killed_wall)
+
+    async def step_done() -> bool:
+        return (await r.status()).wave("wide").phase != WavePhase.DEPLOYING
+
+    await eventually(step_done, "the step to finish on the second worker")
+    kill = Kill("failover", "applying 42 SSM parameters, 41 done, one write dropped", "worker")
+    kill.recovered_seconds = time.monotonic() - killed
+    r.kills.append(kill)
+    calls = Counter(proxy.calls)
+    calls.subtract(calls_before)
+    apply["step done after kill (s)"] = round(kill.recovered_seconds, 1)
+    apply["ssm calls after the kill"] = {k: n for k, n in calls.items() if k[:4] == "ssm:" and n}
+    outcome.figures["apply"] = apply
+
+    # The first worker comes back, idle; the rejection rolls the 42 targets back.
+    await r.worker.start()
+    await r.until("gate of last", lambda s: [p.wave for p in s.pending_approvals] == ["last"])
+    await r.approve("last", "carol", reject=True)
+    await r.held(restore, "compensate_target", "")
+
+    async def restoring_alone() -> str | None:
+        described = await r.handle.describe()
+        pending = [p for p in described.raw_description.pending_activities
+                   if p.activity_type.name == "compensate_target"]  # fmt: skip
+        return pending[0].last_worker_identity if len(pending) == 1 else None
+
+    identity = await eventually(restoring_alone, "41 restores done, one in flight")
+    victim = next(w for w in (r.worker, standby) if identity.startswith(f"{w.proc.popen.pid}@"))
+    killed_wall, killed = datetime.now(UTC), time.monotonic()
+    await victim.kill()
+    restore.drop()
+    rollback = await _resumed(r, r.id, "compensate_target", killed_wall)
+    kill = Kill("failover", "restoring 42 SSM parameters, 41 done, one write dropped", "worker")
+    kill.recovered_seconds = time.monotonic() - killed
+    r.kills.append(kill)
+    outcome.figures["restore"] = rollback
+
+    await _settle(outcome, r, stack, rolled_back=True)
+    outcome.releases.append(r)
+    # Each of the 42: the release's value, then the previous one back; "last" never changed.
+    outcome.ssm_expected_versions = {t["parameter"]: 2 for t in targets} | {"/rel/h/last": 0}
+    for worker in (r.worker, standby):
+        worker.stop()
+    proxy.stop()
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+async def _resumed(
+    r: Release, workflow_id: str, activity: str, killed_wall: datetime
+) -> dict[str, Any]:
+    """Watch the killed worker's attempt of ``activity`` until another attempt starts: when
+    Temporal noticed (the attempt's failure) and when the next attempt started, in seconds
+    from the kill (the server's own start time of the attempt)."""
+    killed = time.monotonic()
+    figures: dict[str, Any] = {}
+    while "resumed after kill (s)" not in figures:
+        described = await r.client.get_workflow_handle(workflow_id).describe()
+        retried = [p for p in described.raw_description.pending_activities
+                   if p.activity_type.name == activity and p.attempt >= 2]  # fmt: skip
+        if retried and "noticed after kill (s)" not in figures:
+            figures["noticed after kill (s)"] = round(time.monotonic() - killed, 1)
+            figures["failure noticed"] = retried[0].last_failure.message
+        if retried and retried[0].HasField("last_started_time"):
+            started_at = retried[0].last_started_time.ToDatetime(tzinfo=UTC)
+            if started_at > killed_wall:
+                figures["resumed after kill (s)"] = round(
+                    (started_at - killed_wall).total_seconds(), 1
+                )
+        elif not any(
+            p.activity_type.name == activity for p in described.raw_description.pending_activities
+        ):
+            figures.setdefault("noticed after kill (s)", round(time.monotonic() - killed, 1))
+            figures["resumed after kill (s)"] = figures[
+                "noticed after kill (s)"
+            ]  # done between polls
+        if time.monotonic() - killed > 120:
+            raise AssertionError(f"{activity} did not resume within 120 s")
+        await asyncio.sleep(0.05)
+    return figures
 
 
 # --- Temporal server kills ---------------------------------------------------------------------
@@ -507,7 +647,7 @@ async def random_kills(stack: Stack, kills: int = RANDOM_KILLS, seed: int = SEED
 
 
 async def outages(stack: Stack) -> Outcome:
-    """The AWS endpoint goes down mid-apply and again mid-rollback."""
+    """The AWS endpoint goes down mid-apply, mid-bake and mid-rollback."""
     started, outcome = time.monotonic(), Outcome("outages")
     data = plan_data(
         "rel-outage",
@@ -532,11 +672,20 @@ async def outages(stack: Stack) -> Outcome:
     outcome.figures["mid-apply"] = await _outage(r, canary, "apply_targets")
 
     await eventually(lambda: r.running_activity(canary, "watch_alarms"), "bake at 50%")
+    # The bake's alarms go unread while the endpoint is down: the bake goes on (it lasts
+    # that much longer), and the alarm it then reads fails the step.
+    r.proxy.stop()
+    down_at = time.monotonic()
+    await asyncio.sleep(OUTAGE_SECONDS)
+    r.proxy.start()
+    outcome.figures["mid-bake"] = {"down_seconds": round(time.monotonic() - down_at, 1)}
     await asyncio.to_thread(_set_alarm, stack, "rel-d-5xx")
     await r.held(restore, "compensate_target", "")
     outcome.figures["mid-rollback"] = await _outage(r, r.id, "compensate_target")
 
     await _settle(outcome, r, stack, rolled_back=True)
+    unread = [e.message for e in outcome.statuses[r.id].timeline if e.kind == "alarms_unread"]
+    outcome.figures["mid-bake"]["timeline"] = unread
     outcome.releases.append(r)
     outcome.ssm_expected_versions = {"/rel/d/cfg": 2}
     r.worker.stop()

@@ -17,7 +17,8 @@ import pytest
 
 from models.status import ReleasePhase
 from tests.reliability.conftest import Campaign
-from tests.reliability.scenarios import Outcome
+from tests.reliability.scenarios import FAILOVER_TARGETS, Outcome
+from workflows.steps import TARGET_HEARTBEAT_TIMEOUT
 
 pytestmark = [pytest.mark.devserver, pytest.mark.timeout(600)]
 
@@ -84,3 +85,26 @@ async def test_kills_at_random_points_lose_nothing(campaign: Campaign) -> None:
     assert len(outcome.kills) + len(outcome.figures.get("not reached", [])) == len(
         outcome.figures["points"]
     )
+
+
+@pytest.mark.scenario("failover")
+async def test_a_worker_killed_mid_apply_hands_the_rest_to_an_idle_worker_in_seconds(
+    campaign: Campaign,
+) -> None:
+    outcome: Outcome = await campaign.outcome("failover")
+
+    assert_nothing_lost(outcome, ReleasePhase.REJECTED)
+    apply, restore = outcome.figures["apply"], outcome.figures["restore"]
+    # While the first worker ran the batch, status showed each target it had finished.
+    assert outcome.figures["status before the kill"] == {
+        "applied": FAILOVER_TARGETS - 1,
+        "applying": 1,
+    }
+    bound = TARGET_HEARTBEAT_TIMEOUT.total_seconds() + 5
+    for moment in (apply, restore):
+        assert "Heartbeat" in moment["failure noticed"], moment
+        assert moment["resumed after kill (s)"] <= bound, moment
+    # The retry read and wrote the one target left, not all 42 again.
+    ssm_calls = apply["ssm calls after the kill"]
+    assert ssm_calls.get("ssm:PutParameter") == 1, ssm_calls
+    assert sum(ssm_calls.values()) <= 5, ssm_calls

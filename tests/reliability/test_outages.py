@@ -1,15 +1,16 @@
 """AWS misbehaving under a release: an endpoint that goes away, throttling and 503s.
 
 The worker reaches moto through a proxy (``aws_proxy``). The outage scenario stops it while
-an apply is in flight and again while a compensation is, for ``OUTAGE_SECONDS``; the fault
-scenario answers a seeded share of all calls with ThrottlingException (400, or Lambda's 429)
-and 503 in each protocol's error shape. Releases retry with backoff and end right.
+an apply is in flight, during a bake and while a compensation is, for ``OUTAGE_SECONDS``;
+the fault scenario answers a seeded share of all calls with ThrottlingException (400, or
+Lambda's 429) and 503 in each protocol's error shape. Releases retry with backoff and end right.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from models.durations import parse_duration
 from models.status import ReleasePhase
 from tests.reliability.conftest import Campaign
 from tests.reliability.scenarios import OUTAGE_SECONDS, Outcome
@@ -31,6 +32,14 @@ async def test_release_waits_out_aws_outages_mid_apply_and_mid_rollback(
         # The activity kept retrying (with backoff) while the endpoint was down.
         assert outage["attempts_while_down"] >= 2, outage
         assert outage["last_failure"], outage
+    # The bake counted only the time it read its alarms, and the timeline says so.
+    bake = outcome.figures["mid-bake"]
+    [unread] = bake["timeline"]
+    spelled = unread.removeprefix("alarms unread for ").split(" ", 1)[0]
+    assert parse_duration(spelled).total_seconds() >= OUTAGE_SECONDS, bake
+    assert " while baking at 50% (" in unread, bake
+    assert "last error: Could not connect to the endpoint URL" in unread, bake
+    assert unread.endswith(f"): the bake lasts {spelled} longer"), bake
 
 
 @pytest.mark.scenario("faults")

@@ -78,6 +78,9 @@ async def test_a_hotfix_made_during_the_release_is_not_overwritten_by_the_rollba
         outcome = await handle.result()
         status = await status_of(handle)
     assert outcome.phase == ReleasePhase.CANCELLED
+    assert outcome.error == (
+        "not restored by relman (an operator skipped their rollback; check them by hand): api"
+    )
     assert ssm_values(aws, [PARAM, OTHER]) == {PARAM: "2.4.1-hotfix", OTHER: "off"}
     assert status.target("api").phase == TargetPhase.SKIPPED
 

@@ -9,10 +9,12 @@ non-determinism error, and so would every release in flight. Such a change must 
 ``histories/<set>/`` holds, as Temporal's JSON history format, each release's history
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
 one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
-``1.1`` takes the new branch of every patch since (``organisation-policy``,
-``resource-locks``, ``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``,
-``preflight``, ``policy-read-once``), ``1.0`` the
-old one. Every set
+``1.1`` takes the new branch of ``organisation-policy``, ``resource-locks``,
+``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``, ``preflight`` and
+``policy-read-once``; ``1.2`` also that of ``fast-failover``, ``watched-bakes`` and
+``preflight-once`` (``rollback-skips-outcome`` is taken only by a rollback an operator
+skipped part of, which no recorded release does: tests/workflows/test_rollback.py replays
+such releases). Every set
 is replayed: each stands for releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -535,7 +536,9 @@ async def test_an_alarm_deleted_while_its_wave_waited_fails_the_wave_before_it_c
         handle = await start_release(time_skipping_env.client, plan, task_queue)
         await wait_for_gate(handle, "edge")
         assert events(await status_of(handle), "preflight") != []
-        # Between the release's preflight and the wave's start, the alarm goes away.
+        # Between the release's preflight and the wave's start (long enough that the wave
+        # checks its resources again), the alarm goes away.
+        await time_skipping_env.sleep(timedelta(minutes=5))
         edge.account.client("cloudwatch").delete_alarms(AlarmNames=[ALARM])
         await approve(handle, "edge", "bob")
         outcome = await handle.result()
@@ -1040,7 +1043,7 @@ async def fail_rollback_on_deleted_alias(
     return handle, backend, before
 
 
-async def test_rollback_failed_then_skip_target_ends_rolled_back(
+async def test_rollback_failed_then_skip_target_ends_rolled_back_with_skips(
     time_skipping_env, aws, make_worker, task_queue
 ):
     async with make_worker(time_skipping_env, aws):
@@ -1055,9 +1058,18 @@ async def test_rollback_failed_then_skip_target_ends_rolled_back(
         assert result.message == "rollback of checkout-alias skipped"
         outcome = await handle.result()
         status = await status_of(handle)
+        # The Web UI's "Current Details" of the ended release: its outcome and cause.
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert metadata.current_details == f"release rolled_back_with_skips: {status.error}"
     await assert_replays(handle)
 
-    assert outcome.phase == ReleasePhase.ROLLED_BACK
+    # Not a clean rollback: the outcome says so and names what a person must check.
+    assert outcome.phase == ReleasePhase.ROLLED_BACK_WITH_SKIPS
+    assert outcome.error == status.error
+    assert status.error is not None and status.error.endswith(
+        "; not restored by relman (an operator skipped their rollback; check them by hand): "
+        "checkout-alias"
+    )
     assert status.target("checkout-alias").phase == TargetPhase.SKIPPED
     [skipped] = [e for e in status.timeline if e.kind == "rollback_skipped"]
     assert (skipped.actor, skipped.comment) == ("alice", "alias retired")
@@ -1136,7 +1148,7 @@ async def test_rollback_failed_when_the_previous_task_definition_was_deleted(
         outcome = await handle.result()
 
     # The operator took it over: the service stays on what the release made it.
-    assert outcome.phase == ReleasePhase.ROLLED_BACK
+    assert outcome.phase == ReleasePhase.ROLLED_BACK_WITH_SKIPS
     service = ecs_description(account)
     assert (service["taskDefinition"].rsplit("/", 1)[-1], service["desiredCount"]) == ("web:2", 2)
 

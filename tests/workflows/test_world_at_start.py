@@ -271,3 +271,41 @@ async def test_pause_reaching_a_wave_that_has_just_ended_still_pauses_the_releas
     assert result.message == "release paused at the next safe point"
     assert again == f"release {plan.id} is already paused"
     assert status.paused and len(events(status, "paused")) == 1
+
+
+async def preflights_run(env, workflow_id: str) -> int:  # type: ignore[no-untyped-def]
+    """How many preflight activities a workflow scheduled, read from its history."""
+    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "preflight"
+    )
+
+
+async def test_a_wave_checks_aws_again_only_when_time_passed_since_the_releases_preflight(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    env = time_skipping_env
+    seed(aws, {PARAM: "2.3.1", "/payments/later": "a"})
+    plan = make_plan(
+        [ssm("api", PARAM, "2.4.0"), ssm("later", "/payments/later", "b")],
+        [
+            {"name": "now", "department": "finance", "targets": ["api"]},
+            {"name": "gated", "department": "finance", "targets": ["later"], "after": ["now"],
+             "approval": {"groups": {"finance-cab": 1}}},
+        ],
+    )  # fmt: skip
+    async with make_worker(env, aws):
+        handle = await start_release(env.client, plan, task_queue)
+        await wait_for(handle, lambda s: s.wave("gated").phase == WavePhase.AWAITING_APPROVAL)
+        await env.sleep(timedelta(hours=3))  # the approver takes a while
+        await approve(handle, "gated", "bob")
+        assert (await handle.result()).phase == ReleasePhase.COMPLETED
+    assert ssm_values(aws, [PARAM, "/payments/later"]) == {PARAM: "2.4.0", "/payments/later": "b"}
+    # The first wave started right after the release's own preflight: no second read of
+    # the same resources. The gated one started hours later: it checked its own again.
+    assert await preflights_run(env, plan.id) == 1
+    assert await preflights_run(env, wave_workflow_id(plan.id, "now", 1)) == 0
+    assert await preflights_run(env, wave_workflow_id(plan.id, "gated", 1)) == 1

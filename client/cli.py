@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import sys
 
 import typer
@@ -52,6 +53,17 @@ def _register_late() -> None:
 _register_late()
 
 
+def _json_output(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON output (``-o json``, ``--output=json``...)."""
+    for i, arg in enumerate(argv):
+        if arg in ("-o", "--output") and i + 1 < len(argv):
+            if argv[i + 1] == "json":
+                return True
+        elif arg in ("-ojson", "--output=json"):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command, turn errors into messages and exit codes."""
     failure: tuple[str, int] | None = None
@@ -72,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         # client, which must be released before the interpreter shuts down.
         gc.collect()
         typer.secho(f"error: {failure[0]}", fg=typer.colors.RED, err=True)
+        if _json_output(sys.argv[1:] if argv is None else argv):
+            # A script reading JSON from stdout gets the refusal as JSON too.
+            typer.echo(json.dumps({"error": failure[0], "exit_code": failure[1]}))
         sys.exit(failure[1])
     gc.collect()
     sys.exit(0)

@@ -800,7 +800,9 @@ class ReleaseWorkflow:
         self._status.error = f"wave {wave.name}: {error}"
         status.error = error
         if wave.on_failure == "rollback_wave":
-            self._set_wave(status, WavePhase.FAILED, f"wave {wave.name} failed; rolling it back")
+            self._set_wave(
+                status, WavePhase.FAILED, f"wave {wave.name} failed ({error}); rolling it back"
+            )
             await self._rollback([c for c in self._saga if c.wave == wave.name])
             self._set_wave(status, WavePhase.ROLLED_BACK, f"wave {wave.name} rolled back")
             return None
@@ -1445,7 +1447,9 @@ class ReleaseWorkflow:
         self, status: WaveStatus, end: ReleasePhase, wave_end: WavePhase
     ) -> None:
         status.finished_at = workflow.now()
-        self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}")
+        # The timeline (relman history) says why, as status does.
+        why = f": {status.error}" if status.error and wave_end == WavePhase.FAILED else ""
+        self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}{why}")
         self._stop_release(end)
 
     def _finish(self, phase: ReleasePhase) -> None:

@@ -320,8 +320,8 @@ def local_aws_clients() -> AwsClients:
 
 
 @app.command("schema")
-def schema() -> None:
-    """Print the plan's JSON Schema (for editors)."""
+def schema(output: OutputOption = OutputFormat.json) -> None:
+    """Print the plan's JSON Schema (for editors); it is JSON whatever ``-o`` says."""
     from models.plan import ReleasePlan
 
     typer.echo(json.dumps(ReleasePlan.model_json_schema(), indent=2))

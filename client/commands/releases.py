@@ -174,7 +174,15 @@ def list_(
     """Releases, filtered through Temporal visibility."""
     from client import service
     from client.views import ListView
+    from common.errors import BadInput
+    from models.status import ReleasePhase
 
+    if phase is not None and phase not in {p.value for p in ReleasePhase}:
+        # A typo must not read as "no release is in that phase".
+        raise BadInput(
+            f"--phase: unknown release phase {phase!r} (one of: "
+            f"{', '.join(p.value for p in ReleasePhase)})"
+        )
     emit(ListView(run(service.list_releases(app_name, phase, department))), output)
 
 

@@ -72,10 +72,35 @@ def test_plan_check_bad_plan_exits_2_naming_file_and_field(tmp_path: Path) -> No
 
 
 def test_plan_schema_is_json_schema() -> None:
-    result = relman("plan", "schema")
-    assert result.returncode == 0
-    schema = json.loads(result.stdout)
-    assert set(schema["required"]) >= {"id", "application", "version", "targets", "waves"}
+    for args in (("plan", "schema"), ("plan", "schema", "-o", "json")):
+        result = relman(*args)
+        assert result.returncode == 0
+        schema = json.loads(result.stdout)
+        assert set(schema["required"]) >= {"id", "application", "version", "targets", "waves"}
+
+
+def test_an_unknown_phase_is_bad_input_not_an_empty_list() -> None:
+    phases = (
+        "pending, waiting_for_window, awaiting_approval, deploying, baking, paused, "
+        "rolling_back, completed, rolled_back, rolled_back_with_skips, rejected, failed, "
+        "cancelled, rollback_failed"
+    )
+    message = f"--phase: unknown release phase 'bogus' (one of: {phases})"
+    result = relman("list", "--phase", "bogus")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.strip() == f"error: {message}"
+    # With -o json, a script reading stdout gets the refusal as JSON as well.
+    as_json = relman("list", "--phase", "bogus", "-o", "json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout) == {"error": message, "exit_code": 2}
+
+
+def test_a_failure_with_json_output_is_json_on_stdout() -> None:
+    result = relman("status", "x", "-o", "json", env={"TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert result.returncode == 1
+    error = json.loads(result.stdout)
+    assert error["exit_code"] == 1
+    assert error["error"].startswith("cannot connect to Temporal at 127.0.0.1:1")
 
 
 def test_usage_error_exits_2() -> None:

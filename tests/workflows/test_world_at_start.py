@@ -121,6 +121,11 @@ async def test_alarm_fired_during_a_two_day_window_wait_stops_the_wave_before_an
     # The check ran when the window opened (Monday 09:00), not at the gate (Saturday).
     [failed] = [e for e in status.timeline if e.kind == "wave_failed"]
     assert failed.at >= monday
+    # The timeline (relman history) says why, as status does.
+    assert failed.message == (
+        f"wave berlin failed: alarm already in ALARM before the wave started: {ALARM} "
+        "(5xx above 10 since Sunday)"
+    )
 
 
 async def test_rollback_restores_the_state_at_the_start_of_the_wave_not_at_the_gate(

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from client.commands import approvals, operations, overview, plan, policy, releases
+from client.output import JSON_PRINTED
 from common.errors import EXIT_BAD_INPUT, CliError
 
 app = typer.Typer(
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         # client, which must be released before the interpreter shuts down.
         gc.collect()
         typer.secho(f"error: {failure[0]}", fg=typer.colors.RED, err=True)
-        if _json_output(sys.argv[1:] if argv is None else argv):
-            # A script reading JSON from stdout gets the refusal as JSON too.
+        if _json_output(sys.argv[1:] if argv is None else argv) and not JSON_PRINTED[0]:
+            # A script reading JSON from stdout gets the refusal as JSON too (unless the
+            # command already printed its result, which says what it could not read).
             typer.echo(json.dumps({"error": failure[0], "exit_code": failure[1]}))
         sys.exit(failure[1])
     gc.collect()

@@ -32,9 +32,15 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
+# Whether this process printed a JSON document: a command that fails after printing its
+# (partial) result does not add an error document after it (cli.main).
+JSON_PRINTED = [False]
+
+
 def emit(result: Renderable, output: OutputFormat) -> None:
     """Print ``result`` in the requested format."""
     if output == OutputFormat.json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        JSON_PRINTED[0] = True
     else:
         result.render(console())

@@ -36,6 +36,23 @@ def ssm(name: str, parameter: str, value: str, type_: str = "String") -> dict[st
     )
 
 
+def create_alarm(aws: Any, name: str, state: str = "OK", reason: str = "quiet") -> None:
+    """A CloudWatch alarm on a load balancer's 5xx count, in ``state`` (moto never
+    evaluates alarms: tests set their state)."""
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/ApplicationELB",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=10.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+
+
 def wave(
     name: str,
     targets: list[str],

@@ -24,7 +24,7 @@ from models.plan import ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus
 from tests import trust
 from tests.client.test_cli import _eventually, arelman, relman
-from tests.helpers import approve, make_plan, reject, seed, ssm, wait_for_gate, wave
+from tests.helpers import approve, create_alarm, make_plan, reject, seed, ssm, wait_for_gate, wave
 from workflows.release import ReleaseWorkflow
 
 ALARM = "edge-5xx"
@@ -405,18 +405,7 @@ async def test_the_report_of_a_completed_a_rolled_back_and_a_rejected_release(
     rejected = report_plan(task_queue, "refused", application)
     plans = (completed, rolled_back, rejected)
     seed(aws, {t.parameter: "2.3.1" for p in plans for t in p.targets})  # type: ignore[union-attr]
-    cloudwatch = aws.client("cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName=ALARM,
-        Namespace="AWS/ApplicationELB",
-        MetricName="HTTPCode_Target_5XX_Count",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=10.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx storm")
+    create_alarm(aws, ALARM, "ALARM", "5xx storm")
     env = cli_env(dev_env, task_queue, tmp_path)
     chart = tmp_path / "weekly.svg"
 

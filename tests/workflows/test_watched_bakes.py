@@ -20,6 +20,7 @@ from models.status import ReleasePhase
 from tests.conftest import free_port
 from tests.helpers import (
     assert_replays,
+    create_alarm,
     events,
     make_plan,
     seed,
@@ -75,18 +76,7 @@ def outage(monkeypatch: pytest.MonkeyPatch) -> Iterator[Outage]:
 def canary(aws: AwsClients, **fields: Any) -> Any:
     """A one-wave release: a parameter, then a 30 s bake watching an alarm (polled every s)."""
     seed(aws, {PARAMETER: "old"})
-    cloudwatch = aws.client("cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName=ALARM,
-        Namespace="AWS/ApplicationELB",
-        MetricName="HTTPCode_Target_5XX_Count",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=10.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="quiet")
+    create_alarm(aws, ALARM, "OK", "quiet")
     return make_plan(
         [ssm("config", PARAMETER, "new")],
         [wave("canary", ["config"], bake="30s", bake_interval="1s", alarms=[ALARM], **fields)],

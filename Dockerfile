@@ -24,6 +24,7 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY worker/ worker/
 COPY client/ client/
+COPY console/ console/
 RUN /opt/relman/bin/pip install --no-deps . \
     && /opt/relman/bin/pip check
 

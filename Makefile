@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/relman demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra -n 2 --dist loadgroup
 
 # Benchmarks against a stack of their own (docs/benchmarks.md); `python -m bench --help`.
 bench: $(STAMP)
@@ -25,7 +25,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common models workflows activities worker client
+	$(BIN)/mypy common models workflows activities worker client console
 
 down: $(STAMP)
 	$(BIN)/relman dev down

@@ -7,6 +7,7 @@ naming the plan field; throttling, 5xx and connection errors are raised for the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from activities.health import ALARM_NAMES_PER_CALL, ALARM_TYPES
 from activities.notify import redacted
 from activities.targets.route53_weighted import Route53WeightedHandler
 from activities.webhook_addresses import IPNetwork, WebhookAddressError, checked_addresses
+from models.jobs import EcsTaskSpec, LambdaJobSpec
 from models.plan import (
     EcsServiceTarget,
     Elbv2WeightsTarget,
@@ -33,7 +35,9 @@ from models.preflight import (
     PREFLIGHT,
     WEBHOOK_PATH,
     PreflightAlarms,
+    PreflightFunction,
     PreflightInput,
+    PreflightJob,
     PreflightProblem,
     PreflightResult,
     PreflightTarget,
@@ -131,6 +135,10 @@ class PreflightActivities:
                 self.check_target(item, problems)
             for alarms in input.alarms:
                 self.check_alarms(alarms, problems)
+            for function in input.functions:
+                self.check_function(function, problems)
+            for job in input.jobs:
+                self.check_job(job, problems)
         if input.webhook_url and input.webhook_url not in self.trusted_webhooks:
             self.check_webhook(input.webhook_url, problems)
         return PreflightResult(problems=problems, checked=len(input.targets) + len(input.alarms))
@@ -303,6 +311,50 @@ class PreflightActivities:
             missing_codes=("400", "InvalidArgument"),
         ):
             s3.head_object(Bucket=bucket, Key=target.source_key, VersionId=target.source_version_id)
+
+    def check_function(self, item: PreflightFunction, problems: list[PreflightProblem]) -> None:
+        """A ``lambda_invoke`` check's function (and qualifier) exists."""
+        name = item.function + (f":{item.qualifier}" if item.qualifier else "")
+        found = _Found(item.path, item.wave, problems)
+        region = self.aws.region(item.region)
+        with found.call(
+            f"Lambda function {name}", f"Lambda function {name!r} does not exist in {region}"
+        ):
+            args = {"FunctionName": item.function}
+            if item.qualifier:
+                args["Qualifier"] = item.qualifier
+            self._client("lambda", item).get_function_configuration(**args)
+
+    def check_job(self, item: PreflightJob, problems: list[PreflightProblem]) -> None:
+        """A job step's task definition, function or SSM document exists."""
+        job, found = item.job, _Found(item.path, item.wave, problems)
+        region = self.aws.region(job.region)
+        client = functools.partial(
+            self.aws.client, region=job.region, role_arn=job.role_arn, external_id=job.external_id
+        )
+        if isinstance(job, EcsTaskSpec):
+            with found.call(
+                f"task definition {job.task_definition}",
+                f"task definition {job.task_definition!r} does not exist in {region}",
+                missing_codes=("ClientException",),
+            ):
+                client("ecs").describe_task_definition(taskDefinition=job.task_definition)
+        elif isinstance(job, LambdaJobSpec):
+            args = {"FunctionName": job.function}
+            if job.qualifier:
+                args["Qualifier"] = job.qualifier
+            with found.call(
+                f"Lambda function {job.function}",
+                f"Lambda function {job.function!r} does not exist in {region}",
+            ):
+                client("lambda").get_function_configuration(**args)
+        elif not job.document.startswith("AWS-"):  # AWS's own documents exist everywhere
+            with found.call(
+                f"SSM document {job.document}",
+                f"SSM document {job.document!r} does not exist in {region}",
+                missing_codes=("InvalidDocument",),
+            ):
+                client("ssm").describe_document(Name=job.document)
 
     def check_alarms(self, item: PreflightAlarms, problems: list[PreflightProblem]) -> None:
         """Add a problem for each alarm of the wave that does not exist."""

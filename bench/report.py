@@ -19,13 +19,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks")
+BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks", "console")
 TITLES = {
     "overhead": "Orchestration overhead: one wave of N targets vs a plain boto3 script",
     "parked": "Parked releases: one worker holding releases at an approval gate",
     "rollback": "Rollback: an alarm fires during bake, every target restored",
     "multiday": "Multi-day simulation under time skipping",
     "checks": "Checks per decision and per target: signature verification, AWS preflight",
+    "console": "Web console: page response times with many releases parked",
 }
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 COMPARE_START, COMPARE_END = "<!-- bench:before-after:start -->", "<!-- bench:before-after:end -->"

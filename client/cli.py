@@ -43,12 +43,13 @@ app.command("report")(overview.report)
 
 def _register_late() -> None:
     # Imported here so their heavier imports stay out of `relman --help`'s path where possible.
-    from client.commands import codec, demo, dev, worker
+    from client.commands import codec, console, demo, dev, worker
 
     app.add_typer(dev.app, name="dev")
     app.command("worker")(worker.worker)
     app.command("demo")(demo.demo)
     app.command("codec-server")(codec.codec_server)
+    app.command("console")(console.console)
 
 
 _register_late()

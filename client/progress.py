@@ -15,6 +15,7 @@ import logging
 from pydantic import ValidationError
 from temporalio.client import Client
 
+from client.checks_progress import with_check_progress
 from models.messages import (
     APPLY_TARGETS,
     SNAPSHOT_TARGETS,
@@ -56,9 +57,11 @@ def merge_batch_progress(wave: WaveStatus, progress: BatchProgress) -> None:
 async def with_batch_progress(client: Client, status: ReleaseStatus) -> ReleaseStatus:
     """``status`` with the targets its waves' running batches have finished (a copy); as
     it was when no batch runs, or when Temporal cannot say (progress is a nicety: the
-    status itself came from the release)."""
+    status itself came from the release). Baking waves' checks show their latest probes
+    (client.checks_progress)."""
     if status.finished:
         return status
+    status = await with_check_progress(client, status)
     unfinished = {
         w.name
         for w in status.waves

@@ -568,13 +568,20 @@ async def release_plan_digest(handle: WorkflowHandle[Any, Any]) -> str:
 
 
 async def _signed(
-    handle: WorkflowHandle[Any, Any], action: DecisionAction, arg: DecisionMessage, key: Path
+    handle: WorkflowHandle[Any, Any],
+    action: DecisionAction,
+    arg: DecisionMessage,
+    key: Path,
+    attestation: dict[str, str] | None = None,
 ) -> DecisionMessage:
-    """``arg`` carrying its actor's signature of ``action`` on the release, made now."""
+    """``arg`` carrying its actor's signature of ``action`` on the release, made now (or an
+    attester's, ``key`` being its key: ``attestation`` names it and the OIDC identity)."""
     digest = await _known(handle.id, lambda: release_plan_digest(handle))
     payload = decision_payload(
         action, arg, release_id=handle.id, plan_digest=digest, issued_at=datetime.now(UTC)
     )
+    if attestation:
+        payload = DecisionPayload.model_validate({**payload.model_dump(), **attestation})
     signed = await asyncio.to_thread(sign_decision, payload, key)
     return arg.model_copy(update={"signed": signed})
 
@@ -659,6 +666,7 @@ async def _update(
     *,
     wait: float | None = None,
     queue_until_worker: bool = False,
+    attestation: dict[str, str] | None = None,
 ) -> Any:
     """Sign ``arg`` for ``action`` with ``key`` and send it as an Update once a worker
     answers for the release, waiting up to ``wait`` seconds (default: ``worker_wait()``);
@@ -682,7 +690,7 @@ async def _update(
     async with temporal() as client:
         handle = _handle(client, release_id)
         described = await _decidable(handle, refused)
-        signed = await _signed(handle, action, arg, key)
+        signed = await _signed(handle, action, arg, key, attestation)
         assert signed.signed is not None
         expires = signed.signed.payload.issued_at + DEFAULT_MAX_SKEW
         loop = asyncio.get_running_loop()
@@ -757,6 +765,7 @@ async def decide(
     *,
     wait: float | None = None,
     queue_until_worker: bool = False,
+    attestation: dict[str, str] | None = None,
 ) -> DecisionResult | Queued:
     """Approve or reject a wave's gate as ``user``, signed with ``key``, once a worker
     answers for the release (see :func:`_update` for ``wait`` and ``queue_until_worker``).
@@ -775,6 +784,7 @@ async def decide(
         update_id=f"{verb}:{wave}:{user}",
         wait=wait,
         queue_until_worker=queue_until_worker,
+        attestation=attestation,
     )
 
 
@@ -799,6 +809,7 @@ async def operate(
     *,
     wait: float | None = None,
     queue_until_worker: bool = False,
+    attestation: dict[str, str] | None = None,
 ) -> OperatorResult | Queued:
     """Run an operator action (pause, abort, override_window, ...) on a release, signed
     by its actor with ``key``, once a worker answers for it (see :func:`_update`)."""
@@ -812,6 +823,7 @@ async def operate(
         what,
         wait=wait,
         queue_until_worker=queue_until_worker,
+        attestation=attestation,
     )
 
 

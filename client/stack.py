@@ -25,7 +25,10 @@ from client.binaries import MissingBinary, find_binary
 from common.connection import task_queue
 from common.stack_state import (
     AWS_PORT_ENV,
+    CONSOLE_PORT_ENV,
+    DEFAULT_CONSOLE_PORT,
     LOOPBACK,
+    METRICS_PORT_ENV,
     TEMPORAL_PORT_ENV,
     UI_PORT_ENV,
     Component,
@@ -39,7 +42,7 @@ from common.stack_state import (
 # the tests import them from here.
 from worker.dev_stack import DEV_WEBHOOK_NETWORKS as DEV_WEBHOOK_NETWORKS
 from worker.dev_stack import LOCAL_AWS_ENV as LOCAL_AWS_ENV
-from worker.dev_stack import stack_worker_env
+from worker.dev_stack import METRICS_ADDRESS_ENV, stack_worker_env
 
 if TYPE_CHECKING:
     from client.workers import TaskQueuePolls
@@ -326,6 +329,10 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
     policy = ensure_dev_identities(config)
     codec_key = ensure_codec_key(config)
     if "worker" not in running:
+        if state.metrics_address is None:  # recorded by a relman without the setting
+            state.metrics_address = f"{LOOPBACK}:{config.metrics_port}"
+        metrics_port = int(state.metrics_address.rsplit(":", 1)[1])
+        _check_port(metrics_port, "worker's metrics endpoint", METRICS_PORT_ENV)
         # Every worker of the stack runs with this environment (worker.dev_stack).
         env = stack_worker_env(
             os.environ,
@@ -335,6 +342,8 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             codec_key=codec_key,
         )
         env["PYTHONUNBUFFERED"] = "1"
+        # Only the stack's own worker serves metrics there (not every worker of the stack).
+        env[METRICS_ADDRESS_ENV] = state.metrics_address
         cmd = [sys.executable, "-m", "worker"]
         progress(f"starting relman worker on task queue {task_queue()!r}")
         component = _spawn("worker", cmd, 0, config, env)
@@ -345,7 +354,29 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             lambda: _worker_polling(state.temporal_address, task_queue()),
             "start polling",
         )
+    if "console" not in running:
+        _start_console(config, state, policy, progress)
     return state
+
+
+def console_port() -> int:
+    """The dev console's port (``RELMAN_DEV_CONSOLE_PORT``)."""
+    return int(os.environ.get(CONSOLE_PORT_ENV, DEFAULT_CONSOLE_PORT))
+
+
+def _start_console(config: StackConfig, state: StackState, policy: Path, progress) -> None:  # type: ignore[no-untyped-def]
+    """The web console on loopback, under the dev policy, with its development sign-in."""
+    port = console_port()
+    _check_port(port, "web console", CONSOLE_PORT_ENV)
+    env = {k: v for k, v in os.environ.items() if k != "RELMAN_POLICY"}
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "client.cli", "console", "--bind", LOOPBACK,
+           "--port", str(port), "--policy", str(policy), "--dev-signin"]  # fmt: skip
+    progress(f"starting web console on http://{LOOPBACK}:{port} (development sign-in)")
+    component = _spawn("console", cmd, port, config, env)
+    state.components["console"] = component
+    write_state(config, state)
+    _wait_until(component, lambda: _http_ok(f"http://{LOOPBACK}:{port}/signin"), "answer")
 
 
 def down(config: StackConfig) -> list[str]:
@@ -354,7 +385,7 @@ def down(config: StackConfig) -> list[str]:
     if state is None:
         return []
     stopped = []
-    for name in ("worker", "aws", "temporal"):
+    for name in ("console", "worker", "aws", "temporal"):
         component = state.components.get(name)
         if component is None or not is_running(component):
             continue
@@ -400,14 +431,17 @@ def status(config: StackConfig) -> tuple[StackState | None, list[ComponentStatus
     """Each component: recorded, alive, where it listens."""
     state = read_state(config)
     out = []
-    for name in ("temporal", "aws", "worker"):
+    for name in ("temporal", "aws", "worker", "console"):
         component = state.components.get(name) if state else None
         address = None
         if state is not None:
             address = {
                 "temporal": state.temporal_address,
                 "aws": state.aws_endpoint,
-                "worker": None,
+                "worker": f"http://{state.metrics_address}/metrics"
+                if state.metrics_address
+                else None,
+                "console": f"http://{LOOPBACK}:{component.port}" if component else None,
             }[name]
         out.append(
             ComponentStatus(

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+import client.jobs_view as jobs_view
+import models.checks as checks_view
 from models.durations import format_duration
 from models.messages import DecisionResult
 from models.plan import ReleasePlan, Wave
@@ -91,6 +93,7 @@ class PlanCheckView:
             "valid": True,
             "release_id": self.plan.id,
             "wave_order": self.order,
+            "jobs": {w.name: jobs_view.plan_json(w) for w in self.plan.waves if w.jobs},
             "schedule": [s.to_json() for s in self.schedule],
         }
 
@@ -113,6 +116,10 @@ class PlanCheckView:
                 rollout += f", bake {format_duration(wave.bake)}"
             if wave.alarms:
                 rollout += f", alarms: {', '.join(wave.alarms)}"
+            for check in wave.checks:
+                rollout += f"\ncheck {checks_view.summary(check)}"
+            for line in jobs_view.plan_lines(wave):
+                rollout += f"\n{line}"
             rollout += f"\non failure: {wave.on_failure}"
             table.add_row(
                 str(i),
@@ -242,6 +249,12 @@ class StatusView:
                     f"wave [bold]{w.name}[/bold] next starts {when(w.next_start)} "
                     f"({countdown(w.next_start)})"
                 )
+        for w in st.waves:
+            for c in w.checks:
+                console.print(checks_view.result_line(w.name, c), markup=False, highlight=False)
+        for w in st.waves:
+            for j in w.jobs:
+                console.print(jobs_view.status_line(w.name, j), markup=False, highlight=False)
         for f in st.freezes:
             console.print(f"freeze {when(f.start)} -> {when(f.end)}: {f.reason}")
         tail = st.timeline[len(st.timeline) - self.timeline_tail :] if self.timeline_tail else []

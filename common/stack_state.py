@@ -19,6 +19,13 @@ AWS_PORT_ENV = "RELMAN_DEV_AWS_PORT"
 DEFAULT_TEMPORAL_PORT = 7233
 DEFAULT_UI_PORT = 8233
 DEFAULT_AWS_PORT = 4566
+# The web console `relman dev up` serves (relman console), with its development sign-in.
+CONSOLE_PORT_ENV = "RELMAN_DEV_CONSOLE_PORT"
+DEFAULT_CONSOLE_PORT = 8400
+# Where the stack's worker serves its Temporal SDK metrics for Prometheus: a second stack
+# on the same machine needs another port to have metrics too.
+METRICS_PORT_ENV = "RELMAN_DEV_METRICS_PORT"
+DEFAULT_METRICS_PORT = 9464
 LOOPBACK = "127.0.0.1"
 STATE_FILE = "stack.json"
 # What `relman dev up` writes for the local stack's signed decisions: one SSH key per demo
@@ -48,6 +55,8 @@ class StackState:
     ui_url: str
     aws_endpoint: str
     components: dict[str, Component] = field(default_factory=dict)
+    # host:port of the worker's Prometheus endpoint (None: recorded by an older relman).
+    metrics_address: str | None = None
 
 
 @dataclass
@@ -58,6 +67,7 @@ class StackConfig:
     temporal_port: int = DEFAULT_TEMPORAL_PORT
     ui_port: int = DEFAULT_UI_PORT
     aws_port: int = DEFAULT_AWS_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -67,6 +77,7 @@ class StackConfig:
             temporal_port=int(os.environ.get(TEMPORAL_PORT_ENV, DEFAULT_TEMPORAL_PORT)),
             ui_port=int(os.environ.get(UI_PORT_ENV, DEFAULT_UI_PORT)),
             aws_port=int(os.environ.get(AWS_PORT_ENV, DEFAULT_AWS_PORT)),
+            metrics_port=int(os.environ.get(METRICS_PORT_ENV, DEFAULT_METRICS_PORT)),
         )
 
     @property
@@ -92,6 +103,7 @@ class StackConfig:
             temporal_address=f"{LOOPBACK}:{self.temporal_port}",
             ui_url=f"http://{LOOPBACK}:{self.ui_port}",
             aws_endpoint=f"http://{LOOPBACK}:{self.aws_port}",
+            metrics_address=f"{LOOPBACK}:{self.metrics_port}",
         )
 
 

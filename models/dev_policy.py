@@ -61,6 +61,8 @@ def dev_policy(keys: Mapping[str, str | list[str]]) -> Policy:
                     "approvers": DEV_APPROVERS,
                     "aws_accounts": [DEV_ACCOUNT],
                     "webhook_hosts": DEV_WEBHOOK_HOSTS,
+                    # http checks of local plans probe services on this machine.
+                    "check_hosts": DEV_WEBHOOK_HOSTS,
                 }
             },
         },

@@ -37,6 +37,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from models import arns
+from models.checks import Check, HttpCheck, LambdaInvokeCheck, MetricCheck
+from models.jobs import EcsTaskSpec, LambdaJobSpec, SsmCommandSpec
 from models.plan import (
     EcsServiceTarget,
     Elbv2WeightsTarget,
@@ -639,6 +641,103 @@ def alarm_grants(alarms: Iterable[str], where: Where) -> list[Grant]:
     return [Grant("CloudWatchWaveAlarms", ("cloudwatch:DescribeAlarms",), arns)] if arns else []
 
 
+def check_grants(checks: Iterable[Check], where: Where) -> list[Grant]:
+    """A wave's checks (activities/checks.py): invoking smoke-test functions, reading
+    metrics (GetMetricData takes no resource), and reading http checks' header secrets."""
+    grants: list[Grant] = []
+    functions = tuple(
+        (
+            c.function
+            if c.function.startswith("arn:")
+            else f"arn:{where.partition}:lambda:{where.region}:{where.account}:function:"
+            f"{c.function}"
+        )
+        + (f":{c.qualifier}" if c.qualifier and not c.function.startswith("arn:") else "")
+        for c in checks
+        if isinstance(c, LambdaInvokeCheck)
+    )
+    if functions:
+        grants.append(Grant("LambdaInvokeChecks", ("lambda:InvokeFunction",), functions))
+    if any(isinstance(c, MetricCheck) for c in checks):
+        grants.append(Grant("CloudWatchMetricChecks", ("cloudwatch:GetMetricData",), ("*",)))
+    for c in checks:
+        if isinstance(c, HttpCheck) and c.headers_from is not None:
+            ref = c.headers_from
+            grants += _value_from(ValueFrom(secretsmanager=ref.secretsmanager, ssm=ref.ssm), where)
+    return grants
+
+
+def job_where(
+    plan: ReleasePlan, wave: Wave, job: EcsTaskSpec | LambdaJobSpec | SsmCommandSpec
+) -> Where:
+    """Where a job's calls go: its own region, role and external id, else its department's
+    (as ``workflows.jobs.resolved`` runs it)."""
+    department = plan.departments.get(wave.department)
+    region = job.region or (department.region if department else None)
+    role_arn = job.role_arn or (department.role_arn if department else None)
+    external_id = job.external_id or (department.external_id if department else None)
+    return Where(role_arn, region or ANY_REGION, external_id, f"waves.{wave.name}.jobs")
+
+
+def job_grants(job: EcsTaskSpec | LambdaJobSpec | SsmCommandSpec, where: Where) -> list[Grant]:
+    """What a job step (activities/jobs.py) and the preflight of it need."""
+    prefix = f"arn:{where.partition}"
+    if isinstance(job, LambdaJobSpec):
+        function = (
+            job.function
+            if job.function.startswith("arn:")
+            else f"{prefix}:lambda:{where.region}:{where.account}:function:{job.function}"
+        ) + (f":{job.qualifier}" if job.qualifier and not job.function.startswith("arn:") else "")
+        return [Grant("LambdaJobs", ("lambda:GetFunction", "lambda:InvokeFunction"), (function,))]
+    if isinstance(job, SsmCommandSpec):
+        document = (
+            f"{prefix}:ssm:{where.region}::document/{job.document}"
+            if job.document.startswith("AWS-")
+            else f"{prefix}:ssm:{where.region}:{where.account}:document/{job.document}"
+        )
+        return [
+            Grant(
+                # The instances are chosen by tags when the job runs.
+                "SsmJobCommands",
+                ("ssm:SendCommand",),
+                (document, f"{prefix}:ec2:{where.region}:{where.account}:instance/*"),
+            ),
+            Grant("SsmJobDocuments", ("ssm:DescribeDocument",), (document,)),
+            Grant(
+                # None of these supports resource-level permissions.
+                "SsmJobReadsNeedStar",
+                ("ec2:DescribeInstances", "ssm:GetCommandInvocation", "ssm:ListCommands"),
+                ("*",),
+            ),
+        ]
+    definition = (
+        job.task_definition
+        if job.task_definition.startswith("arn:")
+        else f"{prefix}:ecs:{where.region}:{where.account}:task-definition/{job.task_definition}"
+    )
+    cluster = job.cluster.rsplit("/", 1)[-1]
+    tasks = f"{prefix}:ecs:{where.region}:{where.account}:task/{cluster}/*"
+    sid, to_ecs = "EcsJobPassTaskRoles", ("StringEquals", "iam:PassedToService", ECS_TASKS)
+    roles = f"{prefix}:iam::{where.account}:role/*"
+    note = Wildcard(
+        statement=sid,
+        target=job.name,
+        resource=roles,
+        reason="the task definition's task and execution roles are not read from AWS",
+    )
+    return [
+        Grant("EcsJobRunTask", ("ecs:RunTask",), (definition,)),
+        Grant("EcsJobTasks", ("ecs:DescribeTasks", "ecs:TagResource"), (tasks,)),
+        Grant(
+            # ListTasks and DescribeTaskDefinition support no resource-level permissions.
+            "EcsJobReadsNeedStar",
+            ("ecs:DescribeTaskDefinition", "ecs:ListTasks"),
+            ("*",),
+        ),
+        Grant(sid, ("iam:PassRole",), (roles,), (to_ecs,), note),
+    ]
+
+
 # --- putting policies together -----------------------------------------------------------
 
 
@@ -657,6 +756,15 @@ def _uses(plan: ReleasePlan, aws: FromAws) -> Iterator[tuple[str, Where, list[Gr
         if wave.alarms:
             where = alarm_where(plan, wave)
             yield f"alarms of wave {wave.name}", where, alarm_grants(wave.alarms, where)
+        if wave.checks:
+            where = alarm_where(plan, wave)
+            yield f"checks of wave {wave.name}", where, check_grants(wave.checks, where)
+        for job in wave.jobs:
+            for spec in (job.run, job.compensation):
+                if spec is None or isinstance(spec, str):
+                    continue
+                where = job_where(plan, wave, spec)
+                yield f"job {spec.name} ({spec.resource})", where, job_grants(spec, where)
     notifications = plan.notifications
     if notifications is not None and notifications.sns_topic_arn:
         topic = notifications.sns_topic_arn

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from models.checks import CheckResult
+from models.jobs import JobStatus
 from models.plan import (
     DEFAULT_BAKE_UNREAD_LIMIT,
     Freeze,
@@ -449,6 +451,8 @@ class WaveInput(BaseModel):
     # The wave's AWS preflight, run when it starts changing AWS (None: none, as for waves
     # started by relman before it had one).
     preflight: PreflightInput | None = None
+    # Job steps that succeeded in an earlier attempt of the wave: not run again.
+    jobs_done: list[str] = Field(default_factory=list)
 
 
 class WaveOutcome(BaseModel):
@@ -458,6 +462,7 @@ class WaveOutcome(BaseModel):
     failed_step: int | None = None
     error: str | None = None
     targets: list[TargetStatus] = Field(default_factory=list)
+    jobs: list[JobStatus] = Field(default_factory=list)
     events: list[TimelineEvent] = Field(default_factory=list)
 
 
@@ -470,6 +475,9 @@ class WaveProgress(BaseModel):
     next_start: datetime | None = None
     waiting_for: str | None = None
     targets: list[TargetStatus] = Field(default_factory=list)
+    jobs: list[JobStatus] = Field(default_factory=list)
+    # Each check's last probe (models.checks).
+    checks: list[CheckResult] = Field(default_factory=list)
 
 
 class WaveReport(BaseModel):
@@ -655,7 +663,10 @@ def check_decision(
         if got != want:
             what = field.removesuffix("_id").replace("_digest", "")
             raise DecisionRefused(f"signed for {what} {got!r}, not {want!r}")
-    if signed.payload != expected:
+    # Who vouched for the actor (an attester, after single sign-on) is not part of the input:
+    # verify_decision checks it against the policy.
+    attested = {f: getattr(signed.payload, f) for f in ("via", "oidc_issuer", "oidc_subject")}
+    if signed.payload != expected.model_copy(update=attested):
         raise DecisionRefused(
             "the signed comment or details differ from the decision sent: it was altered"
         )

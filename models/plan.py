@@ -26,7 +26,9 @@ from pydantic import (
 )
 
 from models import arns
+from models.checks import Check
 from models.durations import Duration
+from models.jobs import WaveJob
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -376,6 +378,19 @@ class Wave(PlanModel):
     )
     on_failure: Literal["rollback_release", "rollback_wave", "pause"] = "rollback_release"
     on_window_close: Literal["pause", "finish_wave"] = "pause"
+    # One-off work run at a point of the traffic steps (models.jobs).
+    jobs: list[WaveJob] = Field(default_factory=list)
+    # Probes run before the first step and during every bake (models.checks).
+    checks: list[Check] = Field(default_factory=list)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, value: list[Check]) -> list[Check]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"check names must be unique in a wave: {', '.join(twice)}")
+        return value
 
     @field_validator("bake_interval")
     @classmethod

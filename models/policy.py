@@ -28,6 +28,7 @@ Shape, as YAML::
         aws_accounts: ["210987654321"]
         sns_topics: ["arn:aws:sns:eu-central-1:123456789012:payments-releases"]
         webhook_hosts: [hooks.example.com, "*.chat.example.com"]
+        check_hosts: ["*.internal.example.com"]   # hosts http checks may probe
       "*": {}                             # every application not listed above
     freezes:
       - {start: 2026-12-20T00:00:00Z, end: 2027-01-04T00:00:00Z, reason: year-end freeze}
@@ -53,6 +54,7 @@ import sshsig
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from models.canonical import model_digest
+from models.checks import HttpCheck
 from models.loader import DocumentError, load_yaml_text, read_text_file, validate_document
 from models.plan import NAME_PATTERN, Freeze, Notifications, ReleasePlan, check_sns_topic_arn
 from models.validation import Problem
@@ -160,6 +162,8 @@ class ApplicationPolicy(PolicyModel):
     aws_accounts: list[AccountId] = Field(default_factory=list)
     sns_topics: list[SnsTopicArn] = Field(default_factory=list)
     webhook_hosts: list[WebhookHost] = Field(default_factory=list)
+    # Hosts the application's http checks may probe (models.checks); same form as above.
+    check_hosts: list[WebhookHost] = Field(default_factory=list)
 
     def approver_groups(self, department: str) -> list[str]:
         """The groups that may approve ``department``'s waves."""
@@ -176,6 +180,14 @@ class ApplicationPolicy(PolicyModel):
         return any(
             host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:]))
             for allowed in self.webhook_hosts
+        )
+
+    def allows_check_host(self, host: str) -> bool:
+        """Whether http checks may probe ``host`` (``*.example.com`` covers subdomains)."""
+        host = host.lower()
+        return any(
+            host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:]))
+            for allowed in self.check_hosts
         )
 
 
@@ -487,5 +499,15 @@ def plan_violations(plan: ReleasePlan, policy: Policy) -> list[str]:
     if notifications is not None:
         roles.append(("notifications.role_arn", notifications.role_arn))
         out += notification_violations(policy, app, notifications)
+    for i, wave in enumerate(plan.waves):
+        for j, check in enumerate(wave.checks):
+            path = f"waves[{i}].checks[{j}]"
+            roles.append((f"{path}.role_arn", check.role_arn))
+            host = urlsplit(check.url).hostname if isinstance(check, HttpCheck) else None
+            if host and not rules.allows_check_host(host):
+                out.append(
+                    f"{path}.url: host {host!r} is not one the organisation policy lets "
+                    f"{app!r} checks probe (check_hosts)"
+                )
     out += [v for path, role in roles if (v := _role_violation(plan, path, role, policy))]
     return out

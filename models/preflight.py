@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from models.checks import LambdaInvokeCheck
+from models.jobs import JobSpec, job_specs
 from models.plan import ReleasePlan, Target
 from models.resources import resolved_targets
 
@@ -31,6 +33,27 @@ class PreflightAlarms(BaseModel):
     external_id: str | None = None
 
 
+class PreflightFunction(BaseModel):
+    """A Lambda function a wave's ``lambda_invoke`` check invokes (models.checks)."""
+
+    path: str  # waves[1].checks[0]
+    wave: str
+    function: str
+    qualifier: str | None = None
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+
+class PreflightJob(BaseModel):
+    """A job step (or its compensating job) whose task definition, function or document
+    must exist; ``job`` carries its department's region and role where it names none."""
+
+    path: str  # waves[1].jobs[0].run
+    wave: str
+    job: JobSpec
+
+
 class PreflightInput(BaseModel):
     """What to check: targets and alarms (of a whole plan, or of one wave), and the plan's
     webhook (of a whole plan)."""
@@ -38,6 +61,8 @@ class PreflightInput(BaseModel):
     targets: list[PreflightTarget] = Field(default_factory=list)
     alarms: list[PreflightAlarms] = Field(default_factory=list)
     webhook_url: str | None = None
+    functions: list[PreflightFunction] = Field(default_factory=list)
+    jobs: list[PreflightJob] = Field(default_factory=list)
     # Whose release: roles are assumed in its name and checked against its application's.
     release_id: str | None = None
     application: str | None = None
@@ -91,10 +116,40 @@ def preflight_input(plan: ReleasePlan, waves: list[str] | None = None) -> Prefli
                 external_id=department.external_id if department else None,
             )
         )
+    functions = [
+        PreflightFunction(
+            path=f"waves[{plan.waves.index(wave)}].checks[{i}]",
+            wave=wave.name,
+            function=check.function,
+            qualifier=check.qualifier,
+            region=check.region or (department.region if department else None),
+            role_arn=check.role_arn or (department.role_arn if department else None),
+            external_id=check.external_id
+            if check.role_arn
+            else (department.external_id if department else None),
+        )
+        for wave in chosen
+        for department in [plan.departments.get(wave.department)]
+        for i, check in enumerate(wave.checks)
+        if isinstance(check, LambdaInvokeCheck)
+    ]
     webhook = plan.notifications.webhook_url if plan.notifications and waves is None else None
+    jobs = [
+        PreflightJob(path=f"waves[{plan.waves.index(wave)}].jobs{path}", wave=wave.name, job=spec)
+        for wave in chosen
+        for department in [plan.departments.get(wave.department)]
+        for path, spec in job_specs(
+            wave.jobs,
+            department.region if department else None,
+            department.role_arn if department else None,
+            department.external_id if department else None,
+        )
+    ]
     return PreflightInput(
         targets=targets,
         alarms=alarms,
+        functions=functions,
+        jobs=jobs,
         release_id=plan.id,
         application=plan.application,
         webhook_url=webhook,

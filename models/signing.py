@@ -24,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from models.canonical import canonical_json, model_digest
 from models.durations import format_duration
 from models.plan import ReleasePlan
-from models.policy import Policy
+from models.policy import Person, Policy
 
 # Modules the workflow sandbox must pass through (see the module docstring).
 SANDBOX_PASSTHROUGH = ("sshsig", "cryptography")
@@ -65,6 +65,11 @@ class DecisionPayload(BaseModel):
     details: str = ""
     actor: str = Field(min_length=1)
     issued_at: AwareDatetime
+    # Set when an attester of the organisation policy (the web console) signed for the actor
+    # after single sign-on: its name and the OIDC identity it authenticated.
+    via: str | None = None
+    oidc_issuer: str | None = None
+    oidc_subject: str | None = None
 
     @field_validator("issued_at")
     @classmethod
@@ -79,6 +84,12 @@ class DecisionPayload(BaseModel):
         default still re-verifies the decisions recorded before it.
         """
         return canonical_json(self.model_dump(mode="json", exclude_defaults=True))
+
+    def attestation(self) -> str:
+        """How the actor was identified, for people: "" when they signed themselves."""
+        if not self.via:
+            return ""
+        return f"via {self.via}, OIDC subject {self.oidc_subject} from issuer {self.oidc_issuer}"
 
 
 class SignedDecision(BaseModel):
@@ -107,6 +118,30 @@ def _when(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _signer_keys(payload: DecisionPayload, person: Person, policy: Policy) -> tuple[list[str], str]:
+    """The keys that may sign ``payload`` and who holds them: the actor's own, or (for a
+    decision made through an attester) the attester's, once the policy confirms that the
+    OIDC identity the attester vouches for is the actor's."""
+    actor = payload.actor
+    if not payload.via:
+        if not person.ssh_keys:
+            raise DecisionRefused(f"{actor!r} has no SSH key in the organisation policy")
+        return list(person.ssh_keys), repr(actor)
+    attester = next((a for a in policy.attesters if a.name == payload.via), None)
+    if attester is None:
+        raise DecisionRefused(
+            f"signed via {payload.via!r}, which the organisation policy does not list as an "
+            "attester"
+        )
+    oidc = person.oidc
+    if oidc is None or (oidc.issuer, oidc.subject) != (payload.oidc_issuer, payload.oidc_subject):
+        raise DecisionRefused(
+            f"{payload.via!r} vouched for OIDC subject {payload.oidc_subject!r} from issuer "
+            f"{payload.oidc_issuer!r}, which is not {actor!r}'s in the organisation policy"
+        )
+    return [attester.ssh_key], f"attester {attester.name!r}"
+
+
 def verify_decision(
     signed: SignedDecision | None,
     policy: Policy,
@@ -120,7 +155,8 @@ def verify_decision(
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> None:
     """Accept ``signed`` as a decision for exactly this release, plan, action, wave and
-    target at ``now``, signed by one of its actor's keys in ``policy``; else raise
+    target at ``now``, signed by one of its actor's keys in ``policy`` (or by the attester
+    it names, vouching for the actor's OIDC identity in ``policy``); else raise
     :class:`DecisionRefused` naming the first reason.
     """
     if signed is None or not signed.signature.strip():
@@ -130,8 +166,7 @@ def verify_decision(
     person = policy.person(actor)
     if person is None:
         raise DecisionRefused(f"unknown actor {actor!r}: not a person in the organisation policy")
-    if not person.ssh_keys:
-        raise DecisionRefused(f"{actor!r} has no SSH key in the organisation policy")
+    keys, signer = _signer_keys(payload, person, policy)
     try:
         key = sshsig.check_signature(payload.canonical_bytes(), signed.signature, NAMESPACE)
     except (sshsig.InvalidSignature, NotImplementedError, ValueError):
@@ -139,10 +174,10 @@ def verify_decision(
             f"bad signature: it does not verify for this decision by {actor!r} "
             f"(SSH signature, namespace {NAMESPACE!r})"
         ) from None
-    if key not in [sshsig.PublicKey.from_openssh_str(k) for k in person.ssh_keys]:
+    if key not in [sshsig.PublicKey.from_openssh_str(k) for k in keys]:
         raise DecisionRefused(
             f"signed with key {key.sha256_str()}, which the organisation policy does not list "
-            f"for {actor!r}"
+            f"for {signer}"
         )
     for what, got, expected in (
         ("release", payload.release_id, release_id),

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from models.checks import CheckResult
+from models.jobs import JobStatus
 from models.plan import Freeze
 from models.signing import SignedDecision
 
@@ -153,6 +155,9 @@ class WaveStatus(BaseModel):
     approval_deadline: datetime | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     targets: list[TargetStatus] = Field(default_factory=list)
+    jobs: list[JobStatus] = Field(default_factory=list)
+    # Each check's last probe (models.checks).
+    checks: list[CheckResult] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     step: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from models.jobs import job_problems
 from models.plan import ReleasePlan
 from models.resources import DEFAULT_REGION, ResourceKey, plan_resource_keys
 
@@ -134,6 +135,10 @@ def plan_problems(plan: ReleasePlan) -> list[Problem]:
         elif steps[-1] != 100:
             problems.append(Problem(f"{where}.traffic", "the last traffic step must be 100"))
 
+    problems += [
+        Problem(path, message)
+        for path, message in job_problems([(w.jobs, w.traffic) for w in plan.waves], target_names)
+    ]
     for i, declared in enumerate(plan.targets):
         if declared.name not in owner:
             problems.append(Problem(f"targets[{i}]", f"target {declared.name!r} is in no wave"))

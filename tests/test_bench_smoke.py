@@ -39,6 +39,7 @@ RUN_KEYS = {
         "locks_request_p99_ms",
         "locks_held_p99_ms",
     },
+    "console": {"release_p95_ms", "approvals_p95_ms"},
 }
 
 

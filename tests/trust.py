@@ -75,6 +75,7 @@ def policy_data(keys: dict[str, SshKey]) -> dict[str, Any]:
                     "arn:aws:sns:us-east-1:123456789012:no-such-topic",
                 ],
                 "webhook_hosts": ["127.0.0.1", "localhost"],
+                "check_hosts": ["127.0.0.1", "localhost"],
             },
         },
     }

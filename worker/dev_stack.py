@@ -29,6 +29,9 @@ from common.stack_state import DEV_WORKER_ENV, StackConfig, StackState, same_add
 # checks the names agree).
 ENDPOINT_ENV = "RELMAN_AWS_ENDPOINT_URL"
 POLICY_ENV = "RELMAN_POLICY"
+# worker.telemetry.METRICS_ADDRESS_ENV, likewise: where the stack's own worker serves its
+# Prometheus metrics (RELMAN_DEV_METRICS_PORT chooses the port).
+METRICS_ADDRESS_ENV = "RELMAN_METRICS_ADDRESS"
 # Credentials for the local endpoint only (moto accepts any): what the stack's workers use.
 LOCAL_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "relman-local",

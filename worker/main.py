@@ -15,7 +15,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.aws import AwsClients
+from activities.checks import CheckActivities
 from activities.health import HealthActivities
+from activities.jobs import JobActivities
 from activities.locks import LockActivities
 from activities.notify import NotifyActivities, defaults_from_env
 from activities.policy import POLICY_ENV, PolicyActivities, PolicyReader, read_policy
@@ -134,6 +136,8 @@ def build_worker(
     activities = [
         *TargetActivities(aws).all(),
         *HealthActivities(aws).all(),
+        *CheckActivities(aws.for_purpose("checks"), webhook_networks).all(),
+        *JobActivities(aws.for_purpose("jobs")).all(),
         *PreflightActivities(aws.for_purpose("preflight"), webhook_networks, own_webhook).all(),
         *ReleaseActivities(client).all(),
         *LockActivities(client, aws).all(),

@@ -32,12 +32,14 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     # The worker's module, which holds the meter provider (see its docstring).
     import common.metrics as metrics
+    import workflows.jobs as jobs_logic
     from common.search_attributes import (
         SA_APPLICATION,
         SA_APPROVERS,
         SA_PHASE,
         SA_TARGETS,
     )
+    from models.jobs import RUN_JOB, JobInput, JobPhase, JobResult, JobStatus
     from models.locks import (
         LOCK_ANSWER_SIGNAL,
         RELEASE_LOCKS,
@@ -262,6 +264,7 @@ class ReleaseWorkflow:
         # Targets whose rollback an operator skipped. A target skipped while deploying is
         # not among them: it may have shifted traffic in earlier steps, so it is restored.
         self._rollback_skipped: set[str] = set()
+        self._job_undos: dict[str, int] = {}  # compensations started, per job
         # Targets an operator told the rollback to overwrite although someone else changed
         # them since relman wrote them (relman rollback --force).
         self._forced: set[str] = set()
@@ -729,6 +732,7 @@ class ReleaseWorkflow:
                 alarm_external_id=dept.external_id if dept else None,
                 bake_interval=wave.bake_interval,
                 preflight=self._wave_preflight(wave, skipped),
+                jobs_done=[j.name for j in status.jobs if j.phase == JobPhase.SUCCEEDED],
             )
             rollout_started = workflow.now()
             if workflow.patched(WAVE_ABNORMAL_ENDS):
@@ -752,6 +756,8 @@ class ReleaseWorkflow:
                 workflow.now() - rollout_started,
             )
             merge_targets(status, outcome.targets)
+            if outcome.jobs:
+                status.jobs = jobs_logic.merge_jobs(status.jobs, outcome.jobs)
             self._status.timeline.extend(outcome.events)
             if outcome.outcome == "completed":
                 self._set_wave(status, WavePhase.COMPLETED, f"wave {wave.name} completed")
@@ -839,6 +845,10 @@ class ReleaseWorkflow:
         wave.step, wave.percent = progress.step, progress.percent
         wave.next_start, wave.waiting_for = progress.next_start, progress.waiting_for
         merge_targets(wave, progress.targets)
+        if progress.jobs:
+            wave.jobs = jobs_logic.merge_jobs(wave.jobs, progress.jobs)
+        if progress.checks:
+            wave.checks = progress.checks
         self._status.timeline.extend(input.events)
         self._refresh()
 
@@ -875,7 +885,10 @@ class ReleaseWorkflow:
                 if hygiene
                 else newest_wave_first(changes)
             )
-            for group in groups:
+            for group in self._with_jobs(groups, changes):
+                if isinstance(group, tuple):
+                    failed += not await self._compensate_job(*group)
+                    continue
                 entries: list[Entry] = []
                 restoring = asyncio.gather(*(self._compensate(c, entries.append) for c in group))
                 try:
@@ -893,7 +906,10 @@ class ReleaseWorkflow:
             if not failed:
                 break
             self._status.phase = ReleasePhase.ROLLBACK_FAILED
-            self._status.error = halted = f"rollback of {failed} resource(s) failed; see targets"
+            halted = f"rollback of {failed} resource(s) failed; see targets"
+            if any(j.phase == JobPhase.ROLLBACK_FAILED for w in self._status.waves for j in w.jobs):
+                halted += " and jobs"
+            self._status.error = halted
             if hygiene:
                 self._event(
                     "rollback_halted",
@@ -919,6 +935,84 @@ class ReleaseWorkflow:
                 self._set_wave(w, WavePhase.ROLLED_BACK, f"wave {name} rolled back")
         self._rollbacks_running -= 1
         self._refresh()
+
+    def _with_jobs(
+        self, groups: list[list[Change]], changes: list[Change]
+    ) -> list[jobs_logic.RollbackItem]:
+        """The saga's target groups with the succeeded jobs of their waves, newest first."""
+        jobs = [
+            (w, j)
+            for w in dict.fromkeys(c.wave for c in changes)
+            for j in jobs_logic.to_compensate(self._status.wave(w).jobs)
+        ]
+        if not jobs:
+            return list(groups)
+        return jobs_logic.rollback_order(groups, self._status.timeline, jobs)
+
+    async def _compensate_job(self, wave: str, job: JobStatus) -> bool:
+        """Run the compensating job of ``job``; False (the rollback waits for an operator)
+        if it fails or the plan gives none — unless the plan says ``compensation: none``."""
+        spec = next(j for j in self._plan.wave(wave).jobs if j.name == job.name)
+        fields: dict[str, Any] = {"actor": SYSTEM_ACTOR, "wave": wave}
+        if job.name in self._rollback_skipped:
+            return True
+        if spec.compensation == "none":
+            job.phase = JobPhase.COMPENSATED
+            self._event("job_kept", f"job {job.name}: compensation none, left as it is", **fields)
+            return True
+        if spec.compensation is None:
+            job.phase = JobPhase.ROLLBACK_FAILED
+            job.error = (
+                "it has no compensating job: undo it by hand, then relman skip-target "
+                f"{self._plan.id} --target {job.name}"
+            )
+            self._event("rollback_failed", f"job {job.name}: {job.error}", **fields)
+            return False
+        dept = self._plan.departments.get(self._plan.wave(wave).department)
+        undo = jobs_logic.resolved(
+            spec.compensation,
+            dept.region if dept else None,
+            dept.role_arn if dept else None,
+            dept.external_id if dept else None,
+        )
+        self._job_undos[job.name] = self._job_undos.get(job.name, 0) + 1
+        job.phase, job.error = JobPhase.COMPENSATING, None
+        self._event("job_started", f"compensating job {undo.name} of {job.name}", **fields)
+        running = workflow.start_activity(
+            RUN_JOB,
+            JobInput(
+                release_id=self._plan.id,
+                application=self._plan.application,
+                wave=wave,
+                job=undo,
+                key=jobs_logic.job_key(
+                    workflow.info().workflow_id, f"undo{self._job_undos[job.name]}:{undo.name}"
+                ),
+            ),
+            result_type=JobResult,
+            start_to_close_timeout=jobs_logic.attempt_timeout(undo),
+            heartbeat_timeout=jobs_logic.JOB_HEARTBEAT_TIMEOUT,
+            retry_policy=COMPENSATE_RETRY,
+            summary=f"compensating job {undo.name} of {job.name}",
+        )
+        try:
+            try:
+                result = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # Cancelled mid-rollback: the compensating job runs to its end.
+                result = await running
+        except ActivityError as err:
+            result = JobResult(succeeded=False, summary=f"did not finish: {cause(err)}")
+        if not result.succeeded:
+            job.phase = JobPhase.ROLLBACK_FAILED
+            job.error = f"compensating job {undo.name} failed: {result.summary}"
+            self._event("rollback_failed", f"job {job.name}: {job.error}", **fields)
+            return False
+        job.phase = JobPhase.COMPENSATED
+        self._event(
+            "job_compensated", f"job {job.name} undone by {undo.name}: {result.summary}", **fields
+        )
+        return True
 
     async def _compensate(self, change: Change, record: Callable[[Entry], None]) -> bool:
         """Restore one resource; False if it cannot be restored (recorded, not dropped).
@@ -1316,6 +1410,18 @@ class ReleaseWorkflow:
     @workflow.update
     async def skip_target(self, input: TargetActionInput) -> OperatorResult:
         """Skip a target that failed (its wave goes on) or whose rollback cannot succeed."""
+        undone = self._job_rollback_failed(input.target)
+        if undone is not None:  # a job step whose undo failed (or that has none)
+            await self._authorize_operator("skip_target", input, "skip a job of", wave=undone[0])
+            undone[1].phase = JobPhase.COMPENSATED
+            self._rollback_skipped.add(input.target)
+            self._operator_event(
+                "rollback_skipped",
+                f"job {input.target}: rollback skipped; undone by hand ({undone[1].error})",
+                input,
+            )
+            self._retry_rollback = True
+            return OperatorResult(message=f"rollback of job {input.target} skipped")
         wave = wave_of_target(self._status, input.target)
         assert wave is not None  # the validator made sure
         await self._authorize_operator("skip_target", input, "skip a target of", wave=wave.name)
@@ -1334,8 +1440,23 @@ class ReleaseWorkflow:
         self._operator_event("target_skipped", f"{target.resource} skipped", input, wave.name)
         return OperatorResult(message=f"target {input.target} skipped; wave {wave.name} goes on")
 
+    def _job_rollback_failed(self, name: str) -> tuple[str, JobStatus] | None:
+        return next(
+            (
+                (w.name, j)
+                for w in self._status.waves
+                for j in w.jobs
+                if j.name == name and j.phase == JobPhase.ROLLBACK_FAILED
+            ),
+            None,
+        )
+
     @skip_target.validator
     def _validate_skip_target(self, input: TargetActionInput) -> None:
+        undone = self._job_rollback_failed(input.target)
+        if undone is not None:
+            self._validate_operator("skip_target", input, "skip a job of", wave=undone[0])
+            return
         wave = wave_of_target(self._status, input.target)
         if wave is None:
             raise ValueError(f"release {self._plan.id} has no target {input.target!r}")

@@ -24,6 +24,7 @@ from models.status import (
     WaveStatus,
 )
 from workflows import gates
+from workflows import jobs as jobs_logic
 
 WAVE_ENDS = WAVE_END_PHASES
 # The release shows the most active thing any of its waves is doing.
@@ -54,6 +55,7 @@ def initial_status(plan: ReleasePlan) -> ReleaseStatus:
                     TargetStatus(name=t, kind=plan.target(t).kind, resource=plan.target(t).resource)
                     for t in w.targets
                 ],
+                jobs=[jobs_logic.initial_status(j, done=False) for j in w.jobs],
             )
             for w in plan.waves
         ],

@@ -13,6 +13,7 @@ has: the release records gates and the saga; each wave its own snapshots, steps 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -24,8 +25,12 @@ with workflow.unsafe.imports_passed_through():
     # `from workflows import windows` would load the module inside the sandbox (the package
     # `workflows` already lives there as this module's parent), where ZoneInfo is a
     # restricted proxy that datetime refuses; naming the module in full passes it through.
+    import workflows.checks as checks_logic
+    import workflows.jobs as jobs_logic
     import workflows.windows as windows
+    from models.checks import RUN_CHECKS, ChecksInput, ChecksResult
     from models.durations import format_duration
+    from models.jobs import RUN_JOB, JobInput, JobPhase, JobResult, JobStatus
     from models.messages import (
         APPLY_TARGETS,
         CHECK_ALARMS,
@@ -136,6 +141,7 @@ class WaveWorkflow:
                 )
                 for t in input.targets
             ],
+            jobs=[jobs_logic.initial_status(j, j.name in input.jobs_done) for j in input.wave.jobs],
         )
         self._events: list[TimelineEvent] = []  # since the last report to the release
         self._parent = workflow.get_external_workflow_handle(input.parent_id)
@@ -179,8 +185,12 @@ class WaveWorkflow:
                         await self._preflight()
                     if wave.alarms:
                         await self._alarms_quiet(step)
+                    if wave.checks and step == 0:
+                        await self._checks(None)
                     if step == input.start_step:
                         await self._snapshot_all()
+                if step == 0:
+                    await self._run_jobs("before")
                 self._progress.step = step
                 self._progress.phase = WavePhase.DEPLOYING
                 if self._fast_failover:
@@ -194,6 +204,9 @@ class WaveWorkflow:
                 self._event("traffic_shifted", f"wave {wave.name} at {percent}%")
                 if wave.bake > timedelta(0):
                     await self._bake(percent)
+                await self._run_jobs(step)
+                if step == len(wave.traffic) - 1:
+                    await self._run_jobs("after")
         except WaveFailed as failure:
             self._progress.phase = WavePhase.FAILED
             return self._outcome("failed", error=str(failure))
@@ -355,6 +368,97 @@ class WaveWorkflow:
         if result.errors:
             raise WaveFailed("; ".join(result.errors.values()))
 
+    async def _run_jobs(self, point: jobs_logic.Point) -> None:
+        """Run the wave's jobs placed at ``point`` one after the other; one that fails
+        fails the wave (its ``on_failure`` applies). Jobs done by an earlier attempt of
+        the wave are not run again."""
+        wave = self._input.wave
+        for job in jobs_logic.jobs_at(wave.jobs, wave.traffic, point):
+            status = self._job(job.name)
+            if status.phase == JobPhase.SUCCEEDED:
+                continue
+            if self._stop:  # no job starts once the release asked the wave to stop
+                raise WaveStopped
+            status.phase, status.error = JobPhase.RUNNING, None
+            self._progress.waiting_for = f"running job {job.name} ({job.run.resource})"
+            self._event("job_started", f"job {job.name}: {job.run.resource}")
+            self._report()
+            job_input = JobInput(
+                release_id=self._input.release_id,
+                application=self._input.application,
+                wave=wave.name,
+                job=jobs_logic.resolved(
+                    job.run,
+                    self._input.alarm_region,
+                    self._input.alarm_role_arn,
+                    self._input.alarm_external_id,
+                ),
+                key=jobs_logic.job_key(workflow.info().workflow_id, job.name),
+                poll_seconds=jobs_logic.poll_seconds(self._input.bake_interval),
+            )
+            started = workflow.now()
+            try:
+                result = await self._job_attempt(job_input)
+                reference = result.reference
+                # An asynchronous job: its completion is checked every interval, on durable
+                # timers, until it finishes or its timeout passes.
+                while not result.done:
+                    interval = jobs_logic.check_interval(job.run)
+                    if workflow.now() + interval - started > job.run.timeout:
+                        result = JobResult(
+                            succeeded=False,
+                            summary=f"{job.run.resource} did not finish within "
+                            f"{format_duration(job.run.timeout)}",
+                        )
+                        break
+                    self._progress.waiting_for = (
+                        f"waiting for job {job.name} to finish (checked every "
+                        f"{format_duration(interval)})"
+                    )
+                    await self._wait_or_timeout(lambda: self._stop, interval)
+                    if self._stop:
+                        raise WaveStopped
+                    result = await self._job_attempt(job_input.model_copy(update={"check": True}))
+                result.reference = result.reference or reference
+            except ActivityError as err:
+                failure = self._failure_of(err)
+                self._job_ended(status, False, f"job {job.name} did not finish: {cause(err)}")
+                raise failure from None
+            text = "; ".join(
+                [f"job {job.name}: {result.summary}"]
+                + ([f"log {result.details['log']}"] if "log" in result.details else [])
+            )
+            status.reference, status.summary = result.reference, result.summary
+            self._job_ended(status, result.succeeded, text)
+            if not result.succeeded:
+                raise WaveFailed(f"job {job.name} failed: {result.summary}")
+        self._progress.waiting_for = None
+
+    async def _job_attempt(self, input: JobInput) -> JobResult:
+        """Run (or check on) a job in one heartbeating activity."""
+        return await workflow.execute_activity(
+            RUN_JOB,
+            input,
+            result_type=JobResult,
+            start_to_close_timeout=jobs_logic.attempt_timeout(input.job, input.check),
+            heartbeat_timeout=jobs_logic.JOB_HEARTBEAT_TIMEOUT,
+            retry_policy=APPLY_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{'check on ' if input.check else ''}job {input.job.name} "
+            f"of wave {input.wave}",
+        )
+
+    def _job_ended(self, status: JobStatus, succeeded: bool, message: str) -> None:
+        status.finished_at = workflow.now()
+        if succeeded:
+            status.phase = JobPhase.SUCCEEDED
+        else:
+            status.phase, status.error = JobPhase.FAILED, message
+        self._event("job_succeeded" if succeeded else "job_failed", message)
+
+    def _job(self, name: str) -> JobStatus:
+        return next(j for j in self._progress.jobs if j.name == name)
+
     def _target_failed(self, target: Target, error: str, unknown: bool = True) -> None:
         status = self._target(target.name)
         status.phase = TargetPhase.FAILED
@@ -382,6 +486,62 @@ class WaveWorkflow:
     # --- waits: the bake and the safe points -------------------------------------------------
 
     async def _bake(self, percent: int) -> None:
+        """Hold the step for the wave's bake time, watching its alarms and its checks."""
+        if not self._input.wave.checks:
+            await self._bake_alarms(percent)
+            return
+        checks = asyncio.ensure_future(self._checks(percent))
+        alarms = asyncio.ensure_future(self._bake_alarms(percent))
+        await workflow.wait([checks, alarms], return_when=asyncio.FIRST_EXCEPTION)
+        # One failed (or the wave stopped): the other need not go on.
+        ended = [t for t in (checks, alarms) if t.done() and not t.cancelled()]
+        failed = [t.exception() for t in ended if t.exception() is not None]
+        for task in (checks, alarms):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if failed:
+            raise failed[0]  # type: ignore[misc]
+
+    async def _checks(self, percent: int | None) -> None:
+        """Probe the wave's checks once (before the first step, ``percent`` None) or for
+        the bake; fail the wave with the measured value when one reaches its threshold."""
+        wave = self._input.wave
+        bake = percent is not None
+        try:
+            result = await workflow.execute_activity(
+                RUN_CHECKS,
+                ChecksInput(
+                    release_id=self._input.release_id,
+                    application=self._input.application,
+                    wave=wave.name,
+                    checks=wave.checks,
+                    duration=wave.bake if bake else timedelta(0),
+                    percent=percent or 0,
+                    region=self._input.alarm_region,
+                    role_arn=self._input.alarm_role_arn,
+                    external_id=self._input.alarm_external_id,
+                ),
+                result_type=ChecksResult,
+                start_to_close_timeout=(wave.bake if bake else timedelta(0)) + BAKE_MARGIN,
+                heartbeat_timeout=checks_logic.heartbeat_timeout(wave.checks),
+                retry_policy=APPLY_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"checks of wave {wave.name}" + (f" at {percent}%" if bake else ""),
+            )
+        except ActivityError as err:
+            raise self._failure_of(err) from None
+        self._progress.checks = result.results
+        failed = next((r for r in result.results if r.failed), None)
+        if failed is not None:
+            message = checks_logic.failed_message(failed.name, failed.message, percent)
+            self._event("check_failed", message)
+            self._report()
+            raise WaveFailed(message)
+        self._report()
+
+    async def _bake_alarms(self, percent: int) -> None:
         """Hold the step for the wave's bake time, watching its alarms if it has any."""
         wave = self._input.wave
         self._progress.phase = WavePhase.BAKING
@@ -557,6 +717,7 @@ class WaveWorkflow:
             failed_step=self._progress.step if outcome == "failed" else None,
             error=error,
             targets=self._progress.targets,
+            jobs=self._progress.jobs,
             events=self._events,
         )
 

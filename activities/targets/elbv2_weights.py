@@ -134,7 +134,18 @@ class Elbv2WeightsHandler(TargetHandler):
                 raise_aws_error(exc, "elbv2:DescribeTargetGroups", arn)
 
     def _describe(self, target: Elbv2WeightsTarget, actions: list[dict[str, Any]]) -> str:
-        """``blue 90 / green 10``: the forward weights, by color where the group has one."""
+        """``blue 90 / green 10``: the forward weights, by color where the group has one;
+        ``plain forward to blue`` for a forward to one group with no weights (all of the
+        traffic goes there: its implied weight of 1 is no figure to show)."""
+        forward = next((a for a in actions if a["Type"] == "forward"), None)
+        if (
+            forward is not None
+            and forward.get("TargetGroupArn")
+            and not (forward.get("ForwardConfig") or {}).get("TargetGroups")
+        ):
+            arn = forward["TargetGroupArn"]
+            names = {target.blue_target_group_arn: "blue", target.green_target_group_arn: "green"}
+            return f"plain forward to {names.get(arn, arn)}"
         return self.show(target, _held(actions))
 
     def show(self, target: Elbv2WeightsTarget, written: dict[str, Any]) -> str:

@@ -54,9 +54,13 @@ def _held(alias: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(version: str, weights: dict[str, float]) -> str:
-    """``1: 90% / 2: 10%``: how invocations are split between versions."""
+    """``version 1 90% / version 2 10%``: how invocations are split between versions;
+    ``version 2 (all traffic)`` for an alias on one version (a step event then reads
+    ``version 1 (all traffic) -> version 2 (all traffic)``, not ``1: 100% -> 2: 100%``)."""
+    if not weights:
+        return f"version {version} (all traffic)"
     shares = [(version, 1 - sum(weights.values()))] + sorted(weights.items())
-    return " / ".join(f"{v}: {round(share * 100, 2):g}%" for v, share in shares)
+    return " / ".join(f"version {v} {round(share * 100, 2):g}%" for v, share in shares)
 
 
 class LambdaAliasHandler(TargetHandler):

@@ -35,6 +35,10 @@ def dev_up() -> None:
     typer.echo(f"Temporal:     {state.temporal_address}")
     typer.echo(f"Temporal UI:  {state.ui_url}")
     typer.echo(f"AWS endpoint: {state.aws_endpoint}")
+    if state.metrics_address:
+        typer.echo(f"Metrics:      http://{state.metrics_address}/metrics")
+    if "console" in state.components:
+        typer.echo(f"Console:      http://127.0.0.1:{state.components['console'].port}")
     typer.echo("relman is up; stop it with `relman dev down`.")
 
 

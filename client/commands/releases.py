@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,7 +20,6 @@ from client.output import OutputFormat, emit
 if TYPE_CHECKING:
     from models.status import ReleaseStatus
 
-WATCH_INTERVAL_SECONDS = 2.0
 # Latest timeline events `relman status` shows as text (the status query returns no more).
 STATUS_EVENTS = 10
 
@@ -34,19 +33,28 @@ def submit(
         typer.Option("--as", help="the requester who signs (default: $RELMAN_USER or login)"),
     ] = None,
     key: KeyOption = None,
-    wait: Annotated[
+    answer_timeout: Annotated[
         float,
         typer.Option(
-            "--wait",
+            "--answer-timeout",
             min=0,
             help="seconds to wait for the worker's AWS preflight and resource locks "
             "(0: print the id at once)",
         ),
     ] = 60,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="then follow the release to its end (progress as `status --watch` shows "
+            "it) and exit 0 only if it completed, 1 if it ended otherwise",
+        ),
+    ] = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Start a release from PLAN, signed by its requester, and print its id once the worker
-    has checked that every resource and alarm of the plan exists (its AWS preflight)."""
+    has checked that every resource and alarm of the plan exists (its AWS preflight);
+    with --wait, follow it to its end."""
     from datetime import UTC, datetime
 
     from client.commands.plan import load, refuse_never_starting
@@ -64,7 +72,7 @@ def submit(
     from client.views import SubmitView
 
     release_id = run(service.submit(plan, key_for(signer, key)))
-    checked = run(service.started(release_id, wait)) if wait else None
+    checked = run(service.started(release_id, answer_timeout)) if answer_timeout else None
     refusal = refused(checked)
     if refusal is not None:
         from common.errors import CliError
@@ -76,7 +84,18 @@ def submit(
             f"{plan_path}: {refusal}\n(release id {release_id} is used up: "
             "give the plan a new id to submit it again)"
         )
-    emit(SubmitView(release_id, checked is not None or not wait), output)
+    submitted = SubmitView(release_id, checked is not None or not answer_timeout)
+    if not wait:
+        emit(submitted, output)
+        return
+    from client.follow import ended_badly, follow, write_json_line
+
+    if output == OutputFormat.json:
+        write_json_line(submitted.to_json())  # then one object per event: JSON lines
+    else:
+        emit(submitted, output)
+    # On a terminal the last frame stays on screen; otherwise a last line says how it ended.
+    ended_badly(follow(release_id, output, STATUS_EVENTS))
 
 
 def refused(checked: ReleaseStatus | None) -> str | None:
@@ -89,7 +108,15 @@ def refused(checked: ReleaseStatus | None) -> str | None:
 
 def status(
     release_id: ReleaseId,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="follow until it ends")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="follow until it ends (exit 0 only if it completed); when not a terminal "
+            "or with -o json, one line per new event",
+        ),
+    ] = False,
     events: Annotated[
         int | None,
         typer.Option(
@@ -109,7 +136,7 @@ def status(
     from client.workers import worker_wait
 
     tail = events if events is not None or output == OutputFormat.json else STATUS_EVENTS
-    if not watch or output == OutputFormat.json:
+    if not watch:
         wait = worker_wait(wait_for_worker)
         if output == OutputFormat.json and events is None:
             # The whole timeline, fetched in pages as `relman history` does: one query's
@@ -121,46 +148,11 @@ def status(
             )
         emit(StatusView(current, tail or 0), output)
         return
-    from rich.live import Live
+    from client.follow import ended_badly, follow
 
-    from client.output import console
-
-    with Live(console=console(), auto_refresh=False) as live:
-
-        def show(st):  # type: ignore[no-untyped-def]
-            from rich.console import Group
-
-            class _Capture:
-                def __init__(self) -> None:
-                    self.items: list[object] = []
-
-                def print(self, *items: object, **_: object) -> None:
-                    self.items.extend(items)
-
-            capture = _Capture()
-            StatusView(st, tail or 0).render(capture)
-            shown[:] = capture.items
-            live.update(Group(*capture.items), refresh=True)
-
-        def silent(reason: str) -> None:
-            from rich.console import Group
-            from rich.text import Text
-
-            note = Text(f"no answer from the release, still watching: {reason}", style="yellow")
-            live.update(Group(*shown, note), refresh=True)
-
-        shown: list[Any] = []
-        final = run(service.watch(release_id, show, WATCH_INTERVAL_SECONDS, tail, silent))
-    from models.status import ReleasePhase
-
-    if final.phase != ReleasePhase.COMPLETED:
-        # Scripts that wait on a release learn how it went from the exit code.
-        from common.errors import CliError
-
-        raise CliError(
-            f"release {release_id} ended {final.phase.value}"
-            + (f": {final.error}" if final.error else "")
-        )
+    # On a terminal the status is redrawn in place; piped or with -o json, one line per
+    # new event and a last line saying how it ended.
+    ended_badly(follow(release_id, output, tail or STATUS_EVENTS))
 
 
 def list_(

@@ -81,7 +81,8 @@ def test_snapshot_records_the_default_actions(aws: AwsClients, stack: Stack) -> 
     assert snapshot.state == {
         "default_actions": [{"Type": "forward", "TargetGroupArn": stack.blue}]
     }
-    assert snapshot.display == "blue 1"
+    # A plain forward (no weights) is what it is, not "blue 1" (its implied weight).
+    assert snapshot.display == "plain forward to blue"
 
 
 def test_apply_shifts_weights_in_steps_and_reruns_write_nothing(
@@ -220,14 +221,14 @@ def test_compensate_leaves_weights_someone_else_set_alone(aws: AwsClients, stack
     assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
     assert raised.value.message == (
         f"target 'web-listener' (elbv2 listener {arn}): relman wrote blue 50 / green 50, "
-        "it now holds blue 80 / green 20; not restoring it to blue 1 without --force"
+        "it now holds blue 80 / green 20; not restoring it to plain forward to blue without --force"
     )
     assert raised.value.details[0] == {
         "target": "web-listener",
         "resource": f"elbv2 listener {arn}",
         "written": "blue 50 / green 50",
         "current": "blue 80 / green 20",
-        "snapshot": "blue 1",
+        "snapshot": "plain forward to blue",
     }
     assert describe(aws, arn) == after_them
 

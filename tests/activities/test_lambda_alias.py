@@ -75,7 +75,7 @@ def test_snapshot_records_version_and_weights(handler: LambdaAliasHandler) -> No
 
     assert snapshot.exists
     assert snapshot.state == {"function_version": "1", "additional_version_weights": {}}
-    assert snapshot.display == "1: 100%"
+    assert snapshot.display == "version 1 (all traffic)"
 
 
 def test_apply_shifts_traffic_in_steps_and_reruns_write_nothing(
@@ -84,9 +84,9 @@ def test_apply_shifts_traffic_in_steps_and_reruns_write_nothing(
     new = target("2")
     snapshot = handler.snapshot(new)
     steps = [
-        (10, "1", {"2": 0.1}, "1: 90% / 2: 10%"),
-        (50, "1", {"2": 0.5}, "1: 50% / 2: 50%"),
-        (100, "2", {}, "2: 100%"),
+        (10, "1", {"2": 0.1}, "version 1 90% / version 2 10%"),
+        (50, "1", {"2": 0.5}, "version 1 50% / version 2 50%"),
+        (100, "2", {}, "version 2 (all traffic)"),
     ]
     for percent, version, weights, display in steps:
         result = handler.apply(new, snapshot, percent)
@@ -120,7 +120,7 @@ def test_compensate_restores_version_and_routing_exactly(aws: AwsClients) -> Non
     new = target("3")
     before = alias_state(aws)
     snapshot = handler.snapshot(new)
-    assert snapshot.display == "1: 95% / 2: 5%"
+    assert snapshot.display == "version 1 95% / version 2 5%"
 
     handler.apply(new, snapshot, 50)
     assert alias_state(aws)["weights"] == {"3": 0.5}
@@ -129,7 +129,7 @@ def test_compensate_restores_version_and_routing_exactly(aws: AwsClients) -> Non
 
     restored = handler.compensate(new, snapshot)
     assert restored.changed
-    assert restored.display == "1: 95% / 2: 5%"
+    assert restored.display == "version 1 95% / version 2 5%"
     assert alias_state(aws) == before
 
     writes = writes_of(aws.client("lambda"))
@@ -196,7 +196,7 @@ def test_apply_reports_version_routing_and_revision_read_back(
         "additional_version_weights": {"2": 0.1},
         "revision_id": revision,
     }
-    assert applied.written_display == "1: 90% / 2: 10%"
+    assert applied.written_display == "version 1 90% / version 2 10%"
 
 
 def test_compensate_leaves_a_hotfixed_alias_alone(
@@ -212,15 +212,16 @@ def test_compensate_leaves_a_hotfixed_alias_alone(
 
     assert (raised.value.type, raised.value.non_retryable) == ("ResourceDrifted", True)
     assert raised.value.message == (
-        "target 'checkout-api' (lambda alias checkout:live): relman wrote 1: 50% / 2: 50%, "
-        "it now holds 3: 100%; not restoring it to 1: 100% without --force"
+        "target 'checkout-api' (lambda alias checkout:live): relman wrote version 1 50% / "
+        "version 2 50%, it now holds version 3 (all traffic); not restoring it to version 1 "
+        "(all traffic) without --force"
     )
     assert raised.value.details[0] == {
         "target": "checkout-api",
         "resource": "lambda alias checkout:live",
-        "written": "1: 50% / 2: 50%",
-        "current": "3: 100%",
-        "snapshot": "1: 100%",
+        "written": "version 1 50% / version 2 50%",
+        "current": "version 3 (all traffic)",
+        "snapshot": "version 1 (all traffic)",
     }
     assert alias_state(aws) == {"version": "3", "weights": {}, "description": "production"}
 
@@ -268,8 +269,8 @@ def test_a_further_step_refuses_an_alias_changed_since_the_previous_one(
     assert raised.value.type == "ResourceDrifted"
     assert raised.value.message == (
         "target 'checkout-api' (lambda alias checkout:live): changed by someone else since "
-        "relman's previous step: relman wrote 1: 90% / 2: 10%, it now holds 3: 100%; "
-        "not applying 1: 50% / 2: 50%"
+        "relman's previous step: relman wrote version 1 90% / version 2 10%, it now holds "
+        "version 3 (all traffic); not applying version 1 50% / version 2 50%"
     )
     assert alias_state(aws)["version"] == "3"
 
@@ -317,6 +318,7 @@ def test_a_write_refused_for_a_stale_revision_is_a_drift(
         with pytest.raises(ApplicationError) as raised:
             handler.compensate(new, snapshot, applied.written)
     assert raised.value.type == "ResourceDrifted"
-    assert "it now holds 2: 100%; not restoring it to 1: 100% without --force" in (
-        raised.value.message
-    )
+    assert (
+        "it now holds version 2 (all traffic); not restoring it to version 1 (all traffic) "
+        "without --force"
+    ) in (raised.value.message)

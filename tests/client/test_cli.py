@@ -150,19 +150,18 @@ async def test_release_through_the_cli(
         "RELMAN_POLICY": str(trust.policy_path()),
     }
     async with make_worker(dev_env, aws):
-        submitted = await arelman("submit", str(plan), env=env)
-        assert submitted.returncode == 0, submitted.stderr
-        assert submitted.stdout.strip() == release_id
-
-        again = await arelman("submit", str(plan), env=env)
-        assert again.returncode == 1
-        assert f"release id {release_id!r} is already used" in again.stderr
+        # --wait: the pipeline's step follows the release to its end (piped: one line per
+        # event) and its exit code says whether it completed.
+        submitting = asyncio.create_task(arelman("submit", str(plan), "--wait", env=env))
 
         async def waiting_for_bob() -> list[Any]:
             out = await arelman("approvals", "--as", "bob", "-o", "json", env=env)
             return [a for a in json.loads(out.stdout) if a["release_id"] == release_id]
 
         waiting = await _eventually(waiting_for_bob)
+        again = await arelman("submit", str(plan), env=env)
+        assert again.returncode == 1
+        assert f"release id {release_id!r} is already used" in again.stderr
         assert waiting and waiting[0]["pending"]["wave"] == "finance"
         assert waiting[0]["pending"]["missing"] == {"finance-cab": 1}
 
@@ -193,6 +192,16 @@ async def test_release_through_the_cli(
 
         st = await _eventually(completed)
         assert st, "release did not complete"
+        submitted = await submitting
+        assert submitted.returncode == 0, submitted.stderr
+        lines = submitted.stdout.splitlines()
+        assert lines[0] == release_id
+        assert lines[-1] == f"release {release_id} completed"
+        assert any(
+            "approved  wave=finance  by=bob  " in line and line.endswith(' - "CAB-1234 ok"')
+            for line in lines
+        )
+        assert sum(" finished  " in line for line in lines) == 1  # each event once
         targets = {t["name"]: t for w in st["waves"] for t in w["targets"]}
         assert targets["finance-settlement-engine"]["before"] == "2.3.0"
         assert targets["finance-settlement-engine"]["after"] == "ledger-v2"
@@ -248,8 +257,10 @@ async def test_release_through_the_cli(
         assert "completed" in text.stdout
         assert f"Latest events (10 of {len(events)})" in text.stdout
         watched = await arelman("status", release_id, "--watch", env=env)
-        assert watched.returncode == 0  # the live view ends when the release has ended
-        assert "completed" in watched.stdout
+        assert watched.returncode == 0  # the watch ends when the release has ended
+        # Not a terminal: every event as one line, then how it ended.
+        assert len(watched.stdout.splitlines()) == len(events) + 1
+        assert watched.stdout.splitlines()[-1] == f"release {release_id} completed"
 
     late = await arelman("approve", release_id, "--wave", "finance", "--as", "carol", env=env)
     assert late.returncode == 1
@@ -316,7 +327,15 @@ async def test_operator_controls_through_the_cli(
         "RELMAN_HOME": str(tmp_path / "home"),
     }
     async with make_worker(dev_env, aws):
-        assert (await arelman("submit", str(plan), env=env)).returncode == 0
+        submitting = asyncio.create_task(
+            arelman("submit", str(plan), "--wait", "-o", "json", env=env)
+        )
+
+        async def started() -> bool:
+            out = await arelman("status", release_id, "-o", "json", env=env)
+            return out.returncode == 0 and json.loads(out.stdout)["phase"] != "pending"
+
+        assert await _eventually(started)
 
         outsider = await arelman("pause", release_id, "--reason", "x", "--as", "mallory", env=env)
         assert outsider.returncode == 1
@@ -360,6 +379,23 @@ async def test_operator_controls_through_the_cli(
         watched = await arelman("status", release_id, "--watch", env=env)
         assert watched.returncode == 1
         assert f"release {release_id} ended cancelled" in watched.stderr
+        assert watched.stdout.splitlines()[-1] == f"release {release_id} cancelled"
+        # With -o json: one JSON object per line, each event once, the end last.
+        watched = await arelman("status", release_id, "--watch", "-o", "json", env=env)
+        assert watched.returncode == 1
+        lines = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert lines[:-1] == st["timeline"]
+        assert {k: lines[-1][k] for k in ("release_id", "phase", "finished")} == {
+            "release_id": release_id, "phase": "cancelled", "finished": True,
+        }  # fmt: skip
+        # submit --wait -o json followed it too: the submission, the events, the end; exit 1.
+        submitted = await submitting
+        assert submitted.returncode == 1
+        lines = [json.loads(line) for line in submitted.stdout.splitlines()]
+        assert lines[0] == {"release_id": release_id, "checked": True}
+        assert any(e.get("kind") == "aborted" for e in lines[1:-1])
+        assert lines[-1]["phase"] == "cancelled"
+        assert f"error: release {release_id} ended cancelled" in submitted.stderr
 
 
 async def test_overlapping_release_is_refused_or_queued(

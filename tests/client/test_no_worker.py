@@ -227,7 +227,7 @@ async def test_a_release_no_worker_ever_ran(
     env = cli_env(dev_env, task_queue, tmp_path)
     none = f"no worker has polled task queue '{task_queue}' in the last 5 min"
     # Started with no worker on its task queue (conftest ends it after the test).
-    submitted = await arelman("submit", str(plan), "--wait", "0", env=env)
+    submitted = await arelman("submit", str(plan), "--answer-timeout", "0", env=env)
     assert submitted.returncode == 0, submitted.stderr
 
     shown = await arelman("status", release_id, *WAIT, env=env)

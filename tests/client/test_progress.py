@@ -19,7 +19,13 @@ def wave(*targets: TargetStatus) -> WaveStatus:
 
 def test_applied_targets_show_what_they_hold_at_the_steps_percent():
     edge = wave(
-        target("alias", "lambda_alias", TargetPhase.APPLYING, before="1: 100%", percent=10),
+        target(
+            "alias",
+            "lambda_alias",
+            TargetPhase.APPLYING,
+            before="version 1 (all traffic)",
+            percent=10,
+        ),
         target("flag", "ssm_parameter", TargetPhase.APPLYING),
         target("lb", "elbv2_weights", TargetPhase.APPLYING),
         target("old", "ssm_parameter", TargetPhase.FAILED, error="denied"),

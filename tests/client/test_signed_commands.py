@@ -231,7 +231,8 @@ def test_submit_signs_the_submission_and_records_the_plan_digest(
     policy_file.write_text(yaml.safe_dump(policy.model_dump(mode="json", exclude_defaults=True)))
     monkeypatch.setenv("RELMAN_POLICY", str(policy_file))
     monkeypatch.setenv("RELMAN_USER", "alice")
-    assert relman("submit", str(DEMO), "--key", str(keys["alice"].path), "--wait", "0") == 0
+    key = str(keys["alice"].path)
+    assert relman("submit", str(DEMO), "--key", key, "--answer-timeout", "0") == 0
     [(arg, options)] = sent.started
     assert isinstance(arg, ReleaseInput)
     plan = load_plan(DEMO)

@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -50,12 +51,21 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
         "RELMAN_DEV_TEMPORAL_PORT": str(free_port()),
         "RELMAN_DEV_UI_PORT": str(free_port()),
         "RELMAN_DEV_AWS_PORT": str(free_port()),
+        "RELMAN_DEV_CONSOLE_PORT": str(free_port()),
+        # Not the default 9464: another stack on this machine may serve its metrics there.
+        "RELMAN_DEV_METRICS_PORT": str(free_port()),
         "RELMAN_TASK_QUEUE": "relman-stack-test",
     }
     try:
         up = relman("dev", "up", env=env)
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"Temporal UI:  http://127.0.0.1:{env['RELMAN_DEV_UI_PORT']}" in up.stdout
+        metrics = f"http://127.0.0.1:{env['RELMAN_DEV_METRICS_PORT']}/metrics"
+        assert f"Metrics:      {metrics}\n" in up.stdout
+        console = f"http://127.0.0.1:{env['RELMAN_DEV_CONSOLE_PORT']}"
+        assert f"Console:      {console}" in up.stdout
+        with urllib.request.urlopen(f"{console}/signin") as page:  # labelled dev sign-in
+            assert "Development sign-in (embedded dev stack only)" in page.read().decode()
 
         status = json.loads(relman("dev", "status", "-o", "json", env=env).stdout)
         components = {c["name"]: c for c in status["components"]}
@@ -65,6 +75,12 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert (polls["task_queue"], polls["polled"]) == ("relman-stack-test", True), polls
         assert (tmp_path / "home" / "temporal.db").exists()
         pids = [c["pid"] for c in components.values()]
+        # The stack's worker serves its metrics on the configured port, says so once.
+        assert components["worker"]["address"] == metrics
+        with urllib.request.urlopen(metrics, timeout=10) as page:
+            assert page.status == 200
+        log = Path(components["worker"]["log"]).read_text()
+        assert log.count(f"Temporal SDK metrics for Prometheus on {metrics}") == 1, log
 
         home = tmp_path / "home"
         policy = home / "dev-policy.yaml"
@@ -89,7 +105,7 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     finally:
         down = relman("dev", "down", env=env)
     assert down.returncode == 0
-    assert down.stdout.strip() == "stopped: worker, aws, temporal"
+    assert down.stdout.strip() == "stopped: console, worker, aws, temporal"
     assert not any(alive(pid) for pid in pids)
     status = json.loads(relman("dev", "status", "-o", "json", env=env).stdout)
     assert not any(c["running"] for c in status["components"])

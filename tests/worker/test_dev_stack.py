@@ -45,6 +45,9 @@ def test_the_names_agree_with_the_modules_that_read_them() -> None:
     from activities.policy import POLICY_ENV
 
     assert (dev_stack.ENDPOINT_ENV, dev_stack.POLICY_ENV) == (ENDPOINT_ENV, POLICY_ENV)
+    from worker.telemetry import METRICS_ADDRESS_ENV
+
+    assert dev_stack.METRICS_ADDRESS_ENV == METRICS_ADDRESS_ENV
 
 
 def test_a_worker_of_another_temporal_is_left_as_it_is(tmp_path: Path) -> None:

@@ -413,7 +413,12 @@ async def test_alarm_during_bake_rolls_back_both_waves_across_accounts(
     }
     assert [(t.name, t.phase, t.before, t.after) for w in status.waves for t in w.targets] == [
         ("config", TargetPhase.ROLLED_BACK, "config-v1", "config-v1"),
-        ("checkout-alias", TargetPhase.ROLLED_BACK, "1: 100%", "1: 100%"),
+        (
+            "checkout-alias",
+            TargetPhase.ROLLED_BACK,
+            "version 1 (all traffic)",
+            "version 1 (all traffic)",
+        ),
         ("web-lb", TargetPhase.ROLLED_BACK, "blue 100 / green 0", "blue 100 / green 0"),
         ("web-dns", TargetPhase.ROLLED_BACK, "blue 100 / green 0", "blue 100 / green 0"),
     ]
@@ -1028,7 +1033,7 @@ async def fail_rollback_on_deleted_alias(
     assert alias.error.startswith(
         "lambda:GetAlias on lambda alias checkout:live failed: ResourceNotFoundException"
     )
-    assert alias.error.endswith("; it should be restored to 1: 100%")
+    assert alias.error.endswith("; it should be restored to version 1 (all traffic)")
     assert status.error == "rollback of 1 resource(s) failed; see targets"
     [event] = [e for e in status.timeline if e.kind == "rollback_failed"]
     assert event.target == "checkout-alias"
@@ -1074,7 +1079,7 @@ async def test_rollback_failed_then_skip_target_ends_rolled_back_with_skips(
     [skipped] = [e for e in status.timeline if e.kind == "rollback_skipped"]
     assert (skipped.actor, skipped.comment) == ("alice", "alias retired")
     assert skipped.message.startswith("lambda alias checkout:live: rollback skipped; restore it")
-    assert "it should be restored to 1: 100%" in skipped.message
+    assert "it should be restored to version 1 (all traffic)" in skipped.message
     assert restored_order(status) == ["bad", "config"]
 
 
@@ -1103,7 +1108,11 @@ async def test_rollback_failed_then_recreate_and_rollback_restores_it(
     assert outcome.phase == ReleasePhase.ROLLED_BACK
     assert backend.describe() == before
     alias = status.target("checkout-alias")
-    assert (alias.phase, alias.error, alias.after) == (TargetPhase.ROLLED_BACK, None, "1: 100%")
+    assert (alias.phase, alias.error, alias.after) == (
+        TargetPhase.ROLLED_BACK,
+        None,
+        "version 1 (all traffic)",
+    )
     assert restored_order(status) == ["bad", "config", "checkout-alias"]
     assert {w.name: w.phase for w in status.waves} == {
         "backend": WavePhase.ROLLED_BACK,

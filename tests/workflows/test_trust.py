@@ -121,10 +121,12 @@ async def test_unsigned_forged_and_replayed_decisions_are_refused_by_the_release
         # The real thing goes through, with its evidence recorded.
         result = await approve(handle, "finance", "bob", "reconciled")
         assert result.satisfied
-        outcome = await handle.result()
-        status = await status_of(handle)
+        # Before awaiting the result: while the test waits, the time-skipping server moves
+        # time on, and the other two releases' gates would time out and end on their own.
         for h in (second, both):
             await h.terminate()
+        outcome = await handle.result()
+        status = await status_of(handle)
 
     assert outcome.phase == ReleasePhase.COMPLETED
     [approved] = events(status, "approved")

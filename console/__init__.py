@@ -1,0 +1,2 @@
+"""The relman web console: sign in through OpenID Connect, decide gates, watch and operate
+releases (``relman console``)."""

@@ -1,0 +1,298 @@
+"""Job steps against a moto server over HTTP: an ECS task, a Lambda function and an SSM
+command each run once per key, and their outcome is read back as a user sees it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import time
+import urllib.request
+import zipfile
+from typing import Any
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.jobs import JobActivities, check_result, started_by
+from models.jobs import EcsTaskSpec, JobInput, LambdaJobSpec, SsmCommandSpec, WaveJob
+from tests.activities.test_ssm_commands import launch
+
+CLUSTER = "jobs"
+KEY = "rel-1.db.1:migrate"
+
+
+class WorkerDied(Exception):
+    """Stands for a worker killed while it waits for a job."""
+
+
+def ecs_job(aws: Any, **fields: Any) -> EcsTaskSpec:
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName=CLUSTER)
+    ecs.register_task_definition(
+        family="migrate",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "migrator:2",
+                "essential": True,
+                # moto sums container-level sizes even on Fargate.
+                "cpu": 256,
+                "memory": 512,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/ecs/migrate",
+                        "awslogs-region": "us-east-1",
+                        "awslogs-stream-prefix": "job",
+                    },
+                },
+            }
+        ],
+    )
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    return EcsTaskSpec.model_validate(
+        {
+            "name": "migrate",
+            "kind": "ecs_task",
+            "cluster": CLUSTER,
+            "task_definition": "migrate:1",
+            "network": {"subnets": [subnet]},
+            "container": "app",
+            "command": ["migrate", "up"],
+            "environment": {"TARGET_VERSION": "42"},
+            **fields,
+        }
+    )
+
+
+def tasks_started(aws: Any) -> list[str]:
+    ecs = aws.client("ecs")
+    return [
+        arn
+        for status in ("RUNNING", "STOPPED")
+        for arn in ecs.list_tasks(cluster=CLUSTER, desiredStatus=status)["taskArns"]
+    ]
+
+
+def stop_when_started(aws: Any, reason: str = "Essential container exited") -> str:
+    """Wait for the job's task to appear, then stop it as ECS would when it exits."""
+    for _ in range(200):
+        arns = aws.client("ecs").list_tasks(cluster=CLUSTER, startedBy=started_by(KEY))["taskArns"]
+        if arns:
+            aws.client("ecs").stop_task(cluster=CLUSTER, task=arns[0], reason=reason)
+            return str(arns[0])
+        time.sleep(0.02)
+    raise AssertionError("no task started")
+
+
+def test_an_ecs_task_runs_once_and_reports_exit_codes_and_its_log(aws: Any) -> None:
+    job = ecs_job(aws)
+    jobs = JobActivities(aws, pause=lambda s: time.sleep(0.02))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            ActivityEnvironment().run,
+            jobs.run_job,
+            JobInput(release_id="rel-1", wave="db", job=job, key=KEY, poll_seconds=0.02),
+        )
+        task_arn = stop_when_started(aws)
+        result = running.result(timeout=30)
+
+    assert result.succeeded
+    assert result.reference == task_arn
+    assert result.details["exit_codes"] == "app=0"
+    assert result.details["stopped_reason"] == "Essential container exited"
+    assert result.details["log"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/")
+    task = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["migrate", "up"]
+    assert tasks_started(aws) == [task_arn]
+
+
+def test_a_retry_after_a_worker_died_mid_task_waits_for_the_same_task(aws: Any) -> None:
+    job = ecs_job(aws)
+    job_input = JobInput(release_id="rel-1", wave="db", job=job, key=KEY, poll_seconds=0.02)
+
+    def die(seconds: float) -> None:
+        raise WorkerDied
+
+    with pytest.raises(WorkerDied):
+        ActivityEnvironment().run(JobActivities(aws, pause=die).run_job, job_input)
+    [first] = tasks_started(aws)
+
+    jobs = JobActivities(aws, pause=lambda s: time.sleep(0.02))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(ActivityEnvironment().run, jobs.run_job, job_input)
+        stop_when_started(aws)
+        result = running.result(timeout=30)
+
+    assert result.succeeded and result.reference == first
+    assert tasks_started(aws) == [first]  # no second migration
+
+
+def enable_lambda_without_docker(moto_endpoint: str) -> None:
+    request = urllib.request.Request(
+        f"{moto_endpoint}/moto-api/config",
+        data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def lambda_job(aws: Any, moto_endpoint: str, **fields: Any) -> LambdaJobSpec:
+    enable_lambda_without_docker(moto_endpoint)
+    role = aws.client("iam").create_role(
+        RoleName="backfill", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    aws.client("lambda").create_function(
+        FunctionName="backfill",
+        Runtime="python3.12",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    return LambdaJobSpec.model_validate(
+        {"name": "backfill", "kind": "lambda_job", "function": "backfill", **fields}
+    )
+
+
+def test_a_lambda_job_succeeds_when_its_result_passes_the_assertion(
+    aws: Any, moto_endpoint: str
+) -> None:
+    job = lambda_job(
+        aws,
+        moto_endpoint,
+        payload={"status": "done", "rows": 12},
+        assert_path="$.status",
+        expect="done",
+    )
+    result = ActivityEnvironment().run(
+        JobActivities(aws).run_job, JobInput(release_id="r", wave="w", job=job, key="k")
+    )
+    assert result.succeeded, result.summary
+    assert json.loads(result.details["result"]) == {"status": "done", "rows": 12}
+
+
+def test_a_lambda_job_fails_when_its_result_fails_the_assertion(
+    aws: Any, moto_endpoint: str
+) -> None:
+    job = lambda_job(
+        aws, moto_endpoint, payload={"status": "partial"}, assert_path="$.status", expect="done"
+    )
+    result = ActivityEnvironment().run(
+        JobActivities(aws).run_job, JobInput(release_id="r", wave="w", job=job, key="k")
+    )
+    assert not result.succeeded
+    assert result.summary == (
+        "lambda function backfill returned a result that fails its assertion: "
+        "$.status is 'partial', expected 'done'"
+    )
+
+
+def test_jsonpath_assertions() -> None:
+    assert check_result({"a": [{"ok": True}]}, "$.a[0].ok", None) is None
+    assert check_result({"a": 1}, "$.b", None) == "$.b matches nothing in the result"
+    assert check_result({"n": 0}, "$.n", None) == "$.n is 0"
+
+
+def test_an_ssm_command_runs_on_the_tagged_instances_once(aws: Any) -> None:
+    ids = launch(aws, 2, {"app": "payments", "role": "db-host"})
+    launch(aws, 1, {"app": "payments", "role": "web"})
+    job = SsmCommandSpec.model_validate(
+        {
+            "name": "warm-cache",
+            "kind": "ssm_command",
+            "document": "AWS-RunShellScript",
+            "parameters": {"commands": ["warm-cache"]},
+            "instance_tags": {"app": "payments", "role": "db-host"},
+        }
+    )
+    job_input = JobInput(release_id="r", wave="w", job=job, key=KEY, poll_seconds=0)
+    first = ActivityEnvironment().run(JobActivities(aws).run_job, job_input)
+    again = ActivityEnvironment().run(JobActivities(aws).run_job, job_input)
+
+    assert first.succeeded and again.reference == first.reference
+    assert first.details["invocations"] == ", ".join(f"{i}=Success" for i in ids)
+    commands = aws.client("ssm").list_commands()["Commands"]
+    # (moto lists every instance it knows in InstanceIds; invocations above are per instance)
+    assert [c["DocumentName"] for c in commands] == ["AWS-RunShellScript"]
+
+
+def test_bad_job_sections_are_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="DB_PASSWORD looks like a secret"):
+        EcsTaskSpec.model_validate(
+            {
+                "name": "m",
+                "kind": "ecs_task",
+                "cluster": "c",
+                "task_definition": "t:1",
+                "network": {"subnets": ["s"]},
+                "container": "app",
+                "environment": {"DB_PASSWORD": "hunter2"},
+            }
+        )
+    with pytest.raises(ValueError, match="a FARGATE task needs network"):
+        EcsTaskSpec.model_validate(
+            {"name": "m", "kind": "ecs_task", "cluster": "c", "task_definition": "t:1"}
+        )
+    with pytest.raises(ValueError, match="compensation needs a name of its own"):
+        WaveJob.model_validate(
+            {
+                "at": "before",
+                "run": {"name": "x", "kind": "lambda_job", "function": "f"},
+                "compensation": {"name": "x", "kind": "lambda_job", "function": "g"},
+            }
+        )
+
+
+def test_preflight_names_each_missing_task_definition_function_and_document(aws: Any) -> None:
+    from activities.preflight import PreflightActivities
+    from models.preflight import preflight_input
+    from tests.helpers import make_plan, seed, ssm, wave
+
+    seed(aws, {"/p": "1"})
+    plan = make_plan(
+        [ssm("p", "/p", "2")],
+        [
+            wave(
+                "db",
+                ["p"],
+                jobs=[
+                    {
+                        "at": "before",
+                        "run": {
+                            "name": "migrate",
+                            "kind": "ecs_task",
+                            "cluster": "c",
+                            "task_definition": "nope:1",
+                            "network": {"subnets": ["s"]},
+                        },
+                        "compensation": {"name": "down", "kind": "lambda_job", "function": "gone"},
+                    },
+                    {
+                        "at": "after",
+                        "run": {
+                            "name": "warm",
+                            "kind": "ssm_command",
+                            "document": "Missing-Doc",
+                            "instance_tags": {"a": "b"},
+                        },
+                        "compensation": "none",
+                    },
+                ],
+            )
+        ],
+    )
+    result = ActivityEnvironment().run(PreflightActivities(aws).preflight, preflight_input(plan))
+    assert [(p.path, p.message) for p in result.problems] == [
+        ("waves[0].jobs[0].run", "task definition 'nope:1' does not exist in us-east-1"),
+        ("waves[0].jobs[0].compensation", "Lambda function 'gone' does not exist in us-east-1"),
+        ("waves[0].jobs[1].run", "SSM document 'Missing-Doc' does not exist in us-east-1"),
+    ]

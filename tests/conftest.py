@@ -46,16 +46,10 @@ LOOPBACK_NETWORKS = allowed_networks("127.0.0.0/8,::1/128")
 from tests import trust  # noqa: E402
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The crash and outage tests run last: their Temporal servers, moto server and workers
     are session fixtures, and stay up until the session ends."""
     items.sort(key=lambda item: "reliability" in item.path.parts)
-    # With pytest-xdist (`make test` runs two processes), the reliability tests all go to
-    # one process: their scenarios run side by side as one campaign, started once.
-    for item in items:
-        if "reliability" in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group("reliability"))
 
 
 def free_port() -> int:

@@ -175,10 +175,16 @@ def test_quiet_bake_returns_ok_after_its_duration_heartbeating_progress(
 
     assert result.ok
     assert result.elapsed_seconds >= 0.5
-    # At 0, 0.1, ... and the deadline; a busy machine may fit fewer polls into the bake.
-    assert result.polls == len(beats) >= 3
+    # At 0, 0.1, ... and the deadline; a busy machine may fit fewer polls into the bake, and
+    # a read slower than the interval adds heartbeats repeating the progress so far.
+    after_reads = [
+        b
+        for i, b in enumerate(beats)
+        if b.polls and (i + 1 == len(beats) or beats[i + 1].polls != b.polls)
+    ]
+    assert result.polls == len(after_reads) >= 3
     assert len({b.deadline for b in beats}) == 1
-    assert [b.polls for b in beats] == list(range(1, len(beats) + 1))
+    assert [b.polls for b in after_reads] == list(range(1, len(after_reads) + 1))
     assert beats == sorted(beats, key=lambda b: b.elapsed_seconds)
 
 
@@ -488,7 +494,10 @@ def test_a_read_that_hangs_keeps_heartbeating_until_the_limit_fails_the_bake(
 
     def beat(details: Any) -> None:
         beats.append(details)
-        clock.now += timedelta(seconds=1)  # a second of the bake per heartbeat
+        # A second of the bake per heartbeat once the first read answered (on a busy machine
+        # that read itself may outlast a heartbeat interval: those beats say polls 0).
+        if details["polls"]:
+            clock.now += timedelta(seconds=1)
 
     env.on_heartbeat = beat
     started = time.monotonic()
@@ -506,7 +515,7 @@ def test_a_read_that_hangs_keeps_heartbeating_until_the_limit_fails_the_bake(
         "(last error: DescribeAlarms has not answered)"
     )
     # One poll, then heartbeats while its successor hung, until the limit was passed.
-    assert [b["polls"] for b in beats] == [1] * 5
+    assert [b["polls"] for b in beats if b["polls"]] == [1] * 5
 
 
 def test_a_gap_of_throttled_reads_names_the_aws_error(

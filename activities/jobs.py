@@ -12,8 +12,13 @@ so a worker that dies mid-job and the retry that follows never start a second mi
   (``JobOutcomeUnknown``) for an operator rather than invoking again.
 
 A job that ran and failed (a non-zero exit code, a function error, a failed assertion, an
-invocation not ``Success``) returns ``JobResult(succeeded=False)`` with what happened; AWS
-errors retrying cannot fix raise non-retryable errors naming the resource.
+invocation not ``Success``) returns ``JobResult(succeeded=False)`` with what happened; one
+interrupted mid-way (an SSM invocation ``TimedOut``, ``Cancelled`` or ``Terminated``, an
+essential ECS container stopped without an exit code) also says ``outcome_unknown``. AWS
+errors retrying cannot fix raise non-retryable errors naming the resource; those raised
+before anything can have started the job (AWS refused to start it, in the first attempt
+or after a lookup found nothing started) have the type ``JobNotStarted``: every other
+error leaves the job's outcome unknown to the workflow, which treats it as applied.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import contextvars
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -34,6 +40,7 @@ from activities import ssm_commands
 from activities.aws import AwsClients, acting_for
 from activities.errors import aws_call, classified
 from models.jobs import (
+    JOB_NOT_STARTED,
     RUN_JOB,
     EcsTaskSpec,
     JobInput,
@@ -52,6 +59,10 @@ HEARTBEAT_EVERY = 2.0
 R = TypeVar("R")
 # Output excerpts kept in a job's result (and so in the release's history).
 EXCERPT = 300
+# SSM invocation statuses of a command stopped part-way: what it did is unknown.
+INTERRUPTED = frozenset({"TimedOut", "Cancelled", "Terminated"})
+# ECS's stopCode of a task whose containers never started.
+FAILED_TO_START = "TaskFailedToStart"
 
 
 class JobOutcomeUnknown(Exception):
@@ -60,6 +71,23 @@ class JobOutcomeUnknown(Exception):
 
 class NoInstances(Exception):
     """An ssm_command's tags choose no running instance."""
+
+
+def first_attempt() -> bool:
+    """True in the first attempt of a job's activity: no earlier one can have started it."""
+    return activity.info().attempt == 1
+
+
+@contextmanager
+def refusals_mean_not_started(known: bool) -> Iterator[None]:
+    """When ``known`` (nothing was started for this key before), a final error raised here
+    (AWS refused the call) means the job never started: retyped ``JobNotStarted``."""
+    try:
+        yield
+    except ApplicationError as err:
+        if not known or not err.non_retryable or err.type == JOB_NOT_STARTED:
+            raise
+        raise ApplicationError(err.message, type=JOB_NOT_STARTED, non_retryable=True) from err
 
 
 def _digest(key: str) -> str:
@@ -137,7 +165,7 @@ class JobActivities:
     def _ecs_task(self, job: EcsTaskSpec, input: JobInput) -> JobResult:
         ecs = self._client("ecs", job)
         tag = started_by(input.key)
-        with aws_call("ListTasks", job.resource):
+        with refusals_mean_not_started(first_attempt()), aws_call("ListTasks", job.resource):
             arns = [
                 arn
                 for status in ("RUNNING", "STOPPED")
@@ -151,7 +179,8 @@ class JobActivities:
                 "job %s: task %s started by an earlier attempt", job.name, task_arn
             )
         else:
-            task_arn = self._run_task(ecs, job, input.key, tag)
+            with refusals_mean_not_started(True):  # no task was started for this key
+                task_arn = self._run_task(ecs, job, input.key, tag)
         self._beat({"task_arn": task_arn})
         while True:
             with aws_call("DescribeTasks", job.resource):
@@ -207,6 +236,11 @@ class JobActivities:
         codes: dict[str, int | None] = {c["name"]: c.get("exitCode") for c in task["containers"]}
         essential = [n for n in codes if containers.get(n, {}).get("essential", True)]
         succeeded = bool(essential) and all(codes[n] == 0 for n in essential)
+        # A container stopped without an exit code (the task was stopped, its host lost)
+        # was interrupted, unless the task never started its containers.
+        interrupted = task.get("stopCode") != FAILED_TO_START and any(
+            codes[n] is None for n in essential
+        )
         task_arn = task["taskArn"]
         details = {
             "task_arn": task_arn,
@@ -225,7 +259,13 @@ class JobActivities:
                 break
         reason = details["stopped_reason"] or "no reason given"
         summary = f"task {task_arn} stopped ({reason}); exit codes {details['exit_codes']}"
-        return JobResult(succeeded=succeeded, reference=task_arn, summary=summary, details=details)
+        return JobResult(
+            succeeded=succeeded,
+            outcome_unknown=not succeeded and interrupted,
+            reference=task_arn,
+            summary=summary,
+            details=details,
+        )
 
     # --- lambda_job -------------------------------------------------------------------------
 
@@ -250,7 +290,7 @@ class JobActivities:
             request["Qualifier"] = job.qualifier
         beat = {"invoking": input.key}
         self._beat(beat)
-        with aws_call("Invoke", job.resource):
+        with refusals_mean_not_started(first_attempt()), aws_call("Invoke", job.resource):
             # Heartbeat while the function runs (up to 15 minutes).
             answer = self._heartbeating(lambda: _invoked(client, request), beat)
         raw = bytes(answer["Payload"])
@@ -350,15 +390,17 @@ class JobActivities:
 
     def _ssm_command(self, job: SsmCommandSpec, input: JobInput) -> JobResult:
         ssm = self._client("ssm", job)
-        with aws_call("DescribeInstances", job.resource):
+        first = first_attempt()
+        with refusals_mean_not_started(first), aws_call("DescribeInstances", job.resource):
             instances = ssm_commands.resolve_instances(self._client("ec2", job), job.instance_tags)
         if not instances:
             raise ApplicationError(
-                f"{job.resource}: no running instance carries these tags",
-                type=NoInstances.__name__,
+                f"{job.resource}: no running instance carries these tags"
+                + ("" if first else " (now; an earlier attempt may have run the command)"),
+                type=JOB_NOT_STARTED if first else NoInstances.__name__,
                 non_retryable=True,
             )
-        with aws_call("SendCommand", job.resource):
+        with refusals_mean_not_started(first), aws_call("SendCommand", job.resource):
             sent = ssm_commands.send_command_once(
                 ssm,
                 key=input.key,
@@ -385,6 +427,7 @@ class JobActivities:
             details[f"{failed.instance_id} output"] = (failed.stderr or failed.stdout)[-EXCERPT:]
         return JobResult(
             succeeded=outcome.succeeded,
+            outcome_unknown=any(i.status in INTERRUPTED for i in outcome.invocations),
             reference=sent.command_id,
             summary=f"command {sent.command_id} on {len(outcome.invocations)} instance(s): "
             + statuses,
@@ -412,6 +455,6 @@ def _invoked(client: Any, request: dict[str, Any]) -> dict[str, Any]:
 def _fail_start(job: EcsTaskSpec, reasons: str) -> str:
     raise ApplicationError(
         f"{job.resource}: RunTask started no task: {reasons}",
-        type="JobNotStarted",
+        type=JOB_NOT_STARTED,
         non_retryable=True,
     )

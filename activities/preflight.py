@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import ssm_commands
 from activities.aws import AwsClients, acting_for
 from activities.errors import error_code, is_permanent
 from activities.health import ALARM_NAMES_PER_CALL, ALARM_TYPES
@@ -24,6 +25,7 @@ from activities.targets.route53_weighted import Route53WeightedHandler
 from activities.webhook_addresses import IPNetwork, WebhookAddressError, checked_addresses
 from models.jobs import EcsTaskSpec, LambdaJobSpec
 from models.plan import (
+    Ec2FleetTarget,
     EcsServiceTarget,
     Elbv2WeightsTarget,
     LambdaAliasTarget,
@@ -121,6 +123,7 @@ class PreflightActivities:
             "route53_weighted": self._route53_weighted,
             "ecs_service": self._ecs_service,
             "s3_artifact": self._s3_artifact,
+            "ec2_fleet": self._ec2_fleet,
         }
 
     def _client(self, service: str, where: Any) -> Any:
@@ -291,6 +294,42 @@ class PreflightActivities:
             missing_codes=("ClientException",),
         ):
             ecs.describe_task_definition(taskDefinition=target.task_definition)
+
+    def _ec2_fleet(self, client: Any, target: Ec2FleetTarget, found: _Found) -> None:
+        chosen, group_ids = target.instances, None
+        if chosen.auto_scaling_group:
+            name = chosen.auto_scaling_group
+            with found.call(f"auto scaling group {name}"):
+                groups = client("autoscaling").describe_auto_scaling_groups(
+                    AutoScalingGroupNames=[name]
+                )["AutoScalingGroups"]
+                if not groups:
+                    found.add(f"auto scaling group {name} does not exist")
+                group_ids = [i["InstanceId"] for g in groups for i in g.get("Instances", [])]
+        if not found.failed:
+            filters = ssm_commands.tag_filters(chosen.tags) + [
+                {"Name": "instance-state-name", "Values": ["running"]}
+            ]
+            if group_ids is not None:
+                # DescribeInstances takes up to 200 values per filter: one is enough here.
+                filters.append({"Name": "instance-id", "Values": group_ids[:200] or ["none"]})
+            with found.call(f"instances of {target.resource}"):
+                reservations = client("ec2").describe_instances(Filters=filters)["Reservations"]
+                if not any(r.get("Instances") for r in reservations):
+                    found.add(f"{target.resource}: no running instance")
+        for arn in target.target_groups:
+            with found.call(f"target group {arn}", f"target group {arn} does not exist"):
+                client("elbv2").describe_target_groups(TargetGroupArns=[arn])
+        commands = [target.command] + ([target.rollback] if target.rollback != "none" else [])
+        for document in dict.fromkeys(c.document for c in commands):
+            if document.startswith("AWS-"):
+                continue  # AWS's own documents exist in every region
+            with found.call(
+                f"ssm document {document}",
+                f"ssm document {document} does not exist",
+                missing_codes=("InvalidDocument",),
+            ):
+                client("ssm").describe_document(Name=document)
 
     def _s3_artifact(self, client: Any, target: S3ArtifactTarget, found: _Found) -> None:
         s3, bucket = client("s3"), target.bucket

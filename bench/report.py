@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks", "console")
+BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks", "console", "fleet")
 TITLES = {
     "overhead": "Orchestration overhead: one wave of N targets vs a plain boto3 script",
     "parked": "Parked releases: one worker holding releases at an approval gate",
@@ -27,6 +27,7 @@ TITLES = {
     "multiday": "Multi-day simulation under time skipping",
     "checks": "Checks per decision and per target: signature verification, AWS preflight",
     "console": "Web console: page response times with many releases parked",
+    "fleet": "Fleet in place: N instances in batches of 10 % vs a plain boto3 script",
 }
 RESULTS_START, RESULTS_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 COMPARE_START, COMPARE_END = "<!-- bench:before-after:start -->", "<!-- bench:before-after:end -->"

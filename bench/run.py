@@ -80,6 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"checks: targets preflighted per run (default {defaults.preflight_targets})",
     )
     parser.add_argument(
+        "--fleet-instances",
+        type=int,
+        help=f"fleet: instances rolled out (default {defaults.fleet_instances})",
+    )
+    parser.add_argument(
         "--profile",
         dest="profile_dir",
         help="parked: record the worker with py-spy (pip install py-spy) while approving",
@@ -115,6 +120,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "multiday_runs",
         "verify_calls",
         "preflight_targets",
+        "fleet_instances",
         "profile_dir",
         "payloads",
     ):

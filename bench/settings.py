@@ -26,6 +26,8 @@ class Settings:
     preflight_rounds: int = 10
     # checks: releases submitted at once whose resource-lock acquisition is timed.
     lock_releases: int = 50
+    # fleet: instances rolled out in batches of 10 %.
+    fleet_instances: int = 100
     # Payloads as Temporal stores them: "encrypted" (AES-256-GCM, a key made for the run,
     # as relman deploys) or "clear" (no codec), to measure what encryption costs.
     payloads: str = "encrypted"
@@ -46,6 +48,7 @@ class Settings:
             preflight_targets=2,
             preflight_rounds=1,
             lock_releases=3,
+            fleet_instances=10,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.durations import format_duration
-from models.jobs import JobStatus
+from models.jobs import JobPhase, JobStatus
 from models.plan import Wave
 from workflows.jobs import in_wave_order
 
@@ -44,7 +44,8 @@ def plan_json(wave: Wave) -> list[dict[str, object]]:
 def status_line(wave: str, job: JobStatus) -> str:
     """``relman status``'s line for one job."""
     text = f"job {wave}/{job.name} ({job.kind}, {job.at}): {job.phase.value}"
-    if job.summary:
+    # An outcome_unknown job's error already says why; once undone, its summary does.
+    if job.summary and job.phase != JobPhase.UNKNOWN:
         text += f" - {job.summary}"
     if job.error:
         text += f" - {job.error}"

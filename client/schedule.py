@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from models.plan import ReleasePlan
 from models.validation import wave_order
@@ -27,16 +28,30 @@ class WaveSchedule:
     start: datetime | None
     end: datetime | None
     held_by: str | None
+    timezone: str | None = None  # the window's: the wave's local time
 
     def to_json(self) -> dict[str, str | None]:
         return {
             "wave": self.wave,
             "window": self.window,
+            "timezone": self.timezone,
             "earliest": self.earliest.isoformat(),
             "start": self.start.isoformat() if self.start else None,
+            # the same instants in the wave's own time zone
+            "start_local": self._local(self.start),
             "end": self.end.isoformat() if self.end else None,
+            "end_local": self._local(self.end),
             "held_by": self.held_by,
         }
+
+    def local_text(self, at: datetime | None) -> str:
+        """``2026-12-01 09:00 Asia/Tokyo (00:00 UTC)``, or ``-``."""
+        return windows.local_and_utc(at, self.timezone) if at else "-"
+
+    def _local(self, at: datetime | None) -> str | None:
+        if at is None:
+            return None
+        return at.astimezone(ZoneInfo(self.timezone) if self.timezone else UTC).isoformat()
 
 
 def project(plan: ReleasePlan, now: datetime) -> list[WaveSchedule]:
@@ -46,9 +61,12 @@ def project(plan: ReleasePlan, now: datetime) -> list[WaveSchedule]:
     for name in wave_order(plan):
         wave = plan.wave(name)
         pred_ends = [ends.get(p) for p in wave.after]
+        zone = wave.window.timezone if wave.window else None
         if any(e is None for e in pred_ends):
             out.append(
-                WaveSchedule(name, _window(wave.window), now, None, None, EARLIER_NEVER_STARTS)
+                WaveSchedule(
+                    name, _window(wave.window), now, None, None, EARLIER_NEVER_STARTS, zone
+                )
             )
             ends[name] = None
             continue
@@ -62,7 +80,7 @@ def project(plan: ReleasePlan, now: datetime) -> list[WaveSchedule]:
             held_by = f"freeze: {freeze.reason}" if freeze else "waiting for its window"
         end = start + wave.bake * len(wave.traffic) if start else None
         ends[name] = end
-        out.append(WaveSchedule(name, _window(wave.window), earliest, start, end, held_by))
+        out.append(WaveSchedule(name, _window(wave.window), earliest, start, end, held_by, zone))
     return out
 
 

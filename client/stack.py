@@ -355,7 +355,7 @@ def up(config: StackConfig, progress=print) -> StackState:  # type: ignore[no-un
             "start polling",
         )
     if "console" not in running:
-        _start_console(config, state, policy, progress)
+        _start_console(config, state, policy, codec_key, progress)
     return state
 
 
@@ -364,11 +364,20 @@ def console_port() -> int:
     return int(os.environ.get(CONSOLE_PORT_ENV, DEFAULT_CONSOLE_PORT))
 
 
-def _start_console(config: StackConfig, state: StackState, policy: Path, progress) -> None:  # type: ignore[no-untyped-def]
-    """The web console on loopback, under the dev policy, with its development sign-in."""
+def _start_console(  # type: ignore[no-untyped-def]
+    config: StackConfig, state: StackState, policy: Path, codec_key: Path, progress
+) -> None:
+    """The web console on loopback, under the dev policy, with its development sign-in,
+    reading the current values of targets from the stack's AWS endpoint as its worker does."""
     port = console_port()
     _check_port(port, "web console", CONSOLE_PORT_ENV)
-    env = {k: v for k, v in os.environ.items() if k != "RELMAN_POLICY"}
+    env = stack_worker_env(
+        os.environ,
+        temporal_address=state.temporal_address,
+        aws_endpoint=state.aws_endpoint,
+        policy=policy,
+        codec_key=codec_key,
+    )
     env["PYTHONUNBUFFERED"] = "1"
     cmd = [sys.executable, "-m", "client.cli", "console", "--bind", LOOPBACK,
            "--port", str(port), "--policy", str(policy), "--dev-signin"]  # fmt: skip

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+import client.fleet_view as fleet_view
 import client.jobs_view as jobs_view
 import models.checks as checks_view
 from models.durations import format_duration
 from models.messages import DecisionResult
 from models.plan import ReleasePlan, Wave
 from models.status import WAVE_END_PHASES, PolicyInfo, ReleaseStatus, TimelineEvent
+from workflows.windows import local_and_utc
 
 if TYPE_CHECKING:
     from client.audit import Verdict
@@ -120,6 +122,8 @@ class PlanCheckView:
                 rollout += f"\ncheck {checks_view.summary(check)}"
             for line in jobs_view.plan_lines(wave):
                 rollout += f"\n{line}"
+            for line in fleet_view.plan_lines(plan, wave):
+                rollout += f"\n{line}"
             rollout += f"\non failure: {wave.on_failure}"
             table.add_row(
                 str(i),
@@ -145,8 +149,10 @@ class PlanCheckView:
         )
         for column in ("wave", "window", "could start", "done by", "held by"):
             table.add_column(column)
-        for s in self.schedule:
-            table.add_row(s.wave, s.window, when(s.start), when(s.end), s.held_by or "-")
+        for s in self.schedule:  # times in the wave's own time zone beside UTC
+            table.add_row(
+                s.wave, s.window, s.local_text(s.start), s.local_text(s.end), s.held_by or "-"
+            )
         console.print(table)
         assert self.now is not None
         header, rows = timeline_rows(self.plan, self.schedule, self.now.date())
@@ -179,13 +185,20 @@ class SubmitView:
             )
 
 
+def event_what(event: TimelineEvent) -> str:
+    """What happened, with the comment, and how the actor was identified when an attester
+    (the web console) signed for them: "via console, OIDC subject S from issuer I"."""
+    what = event.message + (f' - "{event.comment}"' if event.comment else "")
+    attested = event.evidence.payload.attestation() if event.evidence else ""
+    return what + (f"\n{attested}" if attested else "")
+
+
 def _timeline_table(events: list[TimelineEvent], title: str) -> Table:
     table = Table(title=title)
     for column in ("time", "event", "actor", "wave", "what"):
         table.add_column(column)
     for e in events:
-        what = e.message + (f' - "{e.comment}"' if e.comment else "")
-        table.add_row(when(e.at), e.kind, e.actor or "-", e.wave or "-", what)
+        table.add_row(when(e.at), e.kind, e.actor or "-", e.wave or "-", event_what(e))
     return table
 
 
@@ -222,6 +235,9 @@ class StatusView:
             wave_phase = phase_text(w.phase)
             if w.error:  # why it failed (or why it waits for an operator)
                 wave_phase.append(f"\n{w.error}", style="red")
+                # what became of its targets: a failed wave's may have been rolled back
+                if w.targets_note and not w.error.endswith(w.targets_note):
+                    wave_phase.append(f"\n{w.targets_note}", style="yellow")
             elif w.waiting_for and w.phase not in WAVE_END_PHASES:
                 wave_phase.append(f"\n{w.waiting_for}", style="dim")
             for i, t in enumerate(w.targets):
@@ -245,9 +261,11 @@ class StatusView:
             console.print(f"waiting on wave [bold]{p.wave}[/bold]: {missing} ({who}){deadline}")
         for w in st.waves:
             if w.next_start:
+                # in the wave's own time zone (its window's) beside UTC
                 console.print(
-                    f"wave [bold]{w.name}[/bold] next starts {when(w.next_start)} "
-                    f"({countdown(w.next_start)})"
+                    f"wave [bold]{w.name}[/bold] next starts {countdown(w.next_start)}: "
+                    f"{local_and_utc(w.next_start, w.timezone)}",
+                    highlight=False,
                 )
         for w in st.waves:
             for c in w.checks:
@@ -255,6 +273,10 @@ class StatusView:
         for w in st.waves:
             for j in w.jobs:
                 console.print(jobs_view.status_line(w.name, j), markup=False, highlight=False)
+        for w in st.waves:
+            for t in w.targets:
+                for line in fleet_view.status_lines(w.name, t):
+                    console.print(line, markup=False, highlight=False)
         for f in st.freezes:
             console.print(f"freeze {when(f.start)} -> {when(f.end)}: {f.reason}")
         tail = st.timeline[len(st.timeline) - self.timeline_tail :] if self.timeline_tail else []
@@ -349,7 +371,7 @@ class VerifiedHistoryView:
         for column in ("time", "event", "actor", "wave", "what", "signature"):
             table.add_column(column)
         for i, e in enumerate(st.timeline):
-            what = e.message + (f' - "{e.comment}"' if e.comment else "")
+            what = event_what(e)
             v = verdicts.get(i)
             mark = Text("-")
             if v is not None:

@@ -8,10 +8,12 @@ do, so a release refuses them with the same reasons.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from temporalio.service import RPCError
 
+from activities.aws import AwsClients
+from activities.policy import PolicyReader
 from client import service
 from common.errors import CliError
 from console.changes import in_zone, planned_values, wave_window
+from console.current import CurrentValues, Wanted
 from console.data import approvals_page, release_page, release_plan
+from console.graph import NODE_HEIGHT, NODE_WIDTH, layout
 from console.oidc import Pending, Provider, SignInError
 from console.settings import ConsoleSettings
 from models.messages import (
@@ -41,7 +47,7 @@ from models.messages import (
     TargetActionInput,
     WaveActionInput,
 )
-from models.policy import Policy, is_operator, load_policy
+from models.policy import Policy, is_operator
 
 LIVE_REFRESH_SECONDS = 2
 # How long a console request waits for a worker to answer for a release.
@@ -72,10 +78,22 @@ class Refused(Exception):
 class Console:
     """The application's state: settings, the organisation policy, the sign-in provider."""
 
-    def __init__(self, settings: ConsoleSettings, policy_path: Path):
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        policy_source: str | Path,
+        aws: AwsClients | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
-        self.policy_path = policy_path
-        self._policy: tuple[float, Policy] | None = None
+        # AWS as the worker reaches it (RELMAN_AWS_ENDPOINT_URL, boto3's chain): the policy
+        # in S3 or SSM, and the current values of the targets a gate will change.
+        self.aws = (aws or AwsClients.from_env()).for_purpose("console")
+        # The worker's own reader: a file looked at every second, S3 and SSM read again
+        # every 30 s, and a policy that stops validating leaves the last good one in force.
+        self.policy_reader = PolicyReader(str(policy_source), self.aws, clock)
+        self._policy: Policy | None = None
+        self.current = CurrentValues(self.aws.checked_by(self._role_refusal))
         self.provider = (
             Provider(settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret)
             if settings.oidc_issuer and settings.oidc_client_id
@@ -89,11 +107,17 @@ class Console:
 
     @property
     def policy(self) -> Policy:
-        """The organisation policy, read again when its file changes."""
-        mtime = self.policy_path.stat().st_mtime
-        if self._policy is None or self._policy[0] != mtime:
-            self._policy = (mtime, load_policy(self.policy_path))
-        return self._policy[1]
+        """The organisation policy as this request found it (:meth:`refresh_policy`)."""
+        if self._policy is None:
+            self._policy = self.policy_reader.current()
+        return self._policy
+
+    async def refresh_policy(self) -> None:
+        """Read the policy again if it is due, off the event loop (S3 and SSM are remote)."""
+        self._policy = await asyncio.to_thread(self.policy_reader.current)
+
+    def _role_refusal(self, application: str, role_arn: str) -> str | None:
+        return self.policy.role_refusal(application, role_arn)
 
     @property
     def dev_signin(self) -> bool:
@@ -203,6 +227,7 @@ def page(handler: Handler, console: Console, signed_in: bool = True) -> Callable
 
     async def endpoint(request: Request) -> Response:
         try:
+            await console.refresh_policy()
             if signed_in and console.person(request) is None:
                 if request.method != "GET":
                     raise Refused(401, "your session has ended: sign in again")
@@ -319,21 +344,31 @@ async def approvals(console: Console, request: Request) -> Response:
     except (CliError, RPCError, ValueError) as exc:
         raise Refused(502, f"cannot list your approvals: {exc}") from None
     gates = []
+    wanted: list[Wanted] = []
     for gate in found.gates:
         name = gate.waiting.pending.wave
-        plan = await release_plan(gate.waiting.release_id)
+        release_id = gate.waiting.release_id
+        plan = await release_plan(release_id)
+        plan_wave = wave_window(plan, name)
+        if plan is not None and plan_wave is not None:
+            wanted += [
+                Wanted(release_id, gate.waiting.application, plan.target(t))
+                for t in plan_wave.targets
+            ]
         gates.append(
             {
                 "waiting": gate.waiting,
                 "wave": next((w for w in gate.status.waves if w.name == name), None),
                 "planned": planned_values(plan, name),
-                "plan_wave": wave_window(plan, name),
+                "plan_wave": plan_wave,
             }
         )
+    current = await console.current.read(wanted)
     return console.render(
         request,
         "approvals.html",
         gates=gates,
+        current=current,
         unreadable=found.unreadable,
         next_token=found.next_token,
         message=request.query_params.get("message"),
@@ -367,6 +402,9 @@ async def _release_context(console: Console, request: Request) -> dict[str, Any]
         "status": status,
         "planned": {w.name: planned_values(plan, w.name) for w in status.waves},
         "plan_waves": {w.name: wave_window(plan, w.name) for w in status.waves},
+        "graph": layout(status.waves),
+        "node_width": NODE_WIDTH,
+        "node_height": NODE_HEIGHT,
         "may_approve": may_approve,
         "operator": operator,
         "operations": OPERATIONS,
@@ -473,9 +511,15 @@ async def operate(console: Console, request: Request) -> Response:
     )
 
 
-def create_app(settings: ConsoleSettings, policy_path: Path) -> Starlette:
-    """The console as an ASGI application."""
-    console = Console(settings, policy_path)
+def create_app(
+    settings: ConsoleSettings,
+    policy_source: str | Path,
+    aws: AwsClients | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """The console as an ASGI application, reading the organisation policy from
+    ``policy_source`` as the worker does (a file, ``s3://bucket/key`` or ``ssm:/name``)."""
+    console = Console(settings, policy_source, aws, clock)
     routes = [
         Route("/", page(home, console), methods=["GET"]),
         Route("/signin", page(signin, console, signed_in=False), methods=["GET"]),
@@ -500,6 +544,12 @@ def create_app(settings: ConsoleSettings, policy_path: Path) -> Starlette:
             https_only=settings.secure_cookies,
         )
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        console.current.close()  # AWS reads still running are not waited for
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.console = console
     return app

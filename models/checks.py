@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.durations import Duration
+from models.secrets import SecretSource
 
 RUN_CHECKS = "run_checks"
 
@@ -31,29 +32,13 @@ class _CheckModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SecretRef(_CheckModel):
+class SecretRef(SecretSource):
     """A secret holding header values: a Secrets Manager ARN or an SSM parameter name.
     Its text is a JSON object of header names to values (or, with ``header``, one value)."""
 
-    secretsmanager: str | None = None
-    ssm: str | None = None
+    FIELD = "headers_from"
+
     header: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SecretRef:
-        if (self.secretsmanager is None) == (self.ssm is None):
-            raise ValueError("headers_from names exactly one of secretsmanager (an ARN) or ssm")
-        if self.secretsmanager is not None and not self.secretsmanager.startswith(
-            "arn:aws:secretsmanager:"
-        ):
-            raise ValueError("headers_from.secretsmanager must be a Secrets Manager secret ARN")
-        return self
-
-    @property
-    def source(self) -> str:
-        if self.secretsmanager is not None:
-            return f"secretsmanager {self.secretsmanager}"
-        return f"ssm parameter {self.ssm}"
 
 
 class JsonAssertion(_CheckModel):

@@ -40,6 +40,7 @@ from models import arns
 from models.checks import Check, HttpCheck, LambdaInvokeCheck, MetricCheck
 from models.jobs import EcsTaskSpec, LambdaJobSpec, SsmCommandSpec
 from models.plan import (
+    Ec2FleetTarget,
     EcsServiceTarget,
     Elbv2WeightsTarget,
     LambdaAliasTarget,
@@ -48,9 +49,9 @@ from models.plan import (
     S3ArtifactTarget,
     SsmParameterTarget,
     Target,
-    ValueFrom,
     Wave,
 )
+from models.secrets import SecretSource
 
 POLICY_VERSION = "2012-10-17"
 WORKER_CREDENTIALS = "worker's own credentials"
@@ -128,6 +129,18 @@ KIND_CALLS: dict[str, tuple[AwsCall, ...]] = {
         ),
         AwsCall("delete_object", ("s3:DeleteObject",)),
     ),
+    "ec2_fleet": (
+        # Choosing the instances (activities/ssm_commands.py), by tags or group.
+        AwsCall("describe_instances", ("ec2:DescribeInstances",)),
+        AwsCall("describe_auto_scaling_groups", ("autoscaling:DescribeAutoScalingGroups",)),
+        AwsCall("describe_target_health", ("elasticloadbalancing:DescribeTargetHealth",)),
+        AwsCall("deregister_targets", ("elasticloadbalancing:DeregisterTargets",)),
+        AwsCall("register_targets", ("elasticloadbalancing:RegisterTargets",)),
+        # The command and the rollback command, sent once per key (a lookup first).
+        AwsCall("send_command", ("ssm:SendCommand",)),
+        AwsCall("list_commands", ("ssm:ListCommands",)),
+        AwsCall("get_command_invocation", ("ssm:GetCommandInvocation",)),
+    ),
 }
 # What the preflight (activities/preflight.py, read-only checks at release start) calls for
 # a kind beyond its handler's own calls.
@@ -136,6 +149,11 @@ PREFLIGHT_CALLS: dict[str, tuple[AwsCall, ...]] = {
     "ssm_parameter": (AwsCall("describe_key", ("kms:DescribeKey",)),),
     "route53_weighted": (AwsCall("get_hosted_zone", ("route53:GetHostedZone",)),),
     "ecs_service": (AwsCall("describe_clusters", ("ecs:DescribeClusters",)),),
+    # The target groups and a document of the account's own exist.
+    "ec2_fleet": (
+        AwsCall("describe_target_groups", ("elasticloadbalancing:DescribeTargetGroups",)),
+        AwsCall("describe_document", ("ssm:DescribeDocument",)),
+    ),
 }
 # activities/preflight.py, checking that a ``value_from`` secret exists without reading it
 # (with the target's role; the parameter read needs no decryption).
@@ -387,7 +405,7 @@ def _secret_arn(arn: str) -> str:
     return arn if _SECRET_WITH_SUFFIX.fullmatch(name) else f"{arn}-??????"
 
 
-def _value_from(source: ValueFrom, where: Where) -> list[Grant]:
+def _value_from(source: SecretSource, where: Where) -> list[Grant]:
     """Reading a ``value_from`` secret when the target is applied (with decryption), and
     checking that it exists at preflight."""
     if source.secretsmanager is not None:
@@ -615,6 +633,57 @@ def _s3_artifact(target: S3ArtifactTarget, where: Where, aws: FromAws) -> list[G
     ]
 
 
+def _document_arn(document: str, where: Where) -> str:
+    """An SSM document's ARN: AWS's own (``AWS-*``) have no account."""
+    if document.startswith("arn:"):
+        return document
+    account = "" if document.startswith("AWS-") else where.account
+    return f"arn:{where.partition}:ssm:{where.region}:{account}:document/{document}"
+
+
+def _ec2_fleet(target: Ec2FleetTarget, where: Where, aws: FromAws) -> list[Grant]:
+    commands = [target.command] + ([target.rollback] if target.rollback != "none" else [])
+    documents = tuple(dict.fromkeys(_document_arn(c.document, where) for c in commands))
+    instances = f"arn:{where.partition}:ec2:{where.region}:{where.account}:instance/*"
+    own = tuple(d for d in documents if ":document/AWS-" not in d)
+    grants = [
+        Grant(
+            # The instances are chosen by tags or group when the batch runs.
+            "SsmFleetCommands",
+            ("ssm:SendCommand",),
+            (*documents, instances),
+        ),
+        Grant(
+            # None of these supports resource-level permissions.
+            "FleetReadsNeedStar",
+            (
+                "autoscaling:DescribeAutoScalingGroups",
+                "ec2:DescribeInstances",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "ssm:GetCommandInvocation",
+                "ssm:ListCommands",
+            ),
+            ("*",),
+        ),
+    ]
+    if own:
+        # The preflight checks the account's own documents exist (AWS's always do).
+        grants.append(Grant("SsmFleetDocuments", ("ssm:DescribeDocument",), own))
+    if target.target_groups:
+        grants.append(
+            Grant(
+                "Elbv2FleetTargets",
+                (
+                    "elasticloadbalancing:DeregisterTargets",
+                    "elasticloadbalancing:RegisterTargets",
+                ),
+                tuple(target.target_groups),
+            )
+        )
+    return grants
+
+
 # Any: each builder takes its own kind's target, which target_grants picks by kind.
 _KIND_GRANTS: dict[str, Callable[[Any, Where, FromAws], list[Grant]]] = {
     "ssm_parameter": _ssm_parameter,
@@ -623,6 +692,7 @@ _KIND_GRANTS: dict[str, Callable[[Any, Where, FromAws], list[Grant]]] = {
     "route53_weighted": _route53_weighted,
     "ecs_service": _ecs_service,
     "s3_artifact": _s3_artifact,
+    "ec2_fleet": _ec2_fleet,
 }
 
 
@@ -663,7 +733,7 @@ def check_grants(checks: Iterable[Check], where: Where) -> list[Grant]:
     for c in checks:
         if isinstance(c, HttpCheck) and c.headers_from is not None:
             ref = c.headers_from
-            grants += _value_from(ValueFrom(secretsmanager=ref.secretsmanager, ssm=ref.ssm), where)
+            grants += _value_from(ref, where)
     return grants
 
 

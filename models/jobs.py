@@ -214,6 +214,10 @@ def placement_text(at: Placement) -> str:
 # --- the job activity's input and result, and its status --------------------------------
 
 RUN_JOB = "run_job"
+# The type of the job activity's error when it knows the job never started (AWS refused to
+# start it, or no instance matched, before any attempt could have started it): the job
+# failed. Any other error leaves the job's outcome unknown.
+JOB_NOT_STARTED = "JobNotStarted"
 
 
 class JobPhase(StrEnum):
@@ -221,6 +225,10 @@ class JobPhase(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # It may have run: its activity gave up, timed out or was cancelled, or the job was
+    # interrupted (an SSM invocation timed out, an ECS container stopped without an exit
+    # code). The rollback treats it as applied.
+    UNKNOWN = "outcome_unknown"
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     ROLLBACK_FAILED = "rollback_failed"
@@ -246,6 +254,9 @@ class JobResult(BaseModel):
     succeeded: bool
     # False: an asynchronous job still running (check again after its interval).
     done: bool = True
+    # With ``succeeded=False``: the job was interrupted and may have done part or all of
+    # its work (the rollback treats it as applied).
+    outcome_unknown: bool = False
     reference: str = ""
     summary: str = ""
     details: dict[str, str] = Field(default_factory=dict)
@@ -261,6 +272,8 @@ class JobStatus(BaseModel):
     reference: str = ""
     summary: str = ""
     compensation: str | None = None  # the compensating job's name, "none", or None
+    # Its outcome was unknown when it ended (it may have run): kept through the rollback.
+    outcome_unknown: bool = False
     finished_at: datetime | None = None
     error: str | None = None
 

@@ -29,6 +29,7 @@ from models import arns
 from models.checks import Check
 from models.durations import Duration
 from models.jobs import WaveJob
+from models.secrets import SecretSource
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -207,26 +208,12 @@ class TargetBase(PlanModel):
     external_id: str | None = None
 
 
-class ValueFrom(PlanModel):
+class ValueFrom(SecretSource):
     """Where a secret value lives, so the plan (and Temporal's history) never holds it:
     a Secrets Manager secret's ARN, or an SSM parameter's name (SecureString, decrypted).
     The worker reads it with the target's role when it applies the target."""
 
-    secretsmanager: Annotated[str, AfterValidator(arns.check_secret_arn)] | None = None
-    ssm: SsmParameterName | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ValueFrom:
-        if (self.secretsmanager is None) == (self.ssm is None):
-            raise ValueError("value_from names exactly one of secretsmanager (an ARN) or ssm")
-        return self
-
-    @property
-    def source(self) -> str:
-        """The secret as people see it named: ``secretsmanager <ARN>`` or ``ssm <name>``."""
-        if self.secretsmanager is not None:
-            return f"secretsmanager {self.secretsmanager}"
-        return f"ssm parameter {self.ssm}"
+    FIELD = "value_from"
 
 
 class SsmParameterTarget(TargetBase):
@@ -331,13 +318,144 @@ class S3ArtifactTarget(TargetBase):
         return f"s3 object s3://{self.bucket}/{self.key}"
 
 
+# The SSM document that deploys with shell commands; its ``commands`` parameter holds them.
+RUN_SHELL_SCRIPT = "AWS-RunShellScript"
+FLEET_BATCH_PATTERN = re.compile(r"^([1-9]\d?|100)%$")
+
+
+class FleetInstances(PlanModel):
+    """Which instances a fleet is: the running ones carrying every tag of ``tags``, or the
+    members of an Auto Scaling group (both: the group's members carrying the tags)."""
+
+    tags: dict[str, str] = Field(default_factory=dict)
+    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _chosen(self) -> FleetInstances:
+        if not self.tags and self.auto_scaling_group is None:
+            raise ValueError("instances need tags, an auto_scaling_group or both")
+        return self
+
+    def __str__(self) -> str:
+        parts = []
+        if self.auto_scaling_group:
+            parts.append(f"in auto scaling group {self.auto_scaling_group}")
+        if self.tags:
+            parts.append("tagged " + ", ".join(f"{k}={v}" for k, v in sorted(self.tags.items())))
+        return " ".join(parts)
+
+
+class FleetCommand(PlanModel):
+    """An SSM document run on a batch of instances: ``AWS-RunShellScript`` with
+    ``commands``, ``AWS-RunPatchBaseline`` (``parameters: {Operation: [Install]}``), or any
+    named document with its parameters. ``timeout`` bounds how long the batch waits for
+    every instance's invocation."""
+
+    document: str = Field(default=RUN_SHELL_SCRIPT, min_length=1, max_length=128)
+    document_version: str | None = None
+    commands: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    parameters: dict[str, list[str]] = Field(default_factory=dict)
+    timeout: Duration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _commands_for_shell_scripts(self) -> FleetCommand:
+        if self.commands is not None and "commands" in self.parameters:
+            raise ValueError("give the shell commands once: commands or parameters.commands")
+        if self.document == RUN_SHELL_SCRIPT and not (self.commands or self.parameters):
+            raise ValueError(f"{RUN_SHELL_SCRIPT} needs commands")
+        if self.timeout <= timedelta(0) or self.timeout > timedelta(hours=12):
+            raise ValueError("timeout must be positive and at most 12h")
+        return self
+
+    @property
+    def ssm_parameters(self) -> dict[str, list[str]]:
+        """The document's parameters as SendCommand takes them."""
+        if self.commands is None:
+            return dict(self.parameters)
+        return {**self.parameters, "commands": list(self.commands)}
+
+    @property
+    def text(self) -> str:
+        """The command for people: ``AWS-RunPatchBaseline (Operation=Install)``."""
+        shown = self.ssm_parameters
+        if list(shown) == ["commands"]:
+            return f"{self.document}: " + "; ".join(shown["commands"])
+        args = ", ".join(f"{k}={','.join(v)}" for k, v in sorted(shown.items()))
+        return self.document + (f" ({args})" if args else "")
+
+
+def _parse_batch_size(value: Any) -> Any:
+    if isinstance(value, str) and not value.endswith("%") and value.isdigit():
+        return int(value)
+    if isinstance(value, str) and not FLEET_BATCH_PATTERN.match(value):
+        raise ValueError(f"invalid batch_size {value!r} (a count such as 3, or 1% to 100%)")
+    return value
+
+
+def _rollback_shape(value: Any) -> Any:
+    if not isinstance(value, dict | FleetCommand) and value != "none":
+        raise ValueError(
+            "rollback is a command ({commands: [...]} or {document: ..., parameters: ...}) "
+            "or none (nothing undoes the command)"
+        )
+    return value
+
+
+class Ec2FleetTarget(TargetBase):
+    """EC2 instances updated or patched in place through SSM Run Command, batch by batch:
+    each batch leaves its target groups (and drains), runs ``command``, is verified, and
+    comes back once healthy, while at least ``min_healthy_percent`` of the fleet serves.
+    A rollback runs ``rollback`` on the instances that changed (``none``: nothing undoes
+    the command, the instances are only put back in service)."""
+
+    kind: Literal["ec2_fleet"]
+    instances: FleetInstances
+    batch_size: Annotated[int | str, BeforeValidator(_parse_batch_size)] = Field(
+        default=1, description="instances per batch: a count, or a percentage such as 10%"
+    )
+    min_healthy_percent: int = Field(default=0, ge=0, le=99)
+    target_groups: list[TargetGroupArn] = Field(default_factory=list)
+    command: FleetCommand
+    rollback: Annotated[FleetCommand | Literal["none"], BeforeValidator(_rollback_shape)]
+    # How long a batch may take to leave its target groups, and to be healthy again.
+    drain_timeout: Duration = timedelta(minutes=10)
+    healthy_timeout: Duration = timedelta(minutes=10)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("batch_size must be at least 1")
+        return value
+
+    @field_validator("target_groups")
+    @classmethod
+    def _unique_groups(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("target_groups lists a target group twice")
+        return value
+
+    @field_validator("drain_timeout", "healthy_timeout")
+    @classmethod
+    def _positive_wait(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or value > timedelta(hours=6):
+            raise ValueError("must be positive and at most 6h")
+        return value
+
+    @property
+    def resource(self) -> str:
+        """The AWS resource this target changes, as status and errors name it."""
+        return f"ec2 fleet {self.instances}"
+
+
 Target = Annotated[
     SsmParameterTarget
     | LambdaAliasTarget
     | Elbv2WeightsTarget
     | Route53WeightedTarget
     | EcsServiceTarget
-    | S3ArtifactTarget,
+    | S3ArtifactTarget
+    | Ec2FleetTarget,
     Field(discriminator="kind"),
 ]
 # Kinds that shift traffic in the wave's steps; the others apply fully at the first step.
@@ -349,6 +467,7 @@ TARGET_KINDS = (
     "route53_weighted",
     "ecs_service",
     "s3_artifact",
+    "ec2_fleet",
 )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from models import arns
 from models.plan import (
     Department,
+    Ec2FleetTarget,
     EcsServiceTarget,
     Elbv2WeightsTarget,
     LambdaAliasTarget,
@@ -140,6 +141,13 @@ def resource_keys(target: Target, *, account: str, default_region: str) -> list[
             return [local("ecs", f"service/{cluster}/{service}")]
         case S3ArtifactTarget(bucket=bucket, key=key):
             return [ResourceKey("", "", f"arn:{partition}:s3:::{bucket}/{key}")]
+        case Ec2FleetTarget(instances=chosen):
+            # The fleet as the plan chooses it: its group, or its tags (two releases of one
+            # fleet choose it alike).
+            if chosen.auto_scaling_group:
+                return [local("autoscaling", f"autoScalingGroupName/{chosen.auto_scaling_group}")]
+            tags = ",".join(f"{k}={v}" for k, v in sorted(chosen.tags.items()))
+            return [local("ec2", f"instance/tag:{tags}")]
     raise AssertionError(f"unknown target kind {target.kind!r}")
 
 

@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from models.checks import CheckResult
-from models.jobs import JobStatus
+from models.fleet import InstanceStatus
+from models.jobs import JobPhase, JobStatus
 from models.plan import Freeze
 from models.signing import SignedDecision
 
@@ -140,6 +141,8 @@ class TargetStatus(BaseModel):
     # the next step and the rollback check that the resource still holds it. None when
     # unknown (nothing applied yet, or the last apply failed part way).
     written: dict[str, Any] | None = None
+    # An ec2_fleet's instances, batch by batch (empty for every other kind).
+    instances: list[InstanceStatus] = Field(default_factory=list)
 
 
 class WaveStatus(BaseModel):
@@ -164,8 +167,32 @@ class WaveStatus(BaseModel):
     percent: int = 0
     next_start: datetime | None = None
     waiting_for: str | None = None
+    # The wave's rollout window as the plan gives it, and its time zone: status shows the
+    # times it waits for in that zone beside UTC.
     window: str | None = None
+    timezone: str | None = None
     error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def targets_note(self) -> str | None:
+        """What became of a failed wave's targets, beside its cause (``error``): a wave
+        that failed keeps the phase ``failed`` while the release rolls its targets back,
+        and status says so rather than leave ``failed`` beside ``rolled_back`` unexplained.
+        """
+        if self.phase != WavePhase.FAILED:
+            return None
+        changed = [t for t in self.targets if t.phase != TargetPhase.SKIPPED]
+        restored = [t.name for t in changed if t.phase == TargetPhase.ROLLED_BACK]
+        if restored and len(restored) == len(changed):
+            return "its targets were rolled back"
+        if restored:
+            return f"{', '.join(restored)} rolled back"
+        # Not even snapshotted (the saga records a "before" ahead of any change), no job run.
+        untouched = all(t.phase == TargetPhase.PENDING and t.before is None for t in changed)
+        if untouched and all(j.phase == JobPhase.PENDING for j in self.jobs):
+            return "nothing was changed"
+        return None
 
 
 class PendingApproval(BaseModel):

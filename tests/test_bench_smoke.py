@@ -40,6 +40,7 @@ RUN_KEYS = {
         "locks_held_p99_ms",
     },
     "console": {"release_p95_ms", "approvals_p95_ms"},
+    "fleet": {"n", "relman_seconds", "plain_seconds", "ratio", "relman_aws_calls"},
 }
 
 

@@ -286,6 +286,33 @@ def test_the_worker_encrypts_payloads_with_the_key_written_beside_the_policy(
     assert again is not None and again.keys == host.keys
 
 
+def test_the_console_reads_what_the_worker_reads_and_takes_its_settings_from_env() -> None:
+    import shlex
+
+    from console import settings
+
+    console, worker = SERVICES["relman-console"], SERVICES[WORKER]
+    env, worker_env = environment(console), environment(worker)
+    # One policy setting (file, S3 or SSM), the same mount, payload key and AWS settings.
+    for name in ("RELMAN_POLICY", "RELMAN_CODEC_KEY_FILE", "TEMPORAL_ADDRESS"):
+        assert env[name] == worker_env[name], name
+    assert console["volumes"] == worker["volumes"]
+    assert console["env_file"] == worker["env_file"]
+    # Every setting the console reads comes from .env, secrets with no default in the file.
+    names = [getattr(settings, n) for n in dir(settings) if n.endswith("_ENV")]
+    assert sorted(n for n in env if n.startswith("RELMAN_CONSOLE_")) == sorted(names)
+    for name in (settings.CLIENT_SECRET_ENV, settings.SESSION_SECRET_ENV):
+        assert env[name] == f"${{{name}}}", name
+    example = env_file("deploy/.env.example")
+    assert all(n in example for n in env if n.startswith("RELMAN_CONSOLE_"))
+    # The port it listens on is the one published (on loopback) and health-checked.
+    command = console["command"]
+    port = command[command.index("--port") + 1]
+    assert console["ports"] == [f"127.0.0.1:${{RELMAN_STACK_CONSOLE_PORT:-{port}}}:{port}"]
+    assert f"127.0.0.1:{port}/signin" in shlex.join(console["healthcheck"]["test"])
+    assert "--behind-proxy" in command
+
+
 def test_worker_health_check_is_the_script_the_image_carries() -> None:
     test = SERVICES[WORKER]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"]

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.aws import AwsClients
 from activities.checks import CheckActivities
+from activities.fleet import FleetActivities
 from activities.health import HealthActivities
 from activities.jobs import JobActivities
 from activities.locks import LockActivities
@@ -138,6 +139,7 @@ def build_worker(
         *HealthActivities(aws).all(),
         *CheckActivities(aws.for_purpose("checks"), webhook_networks).all(),
         *JobActivities(aws.for_purpose("jobs")).all(),
+        *FleetActivities(aws).all(),
         *PreflightActivities(aws.for_purpose("preflight"), webhook_networks, own_webhook).all(),
         *ReleaseActivities(client).all(),
         *LockActivities(client, aws).all(),

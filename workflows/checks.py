@@ -82,7 +82,9 @@ def breach_message(label: str, value: float, comparison: str, threshold: float, 
     return measured
 
 
-def failed_message(name: str, message: str, percent: int | None) -> str:
-    """The step's failure: "check 'latency' failed while baking at 50%: p99 latency ..."."""
-    where = "before the wave started" if percent is None else f"while baking at {percent}%"
+def failed_message(name: str, message: str, percent: int | None, where: str | None = None) -> str:
+    """The step's failure: "check 'latency' failed while baking at 50%: p99 latency ...";
+    ``where`` says when otherwise ("after web batch 2/3")."""
+    if where is None:
+        where = "before the wave started" if percent is None else f"while baking at {percent}%"
     return f"check {name!r} failed {where}: {message}"

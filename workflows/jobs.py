@@ -114,8 +114,32 @@ def merge_jobs(current: list[JobStatus], reported: list[JobStatus]) -> list[JobS
 
 
 def to_compensate(statuses: Sequence[JobStatus]) -> list[JobStatus]:
-    """Jobs the rollback must undo: those that succeeded (or whose undo failed before)."""
-    return [j for j in statuses if j.phase in (JobPhase.SUCCEEDED, JobPhase.ROLLBACK_FAILED)]
+    """Jobs the rollback must undo: those that succeeded or may have (their outcome is
+    unknown), and those whose undo failed before."""
+    return [
+        j
+        for j in statuses
+        if j.phase in (JobPhase.SUCCEEDED, JobPhase.UNKNOWN, JobPhase.ROLLBACK_FAILED)
+    ]
+
+
+def unknown_message(job: str, reason: str) -> str:
+    """Status's and the timeline's words for a job whose outcome is unknown."""
+    return (
+        f"job {job}: outcome unknown ({reason}); it may have run, so a rollback treats it "
+        "as applied"
+    )
+
+
+def left_running(statuses: Sequence[JobStatus], now: datetime, reason: str) -> list[JobStatus]:
+    """Jobs still ``running`` when their wave's workflow ended without saying how they
+    ended (terminated, timed out): marked outcome unknown, and returned."""
+    unknown = [j for j in statuses if j.phase == JobPhase.RUNNING]
+    for job in unknown:
+        job.phase, job.finished_at, job.outcome_unknown = JobPhase.UNKNOWN, now, True
+        job.summary = f"outcome unknown: {reason}"
+        job.error = unknown_message(job.name, reason)
+    return unknown
 
 
 RollbackItem = list[Change] | tuple[str, JobStatus]  # a group of targets, or (wave, job)

@@ -17,7 +17,10 @@ from workflows import gates
 NOTIFIED_KINDS: dict[str, NotificationEvent] = {
     "wave_awaiting_approval": "approval_needed",
     "approval_escalated": "approval_needed",
-    "wave_deploying": "wave_started",
+    # When the release starts the wave (which may then wait for its window). The wave's
+    # own wave_deploying, when it starts changing AWS, is not sent: it reaches the timeline
+    # in the wave's report, and notifying it would add an activity to releases in flight.
+    "wave_started": "wave_started",
     "wave_completed": "wave_completed",
     "rollback_started": "rollback_started",
     "rollback_finished": "rollback_finished",

@@ -32,6 +32,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     # The worker's module, which holds the meter provider (see its docstring).
     import common.metrics as metrics
+    import workflows.fleet as fleet_logic
     import workflows.jobs as jobs_logic
     from common.search_attributes import (
         SA_APPLICATION,
@@ -91,7 +92,7 @@ with workflow.unsafe.imports_passed_through():
         check_decision,
         wave_workflow_id,
     )
-    from models.plan import Freeze, ReleasePlan, Wave
+    from models.plan import Ec2FleetTarget, Freeze, ReleasePlan, Wave
     from models.policy import (
         LOAD_POLICY,
         LoadPolicyInput,
@@ -127,6 +128,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.release_state import (
         WAVE_ENDS,
         active_phase,
+        changed_nothing,
         current_details,
         final_phase,
         initial_status,
@@ -232,6 +234,9 @@ SKIPS_OUTCOME = "rollback-skips-outcome"
 # same resources again (a one-wave release started at once would read everything twice).
 PREFLIGHT_ONCE = "preflight-once"
 PREFLIGHT_FRESH_FOR = timedelta(minutes=1)
+# A release whose wave failed before anything was changed (its alarm pre-check or its
+# preflight stopped it) ends failed, not rolled_back: there was nothing to roll back.
+NOTHING_CHANGED_FAILS = "nothing-changed-fails"
 
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
@@ -301,6 +306,7 @@ class ReleaseWorkflow:
         )
         metrics.release_started(plan.application)
         self._refresh()
+        ended: str | None = None  # what the "finished" event adds to the outcome
         try:
             refused = None
             if workflow.patched(ORGANISATION_POLICY):
@@ -330,6 +336,13 @@ class ReleaseWorkflow:
                 if self._rollback_requested:
                     await self._rollback(self._saga)
                 final = final_phase(self._status, self._stopping)
+                if (
+                    final == ReleasePhase.ROLLED_BACK
+                    and changed_nothing(self._status, self._saga)
+                    and workflow.patched(NOTHING_CHANGED_FAILS)
+                ):
+                    final = ReleasePhase.FAILED
+                    ended = "nothing was changed, so nothing was rolled back"
         except asyncio.CancelledError:
             # Cancelling the workflow (Temporal UI/CLI) rolls back what it changed: once
             # the cancellation has been delivered here, new activities run normally.
@@ -337,13 +350,21 @@ class ReleaseWorkflow:
             for w in self._status.waves:
                 if w.phase not in WAVE_ENDS:
                     self._set_wave(w, WavePhase.CANCELLED, f"wave {w.name} cancelled")
+                # The rollback does not wait for the waves' outcomes: a job still running
+                # may have run, and is undone as such.
+                for job in jobs_logic.left_running(
+                    w.jobs, workflow.now(), "the release was cancelled while it ran"
+                ):
+                    self._event(
+                        "job_outcome_unknown", job.error or "", actor=SYSTEM_ACTOR, wave=w.name
+                    )
             await self._rollback(self._saga)
             self._finish(ReleasePhase.CANCELLED)
             await self._release_locks()
             await workflow.wait_condition(workflow.all_handlers_finished)
             await self._notifications_delivered()
             raise
-        self._finish(final)
+        self._finish(final, ended)
         await self._release_locks()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._notifications_delivered()
@@ -713,7 +734,12 @@ class ReleaseWorkflow:
             attempt += 1
             if self._trusted and (not workflow.patched(POLICY_READ_ONCE) or self._policy_stale()):
                 await self._read_policy()
-            self._set_wave(status, WavePhase.DEPLOYING, f"wave {wave.name} deploying")
+            # Started, not yet deploying: the wave may wait for its window or a freeze
+            # first; it logs wave_deploying when it starts changing AWS.
+            again = f" again (attempt {attempt})" if attempt > 1 else ""
+            self._set_wave(
+                status, WavePhase.DEPLOYING, f"wave {wave.name} started{again}", kind="wave_started"
+            )
             child_input = WaveInput(
                 release_id=self._plan.id,
                 application=self._plan.application,
@@ -759,6 +785,15 @@ class ReleaseWorkflow:
             if outcome.jobs:
                 status.jobs = jobs_logic.merge_jobs(status.jobs, outcome.jobs)
             self._status.timeline.extend(outcome.events)
+            if outcome.outcome != "completed":
+                # A wave workflow that ended abnormally (terminated, timed out) mid-job
+                # never said how its job ended: it may have run.
+                for job in jobs_logic.left_running(
+                    status.jobs, workflow.now(), f"wave {wave.name}'s workflow ended while it ran"
+                ):
+                    self._event(
+                        "job_outcome_unknown", job.error or "", actor=SYSTEM_ACTOR, wave=wave.name
+                    )
             if outcome.outcome == "completed":
                 self._set_wave(status, WavePhase.COMPLETED, f"wave {wave.name} completed")
                 return
@@ -956,16 +991,23 @@ class ReleaseWorkflow:
         fields: dict[str, Any] = {"actor": SYSTEM_ACTOR, "wave": wave}
         if job.name in self._rollback_skipped:
             return True
+        # A job whose outcome is unknown may have run: it is undone as if it had succeeded.
+        unknown = job.outcome_unknown
         if spec.compensation == "none":
             job.phase = JobPhase.COMPENSATED
-            self._event("job_kept", f"job {job.name}: compensation none, left as it is", **fields)
+            kept = "outcome unknown, " if unknown else ""
+            self._event(
+                "job_kept", f"job {job.name}: {kept}compensation none, left as it is", **fields
+            )
             return True
         if spec.compensation is None:
             job.phase = JobPhase.ROLLBACK_FAILED
             job.error = (
-                "it has no compensating job: undo it by hand, then relman skip-target "
-                f"{self._plan.id} --target {job.name}"
-            )
+                "its outcome is unknown (it may have run) and it has no compensating job: "
+                "check it, undo it by hand if it ran, then relman skip-target "
+                if unknown
+                else "it has no compensating job: undo it by hand, then relman skip-target "
+            ) + f"{self._plan.id} --target {job.name}"
             self._event("rollback_failed", f"job {job.name}: {job.error}", **fields)
             return False
         dept = self._plan.departments.get(self._plan.wave(wave).department)
@@ -977,7 +1019,12 @@ class ReleaseWorkflow:
         )
         self._job_undos[job.name] = self._job_undos.get(job.name, 0) + 1
         job.phase, job.error = JobPhase.COMPENSATING, None
-        self._event("job_started", f"compensating job {undo.name} of {job.name}", **fields)
+        self._event(
+            "job_started",
+            f"compensating job {undo.name} of {job.name}"
+            + (" (its outcome was unknown: it may have run)" if unknown else ""),
+            **fields,
+        )
         running = workflow.start_activity(
             RUN_JOB,
             JobInput(
@@ -1023,6 +1070,12 @@ class ReleaseWorkflow:
             return True
         retrying = tstatus.phase == TargetPhase.ROLLBACK_FAILED
         tstatus.phase = TargetPhase.ROLLING_BACK
+        attempt, limit = COMPENSATE_TIMEOUT, COMPENSATE_LIMIT
+        fleet = change.target if isinstance(change.target, Ec2FleetTarget) else None
+        if fleet is not None:
+            # A fleet's restore drains, rolls back and re-registers every batch it changed.
+            attempt = fleet_logic.restore_timeout(fleet, tstatus.written)
+            limit = attempt + COMPENSATE_LIMIT
         restore = workflow.start_activity(
             COMPENSATE_TARGET,
             CompensateInput(
@@ -1034,8 +1087,8 @@ class ReleaseWorkflow:
                 force=change.target.name in self._forced,
             ),
             result_type=CompensateResult,
-            start_to_close_timeout=COMPENSATE_TIMEOUT,
-            schedule_to_close_timeout=COMPENSATE_LIMIT,
+            start_to_close_timeout=attempt,
+            schedule_to_close_timeout=limit,
             # The restore heartbeats: a worker that dies in it is replaced in seconds.
             heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT if workflow.patched(FAST_FAILOVER) else None,
             retry_policy=COMPENSATE_RETRY,
@@ -1065,6 +1118,8 @@ class ReleaseWorkflow:
             record(("rollback_failed", f"{change.snapshot.resource}: {tstatus.error}", fields))
             return False
         tstatus.phase = TargetPhase.ROLLED_BACK
+        if fleet is not None and fleet.rollback != "none":
+            fleet_logic.rolled_back(tstatus.instances, tstatus.written)
         if retrying:  # the apply failure it may show stays; the rollback failure is over
             tstatus.error = None
         tstatus.after = result.display
@@ -1375,6 +1430,17 @@ class ReleaseWorkflow:
     def _validate_retry(self, input: WaveActionInput) -> None:
         self._validate_operator("retry", input, "retry", wave=input.wave)
         self._validate_guided(input.wave)
+        unknown = [
+            j.name for j in self._wave_status(input.wave).jobs if j.phase == JobPhase.UNKNOWN
+        ]
+        if unknown and not input.force:
+            # A retry starts the job again: a migration that may have run must not run twice
+            # unless someone checked it.
+            raise ValueError(
+                f"wave {input.wave!r}: the outcome of job {', '.join(unknown)} is unknown "
+                "(it may have run) and a retry runs it again: check it, then retry with "
+                "--force, or roll back"
+            )
 
     @workflow.update
     async def rollback(self, input: WaveActionInput) -> OperatorResult:
@@ -1573,7 +1639,7 @@ class ReleaseWorkflow:
         self._set_wave(status, wave_end, f"wave {status.name} {wave_end.value}{why}")
         self._stop_release(end)
 
-    def _finish(self, phase: ReleasePhase) -> None:
+    def _finish(self, phase: ReleasePhase, note: str | None = None) -> None:
         skipped = sorted(self._rollback_skipped)
         if skipped and workflow.patched(SKIPS_OUTCOME):
             if phase == ReleasePhase.ROLLED_BACK:
@@ -1587,7 +1653,8 @@ class ReleaseWorkflow:
         self._status.phase = phase
         self._status.finished_at = workflow.now()
         self._status.pending_approvals = []
-        self._event("finished", f"release ended {phase.value}", actor=SYSTEM_ACTOR)
+        ended = f"release ended {phase.value}" + (f": {note}" if note else "")
+        self._event("finished", ended, actor=SYSTEM_ACTOR)
         metrics.release_finished(self._plan.application, phase.value)
         # The Web UI's "Current Details" of the ended release: its outcome and cause.
         workflow.set_current_details(current_details(self._status))
@@ -1602,11 +1669,14 @@ class ReleaseWorkflow:
             raise ValueError(f"release {self._plan.id} has no wave {name!r} (waves: {names})")
         return wave
 
-    def _set_wave(self, status: WaveStatus, phase: WavePhase, message: str) -> None:
+    def _set_wave(
+        self, status: WaveStatus, phase: WavePhase, message: str, kind: str | None = None
+    ) -> None:
         status.phase = phase
         if phase in WAVE_ENDS:  # what it was doing or waiting for is over
             status.waiting_for, status.next_start = None, None
-        self._event(f"wave_{phase.value}", message, actor=SYSTEM_ACTOR, wave=status.name)
+        kind = kind or f"wave_{phase.value}"
+        self._event(kind, message, actor=SYSTEM_ACTOR, wave=status.name)
         self._refresh()
 
     def _operator_event(

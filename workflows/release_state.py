@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+import workflows.windows as windows
+from models.jobs import JobPhase
 from models.messages import Change
 from models.plan import ReleasePlan, Target, Wave
 from models.status import (
@@ -23,6 +25,7 @@ from models.status import (
     WavePhase,
     WaveStatus,
 )
+from workflows import fleet as fleet_logic
 from workflows import gates
 from workflows import jobs as jobs_logic
 
@@ -51,6 +54,8 @@ def initial_status(plan: ReleasePlan) -> ReleaseStatus:
                 department=w.department,
                 after=list(w.after),
                 required_approvals=dict(w.approval.groups) if w.approval else {},
+                window=windows.describe_window(w.window) if w.window else None,
+                timezone=w.window.timezone if w.window else None,
                 targets=[
                     TargetStatus(name=t, kind=plan.target(t).kind, resource=plan.target(t).resource)
                     for t in w.targets
@@ -79,6 +84,12 @@ def final_phase(status: ReleaseStatus, stopping: ReleasePhase | None) -> Release
     if all(w.phase == WavePhase.COMPLETED for w in status.waves):
         return ReleasePhase.COMPLETED
     return ReleasePhase.FAILED
+
+
+def changed_nothing(status: ReleaseStatus, saga: list[Change]) -> bool:
+    """True when the release changed nothing in AWS: no target was snapshotted to be
+    changed (a wave records its snapshots before its first change) and no job started."""
+    return not saga and all(j.phase == JobPhase.PENDING for w in status.waves for j in w.jobs)
 
 
 # Temporal's Web UI shows "current details" as markdown; keep the ended release's cause short.
@@ -116,6 +127,11 @@ def merge_targets(wave: WaveStatus, reported: list[TargetStatus]) -> None:
         current.before = target.before or current.before
         current.after, current.error = target.after, target.error
         current.written = target.written
+        if current.kind == "ec2_fleet":
+            # A retried wave rolls the fleet out again: what an earlier attempt changed
+            # stays in the record, for the rollback.
+            current.written = fleet_logic.merged_record(current.written, target.written)
+        current.instances = target.instances
 
 
 def wave_of_target(status: ReleaseStatus, target: str) -> WaveStatus | None:

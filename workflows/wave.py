@@ -16,21 +16,34 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # `from workflows import windows` would load the module inside the sandbox (the package
     # `workflows` already lives there as this module's parent), where ZoneInfo is a
     # restricted proxy that datetime refuses; naming the module in full passes it through.
     import workflows.checks as checks_logic
+    import workflows.fleet as fleet_logic
     import workflows.jobs as jobs_logic
     import workflows.windows as windows
     from models.checks import RUN_CHECKS, ChecksInput, ChecksResult
     from models.durations import format_duration
-    from models.jobs import RUN_JOB, JobInput, JobPhase, JobResult, JobStatus
+    from models.fleet import (
+        FLEET_COMMAND,
+        FLEET_DRAIN,
+        FLEET_REGISTER,
+        FleetBatchInput,
+        FleetCommandInput,
+        FleetCommandResult,
+        FleetWaitResult,
+        InstancePhase,
+        Registration,
+    )
+    from models.jobs import JOB_NOT_STARTED, RUN_JOB, JobInput, JobPhase, JobResult, JobStatus
     from models.messages import (
         APPLY_TARGETS,
         CHECK_ALARMS,
@@ -60,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
         WaveProgress,
         WaveReport,
     )
-    from models.plan import TRAFFIC_KINDS, Target
+    from models.plan import TRAFFIC_KINDS, Ec2FleetTarget, Target
     from models.preflight import PREFLIGHT, PreflightResult
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
     from workflows.steps import (
@@ -107,8 +120,18 @@ ACT_AT_START = "act-at-start"
 WATCHED_BAKES = "watched-bakes"
 
 
+FleetStageResult = TypeVar("FleetStageResult", FleetWaitResult, FleetCommandResult)
+
+
 class WaveFailed(Exception):
     """A step of the wave failed; the release applies the wave's ``on_failure`` policy."""
+
+
+def never_started(err: ActivityError) -> bool:
+    """True when a job's activity failed knowing the job never started (see
+    ``activities.jobs``): any other failure leaves the job's outcome unknown."""
+    reason = err.__cause__
+    return isinstance(reason, ApplicationError) and reason.type == JOB_NOT_STARTED
 
 
 class WaveStopped(Exception):
@@ -160,6 +183,12 @@ class WaveWorkflow:
     async def run(self, input: WaveInput) -> WaveOutcome:
         """Deploy; never fails the workflow: the outcome tells the release what happened."""
         outcome = await self._deploy(input)
+        # The Web UI's "Current Details" of the ended wave: how it ended, not the last wait
+        # it reported ("baking 20s at 100%").
+        self._progress.waiting_for = None
+        if outcome.outcome == "stopped":
+            self._progress.phase = WavePhase.CANCELLED
+        workflow.set_current_details(wave_details(input.wave, self._progress))
         # The release must have every report before it reads the outcome.
         if self._sender is not None:
             await self._sender
@@ -189,6 +218,14 @@ class WaveWorkflow:
                         await self._checks(None)
                     if step == input.start_step:
                         await self._snapshot_all()
+                if step == input.start_step:
+                    # Only now does the wave change AWS (its jobs or its targets): the
+                    # release logged it as started, hours before if it waited for a window.
+                    self._event(
+                        "wave_deploying",
+                        f"wave {wave.name} deploying: step {step + 1} of {len(wave.traffic)} "
+                        f"({percent}%)",
+                    )
                 if step == 0:
                     await self._run_jobs("before")
                 self._progress.step = step
@@ -322,10 +359,18 @@ class WaveWorkflow:
         return [result.snapshots[t.name] for t in targets]
 
     async def _apply_step(self, step: int, percent: int) -> None:
-        """Apply the step to its targets in one activity (side by side); all must succeed."""
+        """Apply the step to its targets in one activity (side by side); all must succeed.
+        Then roll out its fleets, one after the other, batch by batch."""
         due = due_targets(self._active_targets(), step)
-        if not due:
-            return
+        fleets = [t for t in due if isinstance(t, Ec2FleetTarget)]
+        due = [t for t in due if not isinstance(t, Ec2FleetTarget)]
+        if due:
+            await self._apply_batch(due, percent)
+        for fleet in fleets:
+            await self._roll_fleet(fleet)
+
+    async def _apply_batch(self, due: list[Target], percent: int) -> None:
+        """Apply ``due`` at ``percent`` in one activity, side by side; all must succeed."""
         for target in due:
             self._target(target.name).phase = TargetPhase.APPLYING
         try:
@@ -368,10 +413,170 @@ class WaveWorkflow:
         if result.errors:
             raise WaveFailed("; ".join(result.errors.values()))
 
+    async def _roll_fleet(self, target: Ec2FleetTarget) -> None:
+        """Roll a fleet out batch by batch, each out of its target groups while it changes.
+
+        For each batch: deregister and wait until drained, run the command and wait for
+        every invocation (each instance's result recorded), run the wave's checks,
+        register again and wait until healthy. A batch that fails stops the fleet and fails
+        the wave (its ``on_failure`` applies); the fleet's record of the batches it started
+        (``written``) tells the rollback which instances changed. Between batches the wave
+        stops if asked, and waits while paused or outside its window."""
+        status = self._target(target.name)
+        snapshot = self._input.snapshots[target.name]
+        registrations = [
+            Registration.model_validate(r) for r in snapshot.state.get("registrations", [])
+        ]
+        try:
+            batches = fleet_logic.plan_batches(target, snapshot.state.get("instances", []))
+        except fleet_logic.FleetRefused as refused:
+            self._target_failed(target, str(refused), unknown=False)
+            raise WaveFailed(str(refused)) from None
+        status.phase, status.error = TargetPhase.APPLYING, None
+        status.instances = fleet_logic.initial_instances(batches)
+        status.written = None
+        poll = fleet_logic.poll_seconds(self._input.bake_interval)
+        for number, ids in enumerate(batches, start=1):
+            if number > 1:
+                await self._safe_point(first_step=False)
+                self._progress.phase = WavePhase.DEPLOYING
+            where = f"batch {number}/{len(batches)}"
+            batch = FleetBatchInput(
+                release_id=self._input.release_id,
+                application=self._input.application,
+                target=target,
+                batch=number,
+                instance_ids=ids,
+                registrations=[r for r in registrations if r.instance_id in ids],
+                poll_seconds=poll,
+            )
+            # Recorded before the batch leaves service: a rollback puts it back.
+            status.written = fleet_logic.record_batch(status.written, ids)
+            fleet_logic.set_phase(status.instances, ids, InstancePhase.DRAINING)
+            self._progress.waiting_for = f"fleet {target.name} {where}: draining {len(ids)}"
+            self._event(
+                "fleet_batch_started",
+                f"{target.resource}: {where} ({', '.join(ids)}) leaves service",
+                target.name,
+            )
+            self._report()
+            drained = await self._fleet_stage(
+                target, ids, where, FLEET_DRAIN, batch, FleetWaitResult,
+                fleet_logic.drain_timeout(target), f"drain {target.name} {where}",
+            )  # fmt: skip
+            if drained.late:
+                self._fleet_failed(
+                    target, ids, f"{where}: {', '.join(drained.late)} still in service after "
+                    f"drain_timeout {format_duration(target.drain_timeout)}",
+                )  # fmt: skip
+            # Recorded before the command is sent: from now on it may have run.
+            status.written = fleet_logic.record_command(status.written)
+            fleet_logic.set_phase(status.instances, ids, InstancePhase.RUNNING)
+            self._progress.waiting_for = (
+                f"fleet {target.name} {where}: running {target.command.document}"
+            )
+            self._report()
+            ran = await self._fleet_stage(
+                target, ids, where, FLEET_COMMAND,
+                FleetCommandInput(
+                    **batch.model_dump(),
+                    command=target.command,
+                    key=fleet_logic.command_key(workflow.info().workflow_id, target.name, number),
+                ),
+                FleetCommandResult, fleet_logic.command_timeout(target),
+                f"{target.command.document} on {target.name} {where}",
+            )  # fmt: skip
+            fleet_logic.record_results(status.instances, ran.command_id, ran.results)
+            if ran.failed:
+                failed = "; ".join(
+                    f"{r.instance_id} {fleet_logic.result_text(r)}" for r in ran.failed
+                )
+                self._fleet_failed(
+                    target, ids, f"{where}: {target.command.document} failed on {failed}"
+                )
+            fleet_logic.set_phase(status.instances, ids, InstancePhase.VERIFYING)
+            self._report()
+            if self._input.wave.checks:
+                try:
+                    await self._checks(None, "after the batch")
+                except WaveFailed as failure:
+                    self._fleet_failed(target, ids, f"{where}: {failure}")
+            self._progress.waiting_for = f"fleet {target.name} {where}: back in service"
+            back = await self._fleet_stage(
+                target, ids, where, FLEET_REGISTER, batch, FleetWaitResult,
+                fleet_logic.healthy_timeout(target), f"return {target.name} {where} to service",
+            )  # fmt: skip
+            if back.late:
+                self._fleet_failed(
+                    target, ids, f"{where}: {', '.join(back.late)} not healthy within "
+                    f"healthy_timeout {format_duration(target.healthy_timeout)}",
+                )  # fmt: skip
+            fleet_logic.set_phase(status.instances, ids, InstancePhase.DONE)
+            self._event(
+                "fleet_batch_done", f"{target.resource}: {where} done, back in service", target.name
+            )
+            self._report()
+        self._progress.waiting_for = None
+        total = sum(len(b) for b in batches)
+        self._target_applied(
+            target,
+            100,
+            ApplyResult(
+                resource=target.resource,
+                changed=True,
+                display=f"{total} instance(s) done in {len(batches)} batch(es)",
+                written=status.written or {},
+            ),
+        )
+
+    async def _fleet_stage(
+        self,
+        target: Ec2FleetTarget,
+        ids: list[str],
+        where: str,
+        activity: str,
+        input: FleetBatchInput,
+        result_type: type[FleetStageResult],
+        timeout: timedelta,
+        summary: str,
+    ) -> FleetStageResult:
+        """One stage of a fleet's batch in one heartbeating activity; its failure fails the
+        batch (or stops the wave, if the wave is stopping)."""
+        try:
+            return await workflow.execute_activity(
+                activity,
+                input,
+                result_type=result_type,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=fleet_logic.FLEET_HEARTBEAT_TIMEOUT,
+                retry_policy=APPLY_RETRY,
+                # A stopping wave waits for the stage to end: the rollback then knows
+                # whether the command was sent.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=summary,
+            )
+        except ActivityError as err:
+            failure = self._failure_of(err)
+            if isinstance(failure, WaveStopped):
+                raise failure from None
+            self._fleet_failed(target, ids, f"{where}: {failure}")
+
+    def _fleet_failed(self, target: Ec2FleetTarget, ids: list[str], message: str) -> NoReturn:
+        """Fail the fleet at its batch ``ids``: the batch stays out of service, the record
+        of what changed stays for the rollback."""
+        status = self._target(target.name)
+        fleet_logic.batch_failed(status.instances, ids, "its batch failed")
+        self._target_failed(target, message, unknown=False)
+        raise WaveFailed(f"fleet {target.name} {message}")
+
     async def _run_jobs(self, point: jobs_logic.Point) -> None:
         """Run the wave's jobs placed at ``point`` one after the other; one that fails
         fails the wave (its ``on_failure`` applies). Jobs done by an earlier attempt of
-        the wave are not run again."""
+        the wave are not run again.
+
+        A job whose outcome is unknown (its activity gave up, timed out or was cancelled
+        after it may have started the job, or the job was interrupted) fails the wave too,
+        and the rollback treats it as applied: a migration is never silently left."""
         wave = self._input.wave
         for job in jobs_logic.jobs_at(wave.jobs, wave.traffic, point):
             status = self._job(job.name)
@@ -405,8 +610,10 @@ class WaveWorkflow:
                 while not result.done:
                     interval = jobs_logic.check_interval(job.run)
                     if workflow.now() + interval - started > job.run.timeout:
+                        # It was started and may still finish: its outcome is unknown.
                         result = JobResult(
                             succeeded=False,
+                            outcome_unknown=True,
                             summary=f"{job.run.resource} did not finish within "
                             f"{format_duration(job.run.timeout)}",
                         )
@@ -417,18 +624,32 @@ class WaveWorkflow:
                     )
                     await self._wait_or_timeout(lambda: self._stop, interval)
                     if self._stop:
+                        self._job_unknown(status, "the wave stopped while it ran")
                         raise WaveStopped
                     result = await self._job_attempt(job_input.model_copy(update={"check": True}))
                 result.reference = result.reference or reference
             except ActivityError as err:
                 failure = self._failure_of(err)
-                self._job_ended(status, False, f"job {job.name} did not finish: {cause(err)}")
-                raise failure from None
+                reason = cause(err)
+                if never_started(err):
+                    self._job_ended(status, False, f"job {job.name} did not start: {reason}")
+                    raise failure from None
+                self._job_unknown(status, reason)
+                if isinstance(failure, WaveStopped):
+                    raise failure from None
+                raise WaveFailed(f"job {job.name} outcome unknown: {reason}") from None
+            except asyncio.CancelledError:
+                # The wave was cancelled while its job ran: the job goes on in AWS.
+                self._job_unknown(status, "the wave was cancelled while it ran")
+                raise
             text = "; ".join(
                 [f"job {job.name}: {result.summary}"]
                 + ([f"log {result.details['log']}"] if "log" in result.details else [])
             )
             status.reference, status.summary = result.reference, result.summary
+            if not result.succeeded and result.outcome_unknown:
+                self._job_unknown(status, result.summary)
+                raise WaveFailed(f"job {job.name} outcome unknown: {result.summary}")
             self._job_ended(status, result.succeeded, text)
             if not result.succeeded:
                 raise WaveFailed(f"job {job.name} failed: {result.summary}")
@@ -455,6 +676,14 @@ class WaveWorkflow:
         else:
             status.phase, status.error = JobPhase.FAILED, message
         self._event("job_succeeded" if succeeded else "job_failed", message)
+
+    def _job_unknown(self, status: JobStatus, reason: str) -> None:
+        """The job may have run: status and timeline say so; the rollback undoes it."""
+        status.finished_at = workflow.now()
+        status.phase, status.outcome_unknown = JobPhase.UNKNOWN, True
+        status.summary = f"outcome unknown: {reason}"
+        status.error = jobs_logic.unknown_message(status.name, reason)
+        self._event("job_outcome_unknown", status.error)
 
     def _job(self, name: str) -> JobStatus:
         return next(j for j in self._progress.jobs if j.name == name)
@@ -504,9 +733,10 @@ class WaveWorkflow:
         if failed:
             raise failed[0]  # type: ignore[misc]
 
-    async def _checks(self, percent: int | None) -> None:
-        """Probe the wave's checks once (before the first step, ``percent`` None) or for
-        the bake; fail the wave with the measured value when one reaches its threshold."""
+    async def _checks(self, percent: int | None, where: str | None = None) -> None:
+        """Probe the wave's checks once (before the first step, ``percent`` None, or
+        ``where`` a fleet's batch has changed) or for the bake; fail the wave with the
+        measured value when one reaches its threshold."""
         wave = self._input.wave
         bake = percent is not None
         try:
@@ -528,14 +758,16 @@ class WaveWorkflow:
                 heartbeat_timeout=checks_logic.heartbeat_timeout(wave.checks),
                 retry_policy=APPLY_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"checks of wave {wave.name}" + (f" at {percent}%" if bake else ""),
+                summary=f"checks of wave {wave.name}"
+                + (f" at {percent}%" if bake else "")
+                + (f" {where}" if where else ""),
             )
         except ActivityError as err:
             raise self._failure_of(err) from None
         self._progress.checks = result.results
         failed = next((r for r in result.results if r.failed), None)
         if failed is not None:
-            message = checks_logic.failed_message(failed.name, failed.message, percent)
+            message = checks_logic.failed_message(failed.name, failed.message, percent, where)
             self._event("check_failed", message)
             self._report()
             raise WaveFailed(message)
@@ -613,12 +845,12 @@ class WaveWorkflow:
                 self._progress.waiting_for = None
                 return
             reason = windows.wait_reason(wave.window, freezes, now, start)
+            # In the wave's own time zone (its window's) beside UTC.
+            opens = windows.local_and_utc(start, wave.window.timezone if wave.window else None)
             self._progress.phase = WavePhase.WAITING_FOR_WINDOW
             self._progress.next_start = start
-            self._progress.waiting_for = f"{reason}; next start {start.isoformat()}"
-            self._event(
-                "waiting_for_window", f"wave {wave.name} waits until {start.isoformat()} ({reason})"
-            )
+            self._progress.waiting_for = f"{reason}; next start {opens}"
+            self._event("waiting_for_window", f"wave {wave.name} waits until {opens}: {reason}")
             self._report()
             wake = self._wake
 

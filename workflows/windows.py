@@ -232,6 +232,20 @@ def describe_window(window: Window) -> str:
     return text
 
 
+def local_and_utc(at: datetime, timezone: str | None) -> str:
+    """``2026-12-01 09:00 Asia/Tokyo (00:00 UTC)``: an instant in a wave's own time zone
+    beside UTC (the UTC date too when it differs); UTC alone without a zone. Seconds are
+    shown only when there are any (a window opens on the minute; a freeze may end off it).
+    """
+    utc = _utc(at)
+    spec = "%Y-%m-%d %H:%M:%S" if utc.second else "%Y-%m-%d %H:%M"
+    if timezone is None or timezone in ("UTC", "Etc/UTC"):
+        return f"{utc.strftime(spec)} UTC"
+    local = utc.astimezone(ZoneInfo(timezone))
+    utc_spec = spec if utc.date() != local.date() else spec.removeprefix("%Y-%m-%d ")
+    return f"{local.strftime(spec)} {timezone} ({utc.strftime(utc_spec)} UTC)"
+
+
 def wait_reason(
     window: Window | None, freezes: Iterable[Freeze], at: datetime, start: datetime
 ) -> str:

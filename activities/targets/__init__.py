@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from activities.aws import AwsClients
 from activities.targets.base import TargetHandler
+from activities.targets.ec2_fleet import Ec2FleetHandler
 from activities.targets.ecs_service import EcsServiceHandler
 from activities.targets.elbv2_weights import Elbv2WeightsHandler
 from activities.targets.lambda_alias import LambdaAliasHandler
@@ -20,6 +21,7 @@ _HANDLER_CLASSES: dict[str, type[TargetHandler]] = {
         Route53WeightedHandler,
         EcsServiceHandler,
         S3ArtifactHandler,
+        Ec2FleetHandler,
     )
 }
 SUPPORTED_KINDS = frozenset(_HANDLER_CLASSES)

@@ -208,6 +208,13 @@ def retry(
     release_id: ReleaseId,
     wave: Annotated[str, typer.Option("--wave", help="the wave paused on failure")],
     reason: Reason,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="run again a job whose outcome is unknown (it may have run): after checking it",
+        ),
+    ] = False,
     as_user: AsUser = None,
     key: KeyOption = None,
     wait_for_worker: WorkerWaitOption = None,
@@ -221,6 +228,7 @@ def retry(
         output,
         wave=wave,
         reason=reason,
+        force=force,
         as_user=as_user,
         key=key,
         wait_for_worker=wait_for_worker,

@@ -4,19 +4,32 @@ command each run once per key, and their outcome is read back as a user sees it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import io
 import json
 import time
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.aws import AwsClients
 from activities.jobs import JobActivities, check_result, started_by
-from models.jobs import EcsTaskSpec, JobInput, LambdaJobSpec, SsmCommandSpec, WaveJob
+from models.jobs import (
+    JOB_NOT_STARTED,
+    EcsTaskSpec,
+    JobInput,
+    LambdaJobSpec,
+    SsmCommandSpec,
+    WaveJob,
+)
 from tests.activities.test_ssm_commands import launch
+from tests.reliability.aws_proxy import Answer, AwsProxy, Call, aws_error
 
 CLUSTER = "jobs"
 KEY = "rel-1.db.1:migrate"
@@ -296,3 +309,141 @@ def test_preflight_names_each_missing_task_definition_function_and_document(aws:
         ("waves[0].jobs[0].compensation", "Lambda function 'gone' does not exist in us-east-1"),
         ("waves[0].jobs[1].run", "SSM document 'Missing-Doc' does not exist in us-east-1"),
     ]
+
+
+def ec2_job(aws: Any, memory: int = 512) -> EcsTaskSpec:
+    """An EC2-launched task definition (bridge network) on a cluster with one container
+    instance (an EC2 instance registered with ECS)."""
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName=CLUSTER)
+    (instance,) = launch(aws, 1, {"ecs-cluster": CLUSTER})
+    ecs.register_container_instance(
+        cluster=CLUSTER, instanceIdentityDocument=json.dumps({"instanceId": instance})
+    )
+    ecs.register_task_definition(
+        family="migrate-ec2",
+        networkMode="bridge",
+        requiresCompatibilities=["EC2"],
+        containerDefinitions=[
+            {"name": "app", "image": "migrator:2", "essential": True, "memory": memory}
+        ],
+    )
+    return EcsTaskSpec.model_validate(
+        {
+            "name": "migrate",
+            "kind": "ecs_task",
+            "cluster": CLUSTER,
+            "task_definition": "migrate-ec2:1",
+            "launch_type": "EC2",  # no network: the task uses its instance's
+            "container": "app",
+            "command": ["migrate", "up"],
+        }
+    )
+
+
+def test_an_ecs_task_on_ec2_runs_on_a_container_instance_of_its_cluster(aws: Any) -> None:
+    job = ec2_job(aws)
+    jobs = JobActivities(aws, pause=lambda s: time.sleep(0.02))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            ActivityEnvironment().run,
+            jobs.run_job,
+            JobInput(release_id="rel-1", wave="db", job=job, key=KEY, poll_seconds=0.02),
+        )
+        task_arn = stop_when_started(aws)
+        result = running.result(timeout=30)
+
+    assert result.succeeded, result.summary
+    assert result.summary == (
+        f"task {task_arn} stopped (Essential container exited); exit codes app=0"
+    )
+    task = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
+    assert task["launchType"] == "EC2"
+    [instance_arn] = aws.client("ecs").list_container_instances(cluster=CLUSTER)[
+        "containerInstanceArns"
+    ]
+    assert task["containerInstanceArn"] == instance_arn
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["migrate", "up"]
+    assert tasks_started(aws) == [task_arn]
+
+
+def test_an_ecs_task_on_ec2_that_finds_no_room_is_a_job_that_never_started(aws: Any) -> None:
+    job = ec2_job(aws, memory=10_000_000)  # more than any instance has
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(
+            JobActivities(aws).run_job,
+            JobInput(release_id="rel-1", wave="db", job=job, key=KEY, poll_seconds=0.02),
+        )
+    # The workflow reads this type as "failed, nothing to undo" (any other: outcome unknown).
+    assert raised.value.type == JOB_NOT_STARTED and raised.value.non_retryable
+    assert raised.value.message == (
+        f"ecs task migrate-ec2:1 on cluster {CLUSTER}: RunTask started no task: no task started"
+    )
+    assert tasks_started(aws) == []
+
+
+@pytest.fixture
+def proxy(moto_endpoint: str) -> Iterator[AwsProxy]:
+    """The fault-injecting proxy in front of moto (``tests.reliability.aws_proxy``)."""
+    proxy = AwsProxy(urlsplit(moto_endpoint).port or 0)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def through(proxy: AwsProxy) -> AwsClients:
+    return AwsClients(endpoint_url=proxy.endpoint, default_region="us-east-1", max_attempts=2)
+
+
+def test_an_ssm_command_interrupted_on_an_instance_has_an_unknown_outcome(
+    aws: Any, proxy: AwsProxy
+) -> None:
+    launch(aws, 1, {"role": "db-host"})
+
+    def timed_out(call: Call, answer: Answer) -> Answer:
+        status, headers, body = answer
+        data = json.loads(body) | {"Status": "TimedOut", "StatusDetails": "ExecutionTimedOut"}
+        return status, headers, json.dumps(data).encode()
+
+    proxy.rewrite(lambda call: call.operation == "GetCommandInvocation", timed_out)
+    job = SsmCommandSpec.model_validate(
+        {
+            "name": "migrate",
+            "kind": "ssm_command",
+            "document": "AWS-RunShellScript",
+            "parameters": {"commands": ["migrate up"]},
+            "instance_tags": {"role": "db-host"},
+        }
+    )
+    result = ActivityEnvironment().run(
+        JobActivities(through(proxy)).run_job,
+        JobInput(release_id="r", wave="w", job=job, key=KEY, poll_seconds=0),
+    )
+    # It ran part-way, or all of it: not a plain failure.
+    assert (result.succeeded, result.outcome_unknown) == (False, True)
+    assert result.details["invocations"].endswith("=TimedOut")
+
+
+def test_a_refused_invoke_never_started_the_job_only_in_its_first_attempt(
+    aws: Any, moto_endpoint: str, proxy: AwsProxy
+) -> None:
+    job = lambda_job(aws, moto_endpoint)
+    denied = "User is not authorized to perform: lambda:InvokeFunction"
+    proxy.rewrite(
+        lambda call: call.path.startswith("/2015-03-31/functions/backfill/invocations"),
+        lambda call, answer: aws_error(call, "AccessDeniedException", denied, status=403),
+    )
+    job_input = JobInput(release_id="r", wave="w", job=job, key=KEY)
+    first = ActivityEnvironment()
+    with pytest.raises(ApplicationError) as raised:
+        first.run(JobActivities(through(proxy)).run_job, job_input)
+    assert (raised.value.type, raised.value.non_retryable) == (JOB_NOT_STARTED, True)
+    assert raised.value.message == (
+        f"Invoke on lambda function backfill failed: AccessDeniedException: {denied}"
+    )
+    # A later attempt cannot know what an earlier one started: its outcome stays unknown.
+    later = ActivityEnvironment()
+    later.info = dataclasses.replace(later.info, attempt=2)
+    with pytest.raises(ApplicationError) as raised:
+        later.run(JobActivities(through(proxy)).run_job, job_input)
+    assert raised.value.type == "AwsOperationError"

@@ -124,7 +124,7 @@ def _seed(aws: AwsClients) -> None:
         aws.client("ssm", region).put_parameter(Name=name, Value="2.3.0", Type="String")
 
 
-async def _eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+async def _eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll ``check`` (visibility is eventually consistent) until it returns a truthy value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -303,6 +303,42 @@ def test_plan_check_projects_waves_past_windows_and_freezes(tmp_path: Path) -> N
     assert schedule["finance"]["start"] == "2026-11-26T18:00:00+00:00"
     assert schedule["operations"]["start"] == "2026-11-30T08:00:00+00:00"
     assert schedule["operations"]["held_by"] == "waiting for its window"
+
+
+def test_plan_check_shows_window_times_in_the_waves_zone_beside_utc(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        DEMO.read_text().replace(
+            "    after: [finance]\n",
+            "    after: [finance]\n"
+            "    window: {timezone: Asia/Tokyo, days: mon-fri, start: '09:00', end: '17:00'}\n",
+        )
+    )
+    # Friday 10:00 UTC is 19:00 in Tokyo: operations waits for Monday 09:00 Tokyo time,
+    # which is midnight UTC.
+    args = ("plan", "check", str(plan), "--from", "2026-11-27T10:00:00+00:00")
+    text = relman(*args)
+    assert text.returncode == 0, text.stderr
+    [row] = [line for line in text.stdout.splitlines() if line.startswith("│ operations")]
+    assert [cell.strip() for cell in row.strip("│").split("│")] == [
+        "operations",
+        "mon-fri 09:00-17:00 Asia/Tokyo",
+        "2026-11-30 09:00 Asia/Tokyo (00:00 UTC)",
+        "2026-11-30 09:00 Asia/Tokyo (00:00 UTC)",
+        "waiting for its window",
+    ]
+    as_json = relman(*args, "-o", "json")
+    schedule = {s["wave"]: s for s in json.loads(as_json.stdout)["schedule"]}
+    operations = schedule["operations"]
+    assert (operations["timezone"], operations["start"], operations["start_local"]) == (
+        "Asia/Tokyo",
+        "2026-11-30T00:00:00+00:00",
+        "2026-11-30T09:00:00+09:00",
+    )
+    # A wave without a window has no zone of its own: UTC alone.
+    assert schedule["finance"]["timezone"] is None
+    [row] = [line for line in text.stdout.splitlines() if line.startswith("│ finance ")]
+    assert [cell.strip() for cell in row.strip("│").split("│")][2] == "2026-11-27 10:00 UTC"
 
 
 def test_freeze_add_needs_an_offset() -> None:

@@ -87,6 +87,10 @@ def test_dev_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
         assert policy.is_file() and (home / "dev-keys" / "bob").is_file()
         worker_env = Path(f"/proc/{components['worker']['pid']}/environ").read_bytes()
         assert f"RELMAN_POLICY={policy}".encode() in worker_env.split(b"\0")
+        # The console reads targets' current values from the stack's AWS, as its worker.
+        console_env = Path(f"/proc/{components['console']['pid']}/environ").read_bytes()
+        endpoint = f"RELMAN_AWS_ENDPOINT_URL=http://127.0.0.1:{env['RELMAN_DEV_AWS_PORT']}"
+        assert endpoint.encode() in console_env.split(b"\0")
         written = policy.read_text()
 
         again = relman("dev", "up", env=env)  # idempotent: nothing new is started

@@ -99,3 +99,52 @@ def test_history_verify_covers_attested_decisions(keys, policy):  # type: ignore
     verdicts = verify_record(events, [policy], release_id=RELEASE, plan_digest=PLAN)
     assert [v.outcome for v in verdicts] == ["verified", "failed"]
     assert "does not list for attester 'console'" in verdicts[1].reason
+
+
+def test_history_text_says_which_decisions_were_made_in_the_console(keys, policy, tmp_path):  # type: ignore[no-untyped-def]
+    """`relman history` and `history --verify` name the attester and the OIDC identity it
+    verified beside each decision the console signed, and nothing beside a person's own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from client.views import HistoryView, VerifiedHistoryView
+    from models.status import ReleasePhase, ReleaseStatus
+
+    _, good = attested(keys)
+    events = [
+        TimelineEvent(at=NOW, kind="approved", message="bob approved wave finance",
+                      actor="bob", wave="finance", comment="CAB-1 ok", evidence=good,
+                      policy_digest=policy.digest),
+        TimelineEvent(at=NOW, kind="wave_deploying", message="wave finance deploying",
+                      actor="system", wave="finance"),
+    ]  # fmt: skip
+    status = ReleaseStatus(
+        release_id=RELEASE, application="payments", version="2.4.0", requested_by="alice",
+        phase=ReleasePhase.DEPLOYING, plan_digest=PLAN, timeline=events,
+    )  # fmt: skip
+    verdicts = verify_record(events, [policy], release_id=RELEASE, plan_digest=PLAN)
+    record = tmp_path / "audit.json"
+    record.write_text(json.dumps(VerifiedHistoryView(status, [policy], verdicts).to_json()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELMAN_", "TEMPORAL_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "history", "--verify", "--file", str(record)],
+        capture_output=True, text=True, timeout=60, env=env | {"COLUMNS": "250"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = f"via console, OIDC subject 00u1bob from issuer {ISSUER}"
+    lines = done.stdout.splitlines()
+    approved = next(i for i, line in enumerate(lines) if "bob approved wave finance" in line)
+    assert said in lines[approved + 1]
+    assert "verified" in lines[approved]
+    assert done.stdout.count("via console") == 1
+    assert "all 1 signed decision(s) verify" in done.stdout
+
+    from rich.console import Console
+
+    plain = Console(record=True, width=250)
+    HistoryView(status).render(plain)
+    text = plain.export_text()
+    assert 'bob approved wave finance - "CAB-1 ok"' in text and said in text
+    assert text.count("via console") == 1

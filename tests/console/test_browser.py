@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 import yaml
 
+from activities.aws import AwsClients
 from client import service
 from console.app import create_app
 from console.settings import ConsoleSettings
@@ -57,7 +58,10 @@ def attester_key(tmp_path_factory: pytest.TempPathFactory) -> SshKey:
 
 @pytest.fixture(scope="session")
 def console_under_test(
-    iam_server: Any, attester_key: SshKey, tmp_path_factory: pytest.TempPathFactory
+    iam_server: Any,
+    attester_key: SshKey,
+    moto_endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ConsoleUnderTest]:
     trust.setup()
     port = free_port()
@@ -100,7 +104,11 @@ def console_under_test(
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, policy), host="127.0.0.1", port=port, log_level="warning"
+            # The console reads targets' current values from the tests' moto, as the worker.
+            create_app(settings, policy, aws=AwsClients(endpoint_url=moto_endpoint)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -181,9 +189,14 @@ async def test_an_approver_signs_in_approves_and_the_release_moves(
         gate = page.locator("section.wave", has_text=plan.id)
         await gate.wait_for()
         await page.screenshot(path=shot("approvals"), full_page=True)
-        # What the gate will change: current and new values, from the plan.
+        # What the gate will change: the value now, read from AWS, and the plan's new one.
         row = gate.get_by_role("row", name="finance-settlement-engine")
-        assert "ledger-v2" in await row.inner_text()
+        cells = await row.get_by_role("cell").all_inner_texts()
+        assert cells[:2] == [
+            "finance-settlement-engine",
+            "ssm parameter /payments/finance/settlement/engine",
+        ]
+        assert cells[2].startswith("ledger-v1 (read ") and cells[3] == "ledger-v2"
         await gate.get_by_label("Comment").fill("CAB-77 ok")
         await gate.get_by_role("button", name="Approve finance").click()
         await page.wait_for_url(f"{console.url}/approvals?message=*")
@@ -204,12 +217,27 @@ async def test_an_approver_signs_in_approves_and_the_release_moves(
         assert decided.evidence.payload.attestation() == (
             f"via console, OIDC subject bob-sso from issuer {issuer}"
         )
+        # `relman history` says so beside bob's approval, as the workflow recorded it.
+        from rich.console import Console
+
+        from client.views import HistoryView
+
+        printed = Console(record=True, width=250)
+        HistoryView(await service.history(plan.id, 10)).render(printed)
+        lines = printed.export_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if "bob approved wave finance" in line)
+        assert f"via console, OIDC subject bob-sso from issuer {issuer}" in lines[at + 1]
 
         # olga operates the application's releases: she gets the operator actions.
         operator = await sign_in(browser, console, "olga")
         await operator.goto(f"{console.url}/releases/{plan.id}")
         await operator.wait_for_selector("#phase")
         assert await operator.locator("#phase").inner_text() == "awaiting_approval"
+        # The waves as a graph: a box per wave, its phase in words, an arrow per `after:`.
+        graph = operator.get_by_role("img", name="Waves by dependency order")
+        await graph.wait_for()
+        await graph.get_by_role("link", name="wave operations: awaiting approval").wait_for()
+        assert await graph.locator("path.edge").count() == 1
         await operator.get_by_role("heading", name="Operator actions").wait_for()
         await operator.locator("summary", has_text="Pause").click()
         await operator.screenshot(path=shot("release"), full_page=True)

@@ -192,10 +192,11 @@ def test_every_kind_worker_policy_covers_ssm_secure_string_s3_and_assume_role() 
     }
 
 
-def test_every_kind_eu_role_covers_lambda_elbv2_and_the_waves_alarms() -> None:
+def test_every_kind_eu_role_covers_lambda_elbv2_the_fleet_and_the_waves_alarms() -> None:
     policy = by_principal(load_plan(EVERY_KIND))[EU_ROLE]
     function = "arn:aws:lambda:eu-west-1:111122223333:function:shop-checkout-eu"
     listener = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:listener/app/shop/1/2"
+    blue = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/blue/1"
 
     assert policy.document() == {
         "Version": "2012-10-17",
@@ -219,10 +220,33 @@ def test_every_kind_eu_role_covers_lambda_elbv2_and_the_waves_alarms() -> None:
                 "Resource": ["*"],
             },
             {
+                # The fleet eu-servers takes its batches out of the group and back.
+                "Sid": "Elbv2FleetTargets",
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:DeregisterTargets",
+                    "elasticloadbalancing:RegisterTargets",
+                ],
+                "Resource": [blue],
+            },
+            {
                 "Sid": "Elbv2ModifyListener",
                 "Effect": "Allow",
                 "Action": ["elasticloadbalancing:ModifyListener"],
                 "Resource": [listener],
+            },
+            {
+                "Sid": "FleetReadsNeedStar",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "ec2:DescribeInstances",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "ssm:GetCommandInvocation",
+                    "ssm:ListCommands",
+                ],
+                "Resource": ["*"],
             },
             {
                 "Sid": "LambdaAliases",
@@ -235,6 +259,23 @@ def test_every_kind_eu_role_covers_lambda_elbv2_and_the_waves_alarms() -> None:
                 "Effect": "Allow",
                 "Action": ["lambda:GetFunctionConfiguration"],
                 "Resource": [function, f"{function}:42"],
+            },
+            {
+                # Its command (AWS's document) and its rollback (the account's own).
+                "Sid": "SsmFleetCommands",
+                "Effect": "Allow",
+                "Action": ["ssm:SendCommand"],
+                "Resource": [
+                    "arn:aws:ec2:eu-west-1:111122223333:instance/*",
+                    "arn:aws:ssm:eu-west-1:111122223333:document/shop-rollback",
+                    "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript",
+                ],
+            },
+            {
+                "Sid": "SsmFleetDocuments",
+                "Effect": "Allow",
+                "Action": ["ssm:DescribeDocument"],
+                "Resource": ["arn:aws:ssm:eu-west-1:111122223333:document/shop-rollback"],
             },
         ],
     }
@@ -486,9 +527,29 @@ def handler_source(kind: str) -> str:
     return (ROOT / "activities" / "targets" / f"{kind}.py").read_text()
 
 
+def helper_methods(source: str, clients: set[str]) -> set[str]:
+    """Methods called on the clients a helper module takes as parameters (``ssm``...)."""
+    methods: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        if isinstance(receiver, ast.Name) and receiver.id in clients:
+            if node.func.attr == "get_paginator":
+                methods.update(str(a.value) for a in node.args if isinstance(a, ast.Constant))
+            else:
+                methods.add(node.func.attr)
+    return methods
+
+
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_action_table_lists_exactly_the_calls_each_handler_makes(kind: str) -> None:
-    assert {call.method for call in KIND_CALLS[kind]} == client_methods(handler_source(kind))
+    called = client_methods(handler_source(kind))
+    if kind == "ec2_fleet":
+        # A fleet sends its commands through the shared Run Command helpers.
+        helpers = (ROOT / "activities" / "ssm_commands.py").read_text()
+        called |= helper_methods(helpers, {"ec2", "ssm", "autoscaling"})
+    assert {call.method for call in KIND_CALLS[kind]} == called
 
 
 def test_action_table_lists_the_alarm_and_assume_role_calls() -> None:
@@ -530,6 +591,7 @@ PREFLIGHT_SERVICES = {
     "route53_weighted": ("route53",),
     "ecs_service": ("ecs",),
     "s3_artifact": ("s3",),
+    "ec2_fleet": ("ec2", "autoscaling", "elbv2", "ssm"),
 }
 
 

@@ -70,6 +70,7 @@ def test_schema_lists_every_target_kind(schema: dict[str, Any]) -> None:
         "route53_weighted",
         "ecs_service",
         "s3_artifact",
+        "ec2_fleet",
     }
 
 

@@ -7,7 +7,9 @@ test act on one exact call (``UpdateAlias`` of one alias at 10 %, say) without t
   whoever sent it may be dead by then) or drops it (the write never arrives);
 - **fail** a seeded share of calls with throttling or 503, each in the error shape of the
   service's protocol (JSON, REST-JSON, query XML, RPC v2 CBOR), as AWS would;
-- **stop** listening (connection refused, as from an endpoint that is down) and start again.
+- **stop** listening (connection refused, as from an endpoint that is down) and start again;
+- **rewrite** moto's answer to matching calls (a task's exit code, an invocation's status, a
+  function error, an AWS error), so the worker meets over HTTP a failure moto cannot make.
 
 Every write moto accepted is logged with the state it set, so a test can prove that no change
 was applied twice and that traffic never went backwards outside a rollback.
@@ -186,7 +188,22 @@ def error_response(call: Call, fault: str) -> tuple[int, dict[str, str], bytes]:
     return (400 if throttled else 503), headers, body
 
 
-# --- holds and faults --------------------------------------------------------------------------
+def aws_error(call: Call, code: str, message: str, status: int = 400) -> Answer:
+    """An AWS error answer (``AccessDeniedException``...) in a JSON or REST-JSON call's shape."""
+    headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+    if call.protocol == "rest-json":
+        headers |= {"Content-Type": "application/json", "x-amzn-ErrorType": code}
+        return status, headers, json.dumps({"message": message}).encode()
+    headers["Content-Type"] = "application/x-amz-json-1.1"
+    return status, headers, json.dumps({"__type": code, "message": message}).encode()
+
+
+# --- holds, faults and rewrites ----------------------------------------------------------------
+
+# An HTTP answer: status, headers, body.
+Answer = tuple[int, dict[str, str], bytes]
+# Turns moto's answer to a call into the one the worker gets.
+Rewriter = Callable[[Call, Answer], Answer]
 
 
 class Hold:
@@ -267,6 +284,8 @@ class AwsProxy:
         self.faults_injected: Counter[str] = Counter()
         self.faults: Faults | None = None
         self._holds: list[Hold] = []
+        self._rewrites: list[tuple[Callable[[Call], bool], Rewriter]] = []
+        self.rewritten: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
@@ -327,6 +346,12 @@ class AwsProxy:
             self._holds.append(hold)
         return hold
 
+    def rewrite(self, match: Callable[[Call], bool], change: Rewriter) -> None:
+        """Answer every call ``match`` accepts with ``change`` of moto's answer (the call
+        still reaches moto). The first matching rewrite applies."""
+        with self._lock:
+            self._rewrites.append((match, change))
+
     def writes_to(self, resource_prefix: str) -> list[Write]:
         return [w for w in self.writes if w.resource.startswith(resource_prefix)]
 
@@ -340,6 +365,13 @@ class AwsProxy:
                     hold.arrived.set()
                     return hold
         return None
+
+    def _rewritten(self, call: Call, answer: Answer) -> Answer:
+        with self._lock:
+            change = next((c for m, c in self._rewrites if m(call)), None)
+            if change is not None:
+                self.rewritten[f"{call.service}:{call.operation}"] += 1
+        return answer if change is None else change(call, answer)
 
     def _fault(self, call: Call) -> str | None:
         with self._lock:
@@ -389,9 +421,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             upstream.close()
         proxy._forwarded(call, status)
+        status, headers, data = proxy._rewritten(call, (status, dict(answer), data))
         # The caller may be gone (a killed worker): the write above has landed regardless.
         with contextlib.suppress(OSError):
-            self._answer(status, dict(answer), data)
+            self._answer(status, headers, data)
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)

@@ -271,7 +271,7 @@ async def test_an_async_lambda_job_is_checked_on_durable_timers_until_it_finishe
     )
 
 
-async def test_an_async_lambda_job_that_never_finishes_fails_at_its_timeout(
+async def test_an_async_lambda_job_not_finished_at_its_timeout_has_an_unknown_outcome(
     time_skipping_env, aws, moto_endpoint, make_worker, task_queue
 ):
     setup(aws, moto_endpoint)
@@ -284,8 +284,20 @@ async def test_an_async_lambda_job_that_never_finishes_fails_at_its_timeout(
         result = await handle.result()
         status = await status_of(handle)
 
+    # The backfill was started and may still finish: it is not a plain failure.
     assert result.phase == ReleasePhase.ROLLED_BACK
     assert status.error == (
-        "wave db: job backfill failed: lambda function backfill did not finish within 1h"
+        "wave db: job backfill outcome unknown: lambda function backfill did not finish within 1h"
     )
     assert ssm_values(aws, [PARAM]) == {PARAM: "2.3.1"}
+    assert kinds(status, "job_outcome_unknown", "job_kept") == [
+        (
+            "job_outcome_unknown",
+            "job backfill: outcome unknown (lambda function backfill did not finish within 1h); "
+            "it may have run, so a rollback treats it as applied",
+        ),
+        ("job_kept", "job backfill: outcome unknown, compensation none, left as it is"),
+    ]
+    (job,) = status.wave("db").jobs
+    assert (job.phase, job.outcome_unknown) == (JobPhase.COMPENSATED, True)
+    assert job.summary == "outcome unknown: lambda function backfill did not finish within 1h"

@@ -10,7 +10,7 @@ from models.jobs import JobPhase, JobStatus, WaveJob
 from models.loader import PlanError, parse_plan
 from models.status import TimelineEvent
 from tests.helpers import make_plan, ssm, wave
-from workflows.jobs import in_wave_order, jobs_at, rollback_order
+from workflows.jobs import in_wave_order, jobs_at, left_running, rollback_order, to_compensate
 
 T0 = datetime(2026, 12, 5, tzinfo=UTC)
 
@@ -105,3 +105,28 @@ def test_the_saga_undoes_jobs_and_target_groups_newest_first() -> None:
         "targets",
         "migrate",
     ]
+
+
+def test_jobs_left_running_by_an_ended_wave_have_an_unknown_outcome_and_are_undone() -> None:
+    def status(name: str, phase: JobPhase) -> JobStatus:
+        return JobStatus(name=name, kind="ecs_task", at="before", phase=phase)
+
+    statuses = [
+        status("migrate", JobPhase.SUCCEEDED),
+        status("reindex", JobPhase.RUNNING),
+        status("warm", JobPhase.PENDING),
+        status("verify", JobPhase.FAILED),
+    ]
+    (left,) = left_running(statuses, T0, "wave db's workflow ended while it ran")
+    assert (left.name, left.phase, left.outcome_unknown, left.finished_at) == (
+        "reindex",
+        JobPhase.UNKNOWN,
+        True,
+        T0,
+    )
+    assert left.error == (
+        "job reindex: outcome unknown (wave db's workflow ended while it ran); it may have "
+        "run, so a rollback treats it as applied"
+    )
+    # What may have run is undone; what failed or never started is not.
+    assert [j.name for j in to_compensate(statuses)] == ["migrate", "reindex"]

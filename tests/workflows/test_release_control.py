@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -96,6 +96,12 @@ async def wave_waits_until(
     )
 
 
+def berlin_and_utc(at: datetime) -> str:
+    """``2026-12-09 12:00 Europe/Berlin (11:00 UTC)``: how a wave in Berlin shows a time."""
+    local, utc = at.astimezone(ZoneInfo(BERLIN)), at.astimezone(UTC)
+    return f"{local:%Y-%m-%d %H:%M} {BERLIN} ({utc:%H:%M} UTC)"
+
+
 # --- rollout windows --------------------------------------------------------------------------
 
 
@@ -112,14 +118,26 @@ async def test_wave_waits_for_its_window_and_deploys_when_it_opens(
         handle = await start_release(env.client, berlin_plan(), task_queue)
         status = await wave_waits_until(handle, "berlin", opens)
         assert status.phase == ReleasePhase.WAITING_FOR_WINDOW
+        # Times in the wave's own time zone (its window's) beside UTC.
+        utc = opens.astimezone(UTC).strftime("%H:%M")
+        opens_text = f"{opens:%Y-%m-%d} 09:00 {BERLIN} ({utc} UTC)"
         assert status.wave("berlin").waiting_for == (
-            f"window mon-fri 09:00-17:00 {BERLIN}; next start {opens.isoformat()}"
+            f"window mon-fri 09:00-17:00 {BERLIN}; next start {opens_text}"
+        )
+        assert (status.wave("berlin").timezone, status.wave("berlin").window) == (
+            BERLIN,
+            f"mon-fri 09:00-17:00 {BERLIN}",
         )
         [waiting] = events(status, "waiting_for_window")
         assert (waiting.actor, waiting.wave) == ("relman", "berlin")
         assert waiting.message == (
-            f"wave berlin waits until {opens.isoformat()} (window mon-fri 09:00-17:00 {BERLIN})"
+            f"wave berlin waits until {opens_text}: window mon-fri 09:00-17:00 {BERLIN}"
         )
+        # The wave started (Saturday) but is not deploying: it says so only when it
+        # changes AWS, once its window opens.
+        [started] = events(status, "wave_started")
+        assert started.message == "wave berlin started"
+        assert events(status, "wave_deploying") == []
         # Nothing is read or changed before the window opens: the snapshot is taken then.
         assert status.target("api").before is None
 
@@ -137,6 +155,9 @@ async def test_wave_waits_for_its_window_and_deploys_when_it_opens(
     assert near(applied.at, opens) and applied.target == "api"
     assert (status.target("api").before, status.target("api").after) == ("2.3.1", "2.4.0")
     assert status.wave("berlin").next_start is None
+    [deploying] = events(status, "wave_deploying")
+    assert near(deploying.at, opens)
+    assert deploying.message == "wave berlin deploying: step 1 of 1 (100%)"
 
 
 async def test_window_crossing_midnight(time_skipping_env, aws, make_worker, task_queue):
@@ -228,7 +249,7 @@ async def test_plan_freeze_delays_the_wave_until_it_ends(
         handle = await start_release(env.client, plan, task_queue)
         status = await wave_waits_until(handle, "berlin", thaw)
         assert status.wave("berlin").waiting_for == (
-            f"freeze: month-end close; next start {thaw.isoformat()}"
+            f"freeze: month-end close; next start {berlin_and_utc(thaw)}"
         )
         assert status.freezes == [freeze]
         await skip_to(env, thaw - timedelta(minutes=1))
@@ -272,10 +293,10 @@ async def test_freeze_added_to_a_running_release_moves_a_wait_in_progress(
         assert status.freezes == [freeze]
         # The freeze is not in force yet, but it is what the wave now waits for.
         assert status.wave("berlin").waiting_for == (
-            f"freeze: incident 4711; next start {thaw.isoformat()}"
+            f"freeze: incident 4711; next start {berlin_and_utc(thaw)}"
         )
         assert events(status, "waiting_for_window")[-1].message == (
-            f"wave berlin waits until {thaw.isoformat()} (freeze: incident 4711)"
+            f"wave berlin waits until {berlin_and_utc(thaw)}: freeze: incident 4711"
         )
         [added] = events(status, "freeze_added")
         assert (added.actor, added.comment) == ("olga", "incident 4711 open")

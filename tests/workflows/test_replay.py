@@ -14,7 +14,8 @@ one folder per recording. ``1.0`` is the baseline: the workflow code without any
 ``policy-read-once``; ``1.2`` also that of ``fast-failover``, ``watched-bakes`` and
 ``preflight-once`` (``rollback-skips-outcome`` is taken only by a rollback an operator
 skipped part of, which no recorded release does: tests/workflows/test_rollback.py replays
-such releases). Every set
+such releases; ``nothing-changed-fails`` only by a release whose wave failed before anything
+changed, replayed by tests/workflows/test_world_at_start.py). Every set
 is replayed: each stands for releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 from temporalio import activity
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
@@ -28,6 +29,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from activities.aws import AwsClients
 from activities.release import TargetActivities
 from client.demo_aws import lambda_zip
+from client.views import StatusView
 from models.messages import (
     APPLY_TARGETS,
     COMPENSATE_TARGET,
@@ -39,6 +41,7 @@ from models.messages import (
     OperatorInput,
     TargetActionInput,
     WaveActionInput,
+    wave_workflow_id,
 )
 from models.preflight import PREFLIGHT, PreflightInput, PreflightResult
 from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
@@ -431,6 +434,9 @@ async def test_alarm_during_bake_rolls_back_both_waves_across_accounts(
     ]
     [alarm] = [e for e in status.timeline if e.kind == "alarm"]
     assert alarm.wave == "edge" and ALARM in alarm.message
+    # The edge wave failed and its targets were rolled back: status says both.
+    assert status.wave("edge").targets_note == "its targets were rolled back"
+    assert status.wave("backend").targets_note is None
     # CloudTrail ties every call of the release to it: each department role was assumed
     # in the release's name (the test's own setup assumed them as plain "relman").
     sessions = assumed_sessions()
@@ -447,6 +453,38 @@ def assumed_sessions() -> dict[str, set[str]]:
             for role in backend.assumed_roles:
                 sessions.setdefault(role.role_arn, set()).add(role.session_name)
     return sessions
+
+
+async def test_a_finished_wave_keeps_no_bake_line_and_its_steps_read_by_version(
+    time_skipping_env, aws, make_worker, task_queue
+):
+    backend = make_backend(Account(aws))
+    canary = wave("backend", ["config", "checkout-alias"], traffic=[50, 100], bake="20s")
+    plan = make_plan(backend.targets(), [canary])
+    async with make_worker(time_skipping_env, aws):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        baking = await wait_for(handle, wave_is("backend", WavePhase.BAKING, 50))
+        assert baking.wave("backend").waiting_for == "baking 20s at 50%"
+        outcome = await handle.result()
+        status = await status_of(handle)
+        child = time_skipping_env.client.get_workflow_handle(
+            wave_workflow_id(plan.id, "backend", 1)
+        )
+        metadata = await child.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+
+    assert outcome.phase == ReleasePhase.COMPLETED
+    # Done baking: neither status nor the wave's Web UI details still say it bakes.
+    assert status.wave("backend").waiting_for is None
+    console = Console(record=True, width=200)
+    StatusView(status).render(console)
+    assert "baking" not in console.export_text()
+    assert metadata.current_details == "wave backend: completed, step 2/2 at 100%"
+    # Each step of the alias reads by version, not ``1: 100% -> 2: 100%``.
+    steps = [e.message for e in events(status, "target_applied") if e.target == "checkout-alias"]
+    assert [step.split(": ", 1)[1] for step in steps] == [
+        "version 1 (all traffic) -> version 1 50% / version 2 50% (50%)",
+        "version 1 (all traffic) -> version 2 (all traffic) (100%)",
+    ]
 
 
 # --- 2. a wave whose alarm already fires does not start ----------------------------------------

@@ -19,6 +19,7 @@ from workflows.windows import (
     closes_at,
     describe_window,
     is_open,
+    local_and_utc,
     next_opening,
     next_start,
 )
@@ -431,3 +432,34 @@ def test_endless_freeze_gives_up_at_the_horizon() -> None:
 )
 def test_describe_window(win: Window, text: str) -> None:
     assert describe_window(win) == text
+
+
+@pytest.mark.parametrize(
+    ("at", "zone", "text"),
+    [
+        # Tokyo is UTC+9: its 09:00 is midnight UTC the same day.
+        (
+            datetime(2026, 12, 1, 0, tzinfo=UTC),
+            "Asia/Tokyo",
+            "2026-12-01 09:00 Asia/Tokyo (00:00 UTC)",
+        ),
+        # Tokyo 08:00 is 23:00 UTC the day before: the UTC date is shown.
+        (
+            datetime(2026, 11, 30, 23, tzinfo=UTC),
+            "Asia/Tokyo",
+            "2026-12-01 08:00 Asia/Tokyo (2026-11-30 23:00 UTC)",
+        ),
+        # Summer time: Berlin 09:00 is 07:00 UTC in July, 08:00 in December.
+        (datetime(2026, 7, 6, 7, tzinfo=UTC), BERLIN, "2026-07-06 09:00 Europe/Berlin (07:00 UTC)"),
+        (
+            datetime(2026, 12, 7, 8, tzinfo=UTC),
+            BERLIN,
+            "2026-12-07 09:00 Europe/Berlin (08:00 UTC)",
+        ),
+        # A freeze may end off the minute; without a zone (no window) UTC alone.
+        (datetime(2026, 12, 7, 8, 0, 30, tzinfo=UTC), None, "2026-12-07 08:00:30 UTC"),
+        (datetime(2026, 12, 7, 8, tzinfo=UTC), "UTC", "2026-12-07 08:00 UTC"),
+    ],
+)
+def test_local_and_utc(at: datetime, zone: str | None, text: str) -> None:
+    assert local_and_utc(at, zone) == text

@@ -22,6 +22,7 @@ from models.messages import OperatorInput, wave_workflow_id
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests.helpers import (
     approve,
+    assert_replays,
     events,
     local,
     make_plan,
@@ -109,11 +110,26 @@ async def test_alarm_fired_during_a_two_day_window_wait_stops_the_wave_before_an
         set_alarm(aws, "ALARM", "5xx above 10 since Sunday")
         result = await handle.result()
         status = await handle.query(ReleaseWorkflow.status)
+    await assert_replays(handle)  # with the new branch of nothing-changed-fails
 
-    assert result.phase == ReleasePhase.ROLLED_BACK
+    # Nothing was changed, so nothing was rolled back: the release failed, naming why.
+    assert result.phase == ReleasePhase.FAILED
+    assert result.error == (
+        f"wave berlin: alarm already in ALARM before the wave started: {ALARM} "
+        "(5xx above 10 since Sunday)"
+    )
+    assert events(status, "finished")[-1].message == (
+        "release ended failed: nothing was changed, so nothing was rolled back"
+    )
+    assert events(status, "rollback_started") == []
     assert status.wave("berlin").error == (
         f"alarm already in ALARM before the wave started: {ALARM} (5xx above 10 since Sunday)"
     )
+    assert status.wave("berlin").targets_note == "nothing was changed"
+    # It started (Saturday, its gate passed) but never deployed: it changed nothing.
+    [started] = events(status, "wave_started")
+    assert (started.at < monday, started.message) == (True, "wave berlin started")
+    assert events(status, "wave_deploying") == []
     # Nothing was changed, and nothing was "restored" over the hotfix.
     assert param(aws) == "2.3.2-hotfix"
     assert status.target("api").phase == TargetPhase.PENDING

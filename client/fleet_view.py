@@ -13,30 +13,47 @@ ALL_SHOWN = 20
 QUIET = (InstancePhase.PENDING, InstancePhase.DONE)
 
 
+def phase_words(phase: InstancePhase) -> str:
+    """``rolled back`` for ``rolled_back``."""
+    return phase.value.replace("_", " ")
+
+
+def command_result(instance: InstanceStatus) -> str | None:
+    """``Failed, exit 3``: SSM's status of the instance's invocation and the exit code."""
+    if instance.result is None:
+        return None
+    code = f", exit {instance.exit_code}" if instance.exit_code is not None else ""
+    return f"{instance.result}{code}"
+
+
 def instance_line(instance: InstanceStatus) -> str:
     """``i-0abc batch 2 failed (Failed, exit 3): deploy: disk full``."""
-    text = f"  {instance.id} batch {instance.batch} {instance.phase.value.replace('_', ' ')}"
-    if instance.result is not None:
-        code = f", exit {instance.exit_code}" if instance.exit_code is not None else ""
-        text += f" ({instance.result}{code})"
+    text = f"  {instance.id} batch {instance.batch} {phase_words(instance.phase)}"
+    if (result := command_result(instance)) is not None:
+        text += f" ({result})"
     if instance.error:
         text += f": {instance.error}"
     return text
+
+
+def size(target: TargetStatus) -> str:
+    """``100 instance(s) in 10 batch(es)``."""
+    batches = max((i.batch for i in target.instances), default=0)
+    return f"{len(target.instances)} instance(s) in {batches} batch(es)"
+
+
+def shown(target: TargetStatus) -> list[InstanceStatus]:
+    """The instances worth a line: all of a small fleet, else those neither pending nor done."""
+    every = len(target.instances) <= ALL_SHOWN
+    return [i for i in target.instances if every or i.phase not in QUIET]
 
 
 def status_lines(wave: str, target: TargetStatus) -> list[str]:
     """A summary line for the fleet, then one line per instance worth showing."""
     if not target.instances:
         return []
-    batches = max(i.batch for i in target.instances)
-    lines = [
-        f"fleet {target.name}: {counts(target.instances)} "
-        f"({len(target.instances)} instance(s) in {batches} batch(es), wave {wave})"
-    ]
-    shown = [
-        i for i in target.instances if len(target.instances) <= ALL_SHOWN or i.phase not in QUIET
-    ]
-    return lines + [instance_line(i) for i in shown]
+    lines = [f"fleet {target.name}: {counts(target.instances)} ({size(target)}, wave {wave})"]
+    return lines + [instance_line(i) for i in shown(target)]
 
 
 def plan_lines(plan: ReleasePlan, wave: Wave) -> list[str]:

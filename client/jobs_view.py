@@ -13,12 +13,10 @@ def plan_lines(wave: Wave) -> list[str]:
     lines = []
     for where, job in in_wave_order(wave.jobs, wave.traffic):
         undo = job.compensation
-        if undo is None:
-            undo_text = "no compensation: a rollback stops for an operator"
-        elif undo == "none":
-            undo_text = "compensation: none"
+        if isinstance(undo, str | None):
+            undo_text = compensation_text(undo)
         else:
-            undo_text = f"undone by {undo.name} ({undo.kind})"
+            undo_text = f"{compensation_text(undo.name)} ({undo.kind})"
         lines.append(
             f"job {job.name} ({job.run.kind}, {job.run.resource}, timeout "
             f"{format_duration(job.run.timeout)}) {where}; {undo_text}"
@@ -41,12 +39,24 @@ def plan_json(wave: Wave) -> list[dict[str, object]]:
     ]
 
 
+def compensation_text(compensation: str | None) -> str:
+    """What undoes a job: its compensating job's name, ``"none"``, or None (no job given)."""
+    if compensation is None:
+        return "no compensation: a rollback stops for an operator"
+    if compensation == "none":
+        return "compensation: none"
+    return f"undone by {compensation}"
+
+
+def outcome(job: JobStatus) -> str:
+    """What a job ended with: its summary, then its error (``""`` while it has neither)."""
+    # An outcome_unknown job's error already says why; once undone, its summary does.
+    parts = [job.summary] if job.summary and job.phase != JobPhase.UNKNOWN else []
+    return " - ".join(parts + ([job.error] if job.error else []))
+
+
 def status_line(wave: str, job: JobStatus) -> str:
     """``relman status``'s line for one job."""
     text = f"job {wave}/{job.name} ({job.kind}, {job.at}): {job.phase.value}"
-    # An outcome_unknown job's error already says why; once undone, its summary does.
-    if job.summary and job.phase != JobPhase.UNKNOWN:
-        text += f" - {job.summary}"
-    if job.error:
-        text += f" - {job.error}"
-    return text
+    said = outcome(job)
+    return f"{text} - {said}" if said else text

@@ -16,7 +16,13 @@ import models.checks as checks_view
 from models.durations import format_duration
 from models.messages import DecisionResult
 from models.plan import ReleasePlan, Wave
-from models.status import WAVE_END_PHASES, PolicyInfo, ReleaseStatus, TimelineEvent
+from models.status import (
+    WAVE_END_PHASES,
+    PolicyInfo,
+    ReleaseStatus,
+    TimelineEvent,
+    WaveStatus,
+)
 from workflows.windows import local_and_utc
 
 if TYPE_CHECKING:
@@ -236,8 +242,8 @@ class StatusView:
             if w.error:  # why it failed (or why it waits for an operator)
                 wave_phase.append(f"\n{w.error}", style="red")
                 # what became of its targets: a failed wave's may have been rolled back
-                if w.targets_note and not w.error.endswith(w.targets_note):
-                    wave_phase.append(f"\n{w.targets_note}", style="yellow")
+                if note := targets_note(w):
+                    wave_phase.append(f"\n{note}", style="yellow")
             elif w.waiting_for and w.phase not in WAVE_END_PHASES:
                 wave_phase.append(f"\n{w.waiting_for}", style="dim")
             for i, t in enumerate(w.targets):
@@ -282,6 +288,14 @@ class StatusView:
         tail = st.timeline[len(st.timeline) - self.timeline_tail :] if self.timeline_tail else []
         total = len(st.timeline) if st.timeline_total is None else st.timeline_total
         console.print(_timeline_table(tail, f"Latest events ({len(tail)} of {total})"))
+
+
+def targets_note(wave: WaveStatus) -> str | None:
+    """What became of a failed wave's targets, unless its error already ends saying so."""
+    note = wave.targets_note
+    if note and not (wave.error or "").endswith(note):
+        return note
+    return None
 
 
 def policy_line(policy: PolicyInfo) -> str:

@@ -29,9 +29,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from temporalio.service import RPCError
 
+import client.fleet_view as fleet_view
+import client.jobs_view as jobs_view
 from activities.aws import AwsClients
 from activities.policy import PolicyReader
 from client import service
+from client.views import targets_note
 from common.errors import CliError
 from console.changes import in_zone, planned_values, wave_window
 from console.current import CurrentValues, Wanted
@@ -39,6 +42,7 @@ from console.data import approvals_page, release_page, release_plan
 from console.graph import NODE_HEIGHT, NODE_WIDTH, layout
 from console.oidc import Pending, Provider, SignInError
 from console.settings import ConsoleSettings
+from models.checks import result_state
 from models.messages import (
     DecisionMessage,
     FreezeInput,
@@ -48,6 +52,7 @@ from models.messages import (
     WaveActionInput,
 )
 from models.policy import Policy, is_operator
+from workflows.fleet import counts
 
 LIVE_REFRESH_SECONDS = 2
 # How long a console request waits for a worker to answer for a release.
@@ -104,6 +109,19 @@ class Console:
         )
         self.templates.filters["when"] = _when
         self.templates.filters["in_zone"] = in_zone
+        # A wave's checks, jobs and fleet instances in the words `relman status` uses.
+        self.templates.globals.update(
+            check_state=result_state,
+            job_outcome=jobs_view.outcome,
+            compensation_text=jobs_view.compensation_text,
+            fleet_counts=counts,
+            fleet_size=fleet_view.size,
+            shown_instances=fleet_view.shown,
+            all_shown=fleet_view.ALL_SHOWN,
+            instance_phase=fleet_view.phase_words,
+            command_result=fleet_view.command_result,
+            targets_note=targets_note,
+        )
 
     @property
     def policy(self) -> Policy:

@@ -210,12 +210,16 @@ class CheckResult(BaseModel):
     recent: list[bool] = Field(default_factory=list)
 
 
+def result_state(result: CheckResult) -> str:
+    """``ok``, ``failing``, ``no data``, or ``FAILED`` once its threshold failed the step."""
+    if result.failed:
+        return "FAILED"
+    return {True: "ok", False: "failing", None: "no data"}[result.ok]
+
+
 def result_line(wave: str, result: CheckResult) -> str:
     """How ``relman status`` shows a check's last probe."""
-    state = {True: "ok", False: "failing", None: "no data"}[result.ok]
-    if result.failed:
-        state = "FAILED"
-    return f"check {result.name} of wave {wave}: {state}: {result.message}"
+    return f"check {result.name} of wave {wave}: {result_state(result)}: {result.message}"
 
 
 def summary(check: HttpCheck | LambdaInvokeCheck | MetricCheck) -> str:

@@ -511,8 +511,12 @@ class Release:
     async def approve(self, wave: str, user: str, *options: str, reject: bool = False) -> CliResult:
         verb = "reject" if reject else "approve"
         comment = f"{verb}d in {self.scenario}"
+        # A worker just restarted replays the release before it answers; on a loaded machine
+        # that can outlast the CLI's default 30 s wait for a worker.
+        waiting = () if "--wait-for-worker" in options else ("--wait-for-worker", "5m")
         result = await relman(verb, self.id, "--wave", wave, "--as", user, "--comment", comment,
-                              *options, "-o", "json", env=self.env, timeout=420)  # fmt: skip
+                              *options, *waiting, "-o", "json", env=self.env,
+                              timeout=420)  # fmt: skip
         assert result.returncode == 0, result.stderr
         self.approvals_sent.append((wave, user))
         return result

@@ -9,7 +9,8 @@ own worker (``worker.main.main``: same workflows, activities, configuration from
 environment) with:
 
 - ``RELMAN_RELIABILITY_ATTEMPT_SECONDS``: the start-to-close timeout of activities that do
-  not heartbeat (snapshot, apply, compensate, alarm check) capped at this many seconds, and
+  not heartbeat (snapshot, apply, compensate, alarm check) capped at this many seconds (the
+  AWS preflight at five times as many), and
   the retry backoff at a third of it (the same number of attempts, closer together);
 - ``RELMAN_RELIABILITY_STICKY_SECONDS``: the sticky queue's schedule-to-start timeout.
 
@@ -34,6 +35,8 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+from models.preflight import PREFLIGHT
+
 ATTEMPT_ENV = "RELMAN_RELIABILITY_ATTEMPT_SECONDS"
 STICKY_ENV = "RELMAN_RELIABILITY_STICKY_SECONDS"
 
@@ -46,11 +49,20 @@ def _seconds(name: str) -> timedelta | None:
 ATTEMPT_CAP = _seconds(ATTEMPT_ENV)
 
 
+# The AWS preflight reads every resource of the plan (two calls per SSM target: 86 for the
+# failover scenario's 43 targets), read-only and before any crash point: on a loaded machine
+# it needs longer than one apply.
+PREFLIGHT_CAP_FACTOR = 5
+
+
 class _ShortAttempts(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> Any:
         timeout = input.start_to_close_timeout
-        if ATTEMPT_CAP and input.heartbeat_timeout is None and timeout and timeout > ATTEMPT_CAP:
-            input = dataclasses.replace(input, start_to_close_timeout=ATTEMPT_CAP)
+        cap = ATTEMPT_CAP
+        if cap and input.activity == PREFLIGHT:
+            cap = cap * PREFLIGHT_CAP_FACTOR
+        if cap and input.heartbeat_timeout is None and timeout and timeout > cap:
+            input = dataclasses.replace(input, start_to_close_timeout=cap)
         policy = input.retry_policy
         if ATTEMPT_CAP and policy and (policy.maximum_interval or ATTEMPT_CAP) > ATTEMPT_CAP / 3:
             # The same attempts, closer together: an AWS endpoint that never answers fails

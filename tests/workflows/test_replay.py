@@ -14,9 +14,10 @@ one folder per recording. ``1.0`` is the baseline: the workflow code without any
 ``policy-read-once``; ``1.2`` also that of ``fast-failover``, ``watched-bakes`` and
 ``preflight-once`` (``rollback-skips-outcome`` is taken only by a rollback an operator
 skipped part of, which no recorded release does: tests/workflows/test_rollback.py replays
-such releases; ``nothing-changed-fails`` only by a release whose wave failed before anything
-changed, replayed by tests/workflows/test_world_at_start.py). Every set
-is replayed: each stands for releases that code of its day left in flight.
+such releases). ``1.3`` also takes that of ``nothing-changed-fails`` (a wave that failed
+before anything changed) and adds releases with what waves gained since 1.2: job steps and
+their compensation by the saga, and checks in bakes. Every set is replayed: each stands for
+releases that code of its day left in flight.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -32,6 +33,21 @@ is replayed: each stands for releases that code of its day left in flight.
 - ``rel-replay-guided``: a wave with ``on_failure: pause`` fails, is retried by an operator,
   fails again and goes on after ``skip-target``; ends ``completed``.
 
+From ``1.3`` on, also:
+
+- ``rel-replay-jobs``: a wave with a ``before`` job (an SSM command with a compensating
+  one), a Lambda job ``at: 50`` and an ``after`` one around two traffic steps; ends
+  ``completed``.
+- ``rel-replay-job-undone``: a wave with a ``before`` job deployed, the next wave's apply
+  refused; the saga restores the target, then runs the compensating job; ends
+  ``rolled_back``.
+- ``rel-replay-checked``: an HTTP check (a local server) and a CloudWatch metric check
+  pass before the first step and through the bake; ends ``completed``.
+- ``rel-replay-check-failed``: an HTTP check passes before the first step and fails during
+  the bake; the wave's change rolled back; ends ``rolled_back``.
+- ``rel-replay-unchanged``: an alarm already in ALARM stops the wave before it changes
+  anything; ends ``failed`` (``nothing-changed-fails``).
+
 Record a new set (after a change released behind ``workflow.patched()``; old sets stay) with::
 
     RELMAN_RECORD_HISTORIES=<set> .venv/bin/python -m pytest \
@@ -40,9 +56,14 @@ Record a new set (after a change released behind ``workflow.patched()``; old set
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
-from datetime import timedelta
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +73,7 @@ from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
 from common.codec import data_converter, keys_from_env
+from models.jobs import JobPhase
 from models.messages import (
     FreezeInput,
     OperatorInput,
@@ -60,10 +82,13 @@ from models.messages import (
     WaveActionInput,
 )
 from models.plan import Freeze, ReleasePlan
-from models.status import ReleasePhase, WavePhase
+from models.status import ReleasePhase, ReleaseStatus, WavePhase
+from tests.activities.test_jobs import lambda_job
+from tests.activities.test_ssm_commands import launch
 from tests.helpers import (
     APPROVER_GROUPS,
     approve,
+    create_alarm,
     events,
     local,
     make_plan,
@@ -74,10 +99,12 @@ from tests.helpers import (
     skip_to,
     ssm,
     start_release,
+    status_of,
     wait_for,
     wait_for_gate,
     wave,
 )
+from tests.workflows.test_jobs import TAGS, command
 from workflows.release import ReleaseWorkflow
 from workflows.wave import WaveWorkflow
 
@@ -90,7 +117,17 @@ SCENARIOS = (
     "rel-replay-aborted",
     "rel-replay-guided",
 )
+# Recorded from 1.3 on: the sets before it were recorded by code without jobs and checks.
+SCENARIOS_SINCE_1_3 = (
+    "rel-replay-jobs",
+    "rel-replay-job-undone",
+    "rel-replay-checked",
+    "rel-replay-check-failed",
+    "rel-replay-unchanged",
+)
+BEFORE_1_3 = {"1.0", "1.1", "1.2"}
 ALARM = "replay-5xx"
+FIRING = "replay-firing-5xx"
 RECORDED = sorted(HISTORIES.rglob("*.json"))
 BERLIN = "Europe/Berlin"
 OFFICE = {"timezone": BERLIN, "days": "mon-fri", "start": "09:00", "end": "17:00"}
@@ -115,7 +152,7 @@ async def test_recorded_history_replays(path: Path) -> None:
 @pytest.mark.parametrize("folder", sorted({p.parent for p in RECORDED}), ids=lambda f: f.name)
 def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
     names = {p.stem for p in folder.glob("*.json")}
-    for release in SCENARIOS:
+    for release in SCENARIOS + (() if folder.name in BEFORE_1_3 else SCENARIOS_SINCE_1_3):
         assert release in names
         assert any(n.startswith(f"{release}.") for n in names), f"no wave history of {release}"
     for path in RECORDED:
@@ -287,27 +324,211 @@ async def guided(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, A
     return handle
 
 
+def migration(at: str | int = "before") -> dict[str, Any]:
+    """A job step: an SSM command on the tagged instances, with its compensating command."""
+    return {
+        "at": at,
+        "run": command("migrate", "migrate up"),
+        "compensation": command("migrate-down", "migrate down"),
+    }
+
+
+def backfill(name: str, at: str | int, rows: int) -> dict[str, Any]:
+    """A job step: the Lambda function ``backfill`` (it returns its payload), asserted."""
+    return {
+        "at": at,
+        "run": {
+            "name": name,
+            "kind": "lambda_job",
+            "function": "backfill",
+            "payload": {"rows": rows},
+            "assert_path": "$.rows",
+        },
+        "compensation": "none",
+    }
+
+
+async def ended(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
+    """The release's status once it has ended."""
+    await handle.result()
+    return await status_of(handle)
+
+
+def order(status: ReleaseStatus, *kinds: str) -> list[str]:
+    """The timeline's events of ``kinds``, oldest first, as messages."""
+    return [e.message for e in status.timeline if e.kind in kinds]
+
+
+async def jobs(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-jobs",
+        [ssm("api", "/replay/jobs/api", "new")],
+        [
+            wave(
+                "db",
+                ["api"],
+                traffic=[50, 100],
+                jobs=[migration(), backfill("warm", 50, 3), backfill("backfill", "after", 12)],
+            )
+        ],
+    )
+    handle = await start_release(env.client, release, queue)
+    status = await ended(handle)
+    assert [(j.name, j.phase) for j in status.wave("db").jobs] == [
+        ("migrate", JobPhase.SUCCEEDED),
+        ("warm", JobPhase.SUCCEEDED),
+        ("backfill", JobPhase.SUCCEEDED),
+    ]
+    # Each job where the plan placed it: before the first step, at 50 %, after the last.
+    assert [m.split(":")[0] for m in order(status, "job_succeeded", "traffic_shifted")] == [
+        "job migrate",
+        "wave db at 50%",
+        "job warm",
+        "wave db at 100%",
+        "job backfill",
+    ]
+    return handle
+
+
+async def job_undone(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-job-undone",
+        [ssm("api", "/replay/jobs/api", "newer"), ssm("edge", RESERVED, "on")],
+        [wave("db", ["api"], jobs=[migration()]), wave("edge", ["edge"], after=["db"])],
+    )
+    handle = await start_release(env.client, release, queue)
+    status = await ended(handle)
+    # The saga restored the target, then ran the compensating job (newest first).
+    assert [j.phase for j in status.wave("db").jobs] == [JobPhase.COMPENSATED]
+    assert [e.kind for e in status.timeline if e.kind.endswith(("_restored", "_compensated"))][
+        -2:
+    ] == ["target_restored", "job_compensated"]
+    return handle
+
+
+def http_check(url: str) -> dict[str, Any]:
+    return {"name": "health", "kind": "http", "url": url, "interval": "1s", "timeout": "2s"}
+
+
+async def checked(env: Any, queue: str, aws: AwsClients, probes: str) -> WorkflowHandle[Any, Any]:
+    # moto keeps the data point; the check reads the last five minutes of wall-clock time.
+    aws.client("cloudwatch").put_metric_data(
+        Namespace="Replay",
+        MetricData=[{"MetricName": "LatencyP99", "Value": 120.0, "Timestamp": datetime.now(UTC)}],
+    )
+    latency = {
+        "name": "latency",
+        "kind": "metric",
+        "metric": {"namespace": "Replay", "name": "LatencyP99", "statistic": "Maximum"},
+        "threshold": 500,
+        "unit": "ms",
+        "interval": "1s",
+    }
+    release = plan(
+        "rel-replay-checked",
+        [ssm("eu", "/replay/checks/eu", "new")],
+        [wave("eu", ["eu"], bake="3s", checks=[http_check(f"{probes}/healthy"), latency])],
+    )
+    handle = await start_release(env.client, release, queue)
+    status = await ended(handle)
+    assert [(c.name, c.ok, c.failed) for c in status.wave("eu").checks] == [
+        ("health", True, False),
+        ("latency", True, False),
+    ]
+    return handle
+
+
+async def check_failed(
+    env: Any, queue: str, aws: AwsClients, probes: str
+) -> WorkflowHandle[Any, Any]:
+    release = plan(
+        "rel-replay-check-failed",
+        [ssm("eu", "/replay/checks/eu", "newer")],
+        [wave("eu", ["eu"], bake="1m", checks=[http_check(f"{probes}/degrading")])],
+    )
+    handle = await start_release(env.client, release, queue)
+    status = await ended(handle)
+    assert (status.error or "").startswith("wave eu: check 'health' failed while baking at 100%")
+    return handle
+
+
+async def unchanged(env: Any, queue: str, aws: AwsClients) -> WorkflowHandle[Any, Any]:
+    create_alarm(aws, FIRING, "ALARM", "5xx above 10")
+    release = plan(
+        "rel-replay-unchanged",
+        [ssm("canary", "/replay/canary", "new")],
+        [wave("canary", ["canary"], alarms=[FIRING])],
+    )
+    handle = await start_release(env.client, release, queue)
+    status = await ended(handle)
+    assert events(status, "finished")[-1].message.endswith(
+        "nothing was changed, so nothing was rolled back"
+    )
+    return handle
+
+
+class Probed(http.server.BaseHTTPRequestHandler):
+    """``/healthy`` answers 200; ``/degrading`` 200 the first time, then 503."""
+
+    degrading = 0
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/degrading":
+            Probed.degrading += 1
+        self.send_response(503 if self.path == "/degrading" and Probed.degrading > 1 else 200)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def probe_server() -> Iterator[str]:
+    """A local HTTP server for the checks; its base URL (its port is in the histories'
+    plans, which replay reads and never probes)."""
+    Probed.degrading = 0
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probed)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
 @pytest.mark.skipif(
     not os.environ.get("RELMAN_RECORD_HISTORIES"), reason="set RELMAN_RECORD_HISTORIES=<set>"
 )
-async def test_record_histories(time_skipping_env, aws, make_worker, task_queue) -> None:
+async def test_record_histories(
+    time_skipping_env, aws, moto_endpoint, make_worker, task_queue
+) -> None:
     env = time_skipping_env
     seed(aws, {"/replay/fin": "2.3.1", "/replay/ops": "2.3.1", "/replay/a1": "old"})
+    seed(aws, {"/replay/jobs/api": "old", "/replay/checks/eu": "old"})
+    launch(aws, 2, TAGS)  # the instances the SSM command jobs run on
+    lambda_job(aws, moto_endpoint)  # the Lambda function "backfill" the jobs invoke
     folder = HISTORIES / os.environ["RELMAN_RECORD_HISTORIES"]
     folder.mkdir(parents=True, exist_ok=False)  # a set, once recorded, is never rewritten
-    expected = {
-        approved: "completed",
-        rejected: "rejected",
-        failed: "rolled_back",
-        alarm: "rolled_back",
-        aborted: "cancelled",
-        guided: "completed",
-    }
-    async with make_worker(env, aws):
-        for scenario, end in expected.items():
-            handle = await scenario(env, task_queue, aws)
-            assert (await handle.result()).phase == end
-            await write_histories(env, handle, folder)
+    with probe_server() as probes:
+        expected = {
+            approved: "completed",
+            rejected: "rejected",
+            failed: "rolled_back",
+            alarm: "rolled_back",
+            aborted: "cancelled",
+            guided: "completed",
+            jobs: "completed",
+            job_undone: "rolled_back",
+            partial(checked, probes=probes): "completed",
+            partial(check_failed, probes=probes): "rolled_back",
+            unchanged: "failed",
+        }
+        async with make_worker(env, aws):
+            for scenario, end in expected.items():
+                handle = await scenario(env, task_queue, aws)
+                result = await handle.result()
+                assert result.phase == end, (handle.id, result.error)
+                await write_histories(env, handle, folder)
 
 
 async def write_histories(env: Any, handle: WorkflowHandle[Any, Any], folder: Path) -> None:

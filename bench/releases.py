@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import TypedSearchAttributes
 
 from client.service import PLAN_DIGEST_MEMO, start_search_attributes
 from common.search_attributes import SA_TARGETS
-from models.messages import ReleaseInput
+from models.messages import DecisionInput, ReleaseInput
 from models.status import ReleaseStatus
 from workflows.release import ReleaseWorkflow
 
 POLL_SECONDS = 0.02
 WAIT_LIMIT_SECONDS = 120.0
+UPDATE_ATTEMPTS = 5
 
 
 async def start(
@@ -44,6 +46,29 @@ async def start(
     return await client.start_workflow(
         ReleaseWorkflow.run, input, id=plan.id, task_queue=queue, **extra
     )
+
+
+async def approve(handle: WorkflowHandle[Any, Any], approval: DecisionInput) -> float:
+    """Send the signed ``approval`` and check that it satisfied its gate; the wall time
+    (epoch seconds) at which the Update returned.
+
+    On a loaded machine the Update's RPC may time out before the workflow task runs; the
+    same update id asks again and gets the first result (the server deduplicates).
+    """
+    for attempt in range(1, UPDATE_ATTEMPTS + 1):
+        try:
+            result = await handle.execute_update(
+                ReleaseWorkflow.approve,
+                approval,
+                id=f"approve:{approval.wave}:{approval.approver}",
+            )
+            break
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            if attempt == UPDATE_ATTEMPTS:
+                raise
+    if not result.satisfied:
+        raise RuntimeError(f"release {handle.id}: gate not satisfied: {result.message}")
+    return time.time()
 
 
 async def wait_status(

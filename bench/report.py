@@ -19,9 +19,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("overhead", "parked", "rollback", "multiday", "checks", "console", "fleet")
+BENCHMARKS = (
+    "overhead",
+    "serverwork",
+    "parked",
+    "rollback",
+    "multiday",
+    "checks",
+    "console",
+    "fleet",
+)
 TITLES = {
     "overhead": "Orchestration overhead: one wave of N targets vs a plain boto3 script",
+    "serverwork": "Server work per release: history events, tasks and visibility writes",
     "parked": "Parked releases: one worker holding releases at an approval gate",
     "rollback": "Rollback: an alarm fires during bake, every target restored",
     "multiday": "Multi-day simulation under time skipping",

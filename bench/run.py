@@ -51,6 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--parked-runs", type=int, help=f"runs of the parked benchmark ({defaults.parked_runs})"
     )
     parser.add_argument(
+        "--cache",
+        type=int,
+        help="parked: RELMAN_WORKER_MAX_CACHED_WORKFLOWS of each worker (default: the "
+        "worker's own default)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="parked: workers polling the task queue (default 1)"
+    )
+    parser.add_argument(
         "--approval-concurrency",
         type=lambda s: [int(x) for x in s.split(",")],
         help="approval Updates in flight at once, comma-separated: the parked releases are "
@@ -114,6 +123,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "sizes",
         "parked",
         "parked_runs",
+        "cache",
+        "workers",
         "approval_concurrency",
         "rollback_targets",
         "bake_interval_seconds",

@@ -14,6 +14,10 @@ class Settings:
     sizes: list[int] = field(default_factory=lambda: [10, 50, 200])
     parked: int = 1000
     parked_runs: int = 3
+    # parked: each worker's RELMAN_WORKER_MAX_CACHED_WORKFLOWS (None: the worker's default)
+    # and how many workers poll the task queue.
+    cache: int | None = None
+    workers: int = 1
     # Approval Updates in flight at once while approving the parked releases: one share of
     # them at each level, one after the other (the latency figures are per level).
     approval_concurrency: list[int] = field(default_factory=lambda: [10, 50])

@@ -40,6 +40,7 @@ from common.codec import data_converter, keys_from_env
 from common.search_attributes import SEARCH_ATTRIBUTES
 from common.stack_state import DEV_WORKER_ENV, LOOPBACK
 from worker.main import ACTIVITY_THREADS, build_worker
+from worker.telemetry import METRICS_ADDRESS_ENV
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -249,7 +250,7 @@ class WorkerProcess:
     """``python -m worker`` (the production entry point) as a process of its own, so its
     resident memory is the worker's alone."""
 
-    def __init__(self, stack: Stack, queue: str):
+    def __init__(self, stack: Stack, queue: str, settings: dict[str, str] | None = None):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_"))}
         # As installed (pip compiles every module; the image keeps the .pyc files), the
         # worker reads its modules' bytecode instead of compiling the workflow modules'
@@ -268,8 +269,10 @@ class WorkerProcess:
         # (not a dev worker, whatever the shell says).
         env[POLICY_ENV] = str(stack.org.policy_path)
         env.pop(DEV_WORKER_ENV, None)
+        env.update(settings or {})  # e.g. RELMAN_WORKER_MAX_CACHED_WORKFLOWS
+        self._env = env
         self.queue = queue
-        self.log_path = stack.log_dir / f"worker-{queue}.log"
+        self.log_path = stack.log_dir / f"worker-{queue}-{uuid.uuid4().hex[:4]}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker"],
@@ -296,6 +299,20 @@ class WorkerProcess:
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0])
         return {"rss_kb": fields["VmRSS"], "peak_rss_kb": fields["VmHWM"]}
+
+    def metric(self, name: str) -> float:
+        """The sum over its label sets of one of the SDK's Prometheus metrics (the worker
+        serves them on ``RELMAN_METRICS_ADDRESS``, which the caller set); 0 if absent."""
+        address = self._env.get(METRICS_ADDRESS_ENV)
+        if not address:
+            raise RuntimeError(f"this worker serves no metrics: {METRICS_ADDRESS_ENV} unset")
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -41,6 +41,7 @@ RUN_KEYS = {
     },
     "console": {"release_p95_ms", "approvals_p95_ms"},
     "fleet": {"n", "relman_seconds", "plain_seconds", "ratio", "relman_aws_calls"},
+    "serverwork": {"release", "total", "by_type"},
 }
 
 
@@ -75,8 +76,14 @@ def test_smoke_run_writes_results_with_their_keys(smoke: Path, name: str) -> Non
     assert result["runs"]
     for run in result["runs"]:
         assert {"load_avg", *RUN_KEYS[name]} <= run.keys()
-        for level in run.get("levels", {}).values():  # parked: per approval concurrency
-            assert {"latency_p50", "latency_p99", "approvals_per_second"} <= level.keys()
+        # parked: per approval concurrency, releases still cached and those evicted
+        for level in run.get("levels", {}).values():
+            assert level
+            for group in level.values():
+                assert {"latency_p50", "latency_p99", "approvals_per_second"} <= group.keys()
+        if name == "serverwork":  # a one-wave release takes at least its release's workflow
+            assert run["total"]["workflows"] >= 1
+            assert run["total"]["history events"] > run["total"]["workflow tasks"] > 0
     assert result["rows"]
     for row in result["rows"]:
         assert set(ROW_KEYS) <= row.keys()

@@ -56,6 +56,14 @@ NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
 # milliseconds, so this costs a replay only when a worker is gone or badly overloaded.
 STICKY_TASK_TIMEOUT = timedelta(seconds=4)
 
+# How many workflows (releases, waves, locks) a worker keeps in memory between their tasks.
+# A cached workflow's next task (an approval, a timer) runs at once on this worker; one
+# evicted to make room, or never cached, replays its history first (docs/benchmarks.md
+# measures both). Releases parked for days need no place in the cache: a bound keeps a
+# worker's memory flat however many are in flight.
+MAX_CACHED_WORKFLOWS_ENV = "RELMAN_WORKER_MAX_CACHED_WORKFLOWS"
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 log = logging.getLogger("relman.worker")
 
@@ -101,6 +109,26 @@ def check_policy(source: str, aws: AwsClients, env: Mapping[str, str] | None = N
             f"only with {DEV_WORKER_ENV}=1"
         )
     log.info("organisation policy %s (%s) from %s", policy.version, policy.digest, source)
+
+
+def max_cached_workflows(env: Mapping[str, str] | None = None) -> int:
+    """``RELMAN_WORKER_MAX_CACHED_WORKFLOWS``, else 1,000 (the SDK's own default); ``0``
+    keeps none (every task replays its workflow's history: a worker for tests of replay
+    only). Anything but a whole number is refused, naming the setting."""
+    env = os.environ if env is None else env
+    raw = env.get(MAX_CACHED_WORKFLOWS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_CACHED_WORKFLOWS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadInput(
+            f"{MAX_CACHED_WORKFLOWS_ENV}={raw!r}: expected a whole number of workflows "
+            f"(0 or more; default {DEFAULT_MAX_CACHED_WORKFLOWS})"
+        )
+    return value
 
 
 def build_worker(
@@ -195,6 +223,7 @@ async def _run_worker(queue: str | None) -> None:
     try:
         notify_defaults = defaults_from_env()
         webhook_networks = allowed_networks_from_env()
+        cache = max_cached_workflows()
     except ValueError as exc:
         raise BadInput(f"worker configuration: {exc}") from None
     source = worker_policy_source()
@@ -217,6 +246,7 @@ async def _run_worker(queue: str | None) -> None:
                 notify_defaults,
                 policy_source=source,
                 webhook_networks=webhook_networks,
+                max_cached_workflows=cache,
             )
             codec = client.data_converter.payload_codec
             if isinstance(codec, EncryptionCodec):
@@ -230,7 +260,11 @@ async def _run_worker(queue: str | None) -> None:
                     KEY_FILE_ENV,
                     KMS_KEYS_ENV,
                 )
-            log.info("relman worker polling task queue %r", queue)
+            log.info(
+                "relman worker polling task queue %r, keeping up to %d workflows cached",
+                queue,
+                cache,
+            )
             async with worker:
                 await stop.wait()
     log.info("relman worker stopped")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn, TypeVar
 
 from temporalio import workflow
@@ -118,6 +118,11 @@ ACT_AT_START = "act-at-start"
 # A bake counts only the time its alarms were read (its activity extends it by the time they
 # went unread, up to the wave's bake_unread_limit): its attempt may last that much longer.
 WATCHED_BAKES = "watched-bakes"
+# A fleet's batches report every stage, several reports a second when AWS answers at once:
+# each is a signal and a workflow task in the wave and in the release. Its reports go at
+# most this often (reports made meanwhile merge into the waiting one); every other report
+# of a wave goes at once, so waves without a fleet send theirs as they always did.
+FLEET_REPORT_INTERVAL = timedelta(seconds=1)
 
 
 FleetStageResult = TypeVar("FleetStageResult", FleetWaitResult, FleetCommandResult)
@@ -172,6 +177,10 @@ class WaveWorkflow:
         # (a later one merges into it) and the task sending them.
         self._unsent: WaveReport | None = None
         self._sender: asyncio.Future[None] | None = None
+        # The report waiting must go at once (not only paced fleet reports merged into it),
+        # and when the last one went.
+        self._hurry = False
+        self._last_sent: datetime | None = None
         # Set by the run, from the patches.
         self._act_at_start = True
         self._fast_failover = True
@@ -190,6 +199,7 @@ class WaveWorkflow:
             self._progress.phase = WavePhase.CANCELLED
         workflow.set_current_details(wave_details(input.wave, self._progress))
         # The release must have every report before it reads the outcome.
+        self._hurry = True
         if self._sender is not None:
             await self._sender
         return outcome
@@ -459,11 +469,14 @@ class WaveWorkflow:
                 f"{target.resource}: {where} ({', '.join(ids)}) leaves service",
                 target.name,
             )
-            self._report()
-            drained = await self._fleet_stage(
-                target, ids, where, FLEET_DRAIN, batch, FleetWaitResult,
-                fleet_logic.drain_timeout(target), f"drain {target.name} {where}",
-            )  # fmt: skip
+            self._report(paced=True)
+            # A batch registered in no target group has nothing to drain or bring back.
+            drained = FleetWaitResult()
+            if batch.registrations:
+                drained = await self._fleet_stage(
+                    target, ids, where, FLEET_DRAIN, batch, FleetWaitResult,
+                    fleet_logic.drain_timeout(target), f"drain {target.name} {where}",
+                )  # fmt: skip
             if drained.late:
                 self._fleet_failed(
                     target, ids, f"{where}: {', '.join(drained.late)} still in service after "
@@ -475,7 +488,7 @@ class WaveWorkflow:
             self._progress.waiting_for = (
                 f"fleet {target.name} {where}: running {target.command.document}"
             )
-            self._report()
+            self._report(paced=True)
             ran = await self._fleet_stage(
                 target, ids, where, FLEET_COMMAND,
                 FleetCommandInput(
@@ -495,17 +508,20 @@ class WaveWorkflow:
                     target, ids, f"{where}: {target.command.document} failed on {failed}"
                 )
             fleet_logic.set_phase(status.instances, ids, InstancePhase.VERIFYING)
-            self._report()
+            self._report(paced=True)
             if self._input.wave.checks:
                 try:
                     await self._checks(None, "after the batch")
                 except WaveFailed as failure:
                     self._fleet_failed(target, ids, f"{where}: {failure}")
             self._progress.waiting_for = f"fleet {target.name} {where}: back in service"
-            back = await self._fleet_stage(
-                target, ids, where, FLEET_REGISTER, batch, FleetWaitResult,
-                fleet_logic.healthy_timeout(target), f"return {target.name} {where} to service",
-            )  # fmt: skip
+            back = FleetWaitResult()
+            if batch.registrations:
+                back = await self._fleet_stage(
+                    target, ids, where, FLEET_REGISTER, batch, FleetWaitResult,
+                    fleet_logic.healthy_timeout(target),
+                    f"return {target.name} {where} to service",
+                )  # fmt: skip
             if back.late:
                 self._fleet_failed(
                     target, ids, f"{where}: {', '.join(back.late)} not healthy within "
@@ -515,7 +531,7 @@ class WaveWorkflow:
             self._event(
                 "fleet_batch_done", f"{target.resource}: {where} done, back in service", target.name
             )
-            self._report()
+            self._report(paced=True)
         self._progress.waiting_for = None
         total = sum(len(b) for b in batches)
         self._target_applied(
@@ -913,13 +929,14 @@ class WaveWorkflow:
 
     # --- reports to the release --------------------------------------------------------------
 
-    def _report(self) -> None:
+    def _report(self, paced: bool = False) -> None:
         """Tell the release where this wave stands and what happened since the last report.
 
         One signal per phase change keeps the release's status (and visibility) live while
         its history grows by a handful of events per step, not per target. Progress is
         informational: the wave goes on while one task delivers reports in order, and
-        reports made meanwhile become one (the latest progress, every event).
+        reports made meanwhile become one (the latest progress, every event). A ``paced``
+        report (a fleet's stages) waits until ``FLEET_REPORT_INTERVAL`` after the last one.
         """
         events, self._events = self._events, []
         progress = self._progress
@@ -932,16 +949,23 @@ class WaveWorkflow:
         if self._unsent is not None:
             report.events = [*self._unsent.events, *report.events]
         self._unsent = report
+        self._hurry = self._hurry or not paced
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_reports())
 
     async def _send_reports(self) -> None:
         while self._unsent is not None:
-            report, self._unsent = self._unsent, None
+            if not self._hurry and self._last_sent is not None:
+                due = self._last_sent + FLEET_REPORT_INTERVAL - workflow.now()
+                if due > timedelta(0):
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await workflow.wait_condition(lambda: self._hurry, timeout=due)
+            report, self._unsent, self._hurry = self._unsent, None, False
             try:
                 await self._parent.signal(WAVE_PROGRESS_SIGNAL, report)
             except Exception:  # the release has ended: it reads no more reports
                 workflow.logger.warning("wave %s: a progress report was not delivered", report.wave)
+            self._last_sent = workflow.now()
 
     def _outcome(self, outcome: str, error: str | None = None) -> WaveOutcome:
         return WaveOutcome(

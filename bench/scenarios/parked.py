@@ -28,19 +28,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import Client, WorkflowHandle
 
 from bench.fixtures import APPROVER_OF, NEW_VALUE, OLD_VALUE, SEED_THREADS, one_wave_plan
-from bench.releases import WaveStages, start
+from bench.releases import WaveStages, approve, start
 from bench.report import load_average, percentile, row
 from bench.settings import Settings
-from bench.stack import Stack, WorkerProcess, new_queue
+from bench.stack import Stack, WorkerProcess, free_port, new_queue
 from bench.trust import Organisation, sign_all
 from common.search_attributes import SA_PHASE
+from common.stack_state import LOOPBACK
 from models.messages import DecisionInput, ReleaseInput, wave_workflow_id
 from models.plan import ReleasePlan
 from models.status import ReleasePhase
-from workflows.release import ReleaseWorkflow
+from worker.main import DEFAULT_MAX_CACHED_WORKFLOWS, MAX_CACHED_WORKFLOWS_ENV
+from worker.telemetry import METRICS_ADDRESS_ENV
 
 WAVE = "finance"
 APPROVER = APPROVER_OF["finance-cab"]
@@ -49,7 +51,6 @@ HISTORY_CONCURRENCY = 50
 PARK_LIMIT_SECONDS = 600.0
 # Let the worker's allocator settle after the burst of starts before reading RSS.
 SETTLE_SECONDS = 2.0
-UPDATE_ATTEMPTS = 5
 
 
 def _plans(stack: Stack, count: int, prefix: str) -> list[ReleasePlan]:
@@ -113,29 +114,6 @@ async def _park(
     return handles
 
 
-async def _approve(handle: WorkflowHandle[Any, Any], approval: DecisionInput) -> float:
-    """Send the signed ``approval``; the wall time (epoch seconds) at which the Update
-    returned.
-
-    On a loaded machine the Update's RPC may time out before the workflow task runs; the
-    same update id asks again and gets the first result (the server deduplicates).
-    """
-    for attempt in range(1, UPDATE_ATTEMPTS + 1):
-        try:
-            result = await handle.execute_update(
-                ReleaseWorkflow.approve,
-                approval,
-                id=f"approve:{WAVE}:{APPROVER}",
-            )
-            break
-        except WorkflowUpdateRPCTimeoutOrCancelledError:
-            if attempt == UPDATE_ATTEMPTS:
-                raise
-    if not result.satisfied:
-        raise RuntimeError(f"release {handle.id}: gate not satisfied: {result.message}")
-    return time.time()
-
-
 async def _wave_stages(client: Client, release_id: str) -> WaveStages:
     return await WaveStages.of(client, wave_workflow_id(release_id, WAVE, 1))
 
@@ -183,23 +161,96 @@ def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subproces
     )
 
 
+def _groups(count: int, cache: int) -> dict[str, list[int]]:
+    """Which parked releases (by park order) are still in the workers' caches, which were
+    evicted, and which may be either.
+
+    The cache is least-recently-used and each parked release left two workflows in it (the
+    release and its resource lock), so about the newest ``cache / 2`` are cached when the
+    last one parks. ``cached``: the newest ``cache / 4`` (newest first, approved first, so
+    the waves that approvals start evict nothing of theirs); ``evicted``: every release
+    with at least ``cache`` newer ones; ``rest``: those in between (approved last,
+    untimed)."""
+    cached = list(range(count - 1, max(count - 1 - cache // 4, -1), -1))
+    evicted = list(range(0, max(0, count - cache)))
+    taken = set(cached) | set(evicted)
+    return {
+        "cached": cached,
+        "evicted": evicted,
+        "rest": [i for i in range(count) if i not in taken],
+    }
+
+
+async def _approve_all(
+    org: Organisation,
+    handles: list[WorkflowHandle[Any, Any]],
+    plans: list[ReleasePlan],
+    level: int,
+) -> tuple[list[float], float, float, list[Any]]:
+    """Approve ``handles`` with ``level`` Updates in flight and wait for their releases to
+    end: when each Update returned, when the first was sent, seconds spent signing (before
+    the clock), and the results."""
+    signing = time.perf_counter()
+    # Signed just before (each signature is good for 10 minutes of workflow time), outside
+    # the clock.
+    approvals = await _approvals(org, plans)
+    signed_in = time.perf_counter() - signing
+    first_sent = time.time()
+    returned = await _bounded(
+        level, [lambda h=h, a=a: approve(h, a) for h, a in zip(handles, approvals, strict=True)]
+    )
+    results = await asyncio.gather(*(h.result() for h in handles))
+    return returned, first_sent, signed_in, results
+
+
+async def _latencies(
+    client: Client, handles: list[WorkflowHandle[Any, Any]], returned: list[float]
+) -> dict[str, Any]:
+    stages = await _bounded(
+        HISTORY_CONCURRENCY, [lambda h=h: _wave_stages(client, h.id) for h in handles]
+    )
+    latencies = [s.activity - r for s, r in zip(stages, returned, strict=True)]
+    times = [{"returned": r, **vars(s)} for s, r in zip(stages, returned, strict=True)]
+    return {
+        "releases": len(handles),
+        "stages_p99": {
+            label: percentile([t[b] - t[a] for t in times], 99) for label, a, b in STAGES
+        },
+        "latency_p50": percentile(latencies, 50),
+        "latency_p99": percentile(latencies, 99),
+        "latency_max": max(latencies),
+    }
+
+
 async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, Any]:
     client, org = stack.client, stack.org
     count = settings.parked
     stack.moto.reset()
     warm, *plans = _plans(stack, count + 1, f"r{index}")
     queue = new_queue("parked")
-    worker = WorkerProcess(stack, queue)
+    cache = settings.cache or DEFAULT_MAX_CACHED_WORKFLOWS
+    workers = [
+        WorkerProcess(
+            stack,
+            queue,
+            {
+                MAX_CACHED_WORKFLOWS_ENV: str(cache),
+                METRICS_ADDRESS_ENV: f"{LOOPBACK}:{free_port()}",
+            },
+        )
+        for _ in range(settings.workers)
+    ]
     try:
-        await worker.ready(client)
+        for worker in workers:
+            await worker.ready(client)
         # One release through gate and deploy first, so the worker has imported and built
         # everything it needs: the baseline is a worker in service, not a fresh process.
         (handle,) = await _park(client, await _signed(org, [warm]), queue)
         (approval,) = await _approvals(org, [warm])
-        await _approve(handle, approval)
+        await approve(handle, approval)
         await handle.result()
         await asyncio.sleep(SETTLE_SECONDS)
-        idle = worker.memory()
+        idle = [w.memory() for w in workers]
 
         signing = time.perf_counter()
         inputs = await _signed(org, plans)
@@ -209,63 +260,65 @@ async def _one_run(stack: Stack, settings: Settings, index: int) -> dict[str, An
         handles = await _park(client, inputs, queue)
         park_seconds = time.perf_counter() - began
         await asyncio.sleep(SETTLE_SECONDS)
-        parked = worker.memory()
+        parked = [w.memory() for w in workers]
+        cached_at_park = sum(w.metric("temporal_sticky_cache_size") for w in workers)
 
-        profiler = _profile(settings, worker, index)
+        profiler = _profile(settings, workers[0], index)
         levels = settings.approval_concurrency
-        shares = [handles[i :: len(levels)] for i in range(len(levels))]
-        plan_shares = [plans[i :: len(levels)] for i in range(len(levels))]
+        groups = _groups(count, cache * len(workers))
         sign_approvals = 0.0
         began = time.perf_counter()
-        phases = []
-        for level, share, share_plans in zip(levels, shares, plan_shares, strict=True):
-            # Signed just before the level (each signature is good for 10 minutes of
-            # workflow time), outside its clock.
-            signing = time.perf_counter()
-            approvals = await _approvals(org, share_plans)
-            sign_approvals += time.perf_counter() - signing
-            first_sent = time.time()
-            returned = await _bounded(
-                level,
-                [lambda h=h, a=a: _approve(h, a) for h, a in zip(share, approvals, strict=True)],
+        levels_out: dict[int, dict[str, Any]] = {}
+        results: list[Any] = []
+        for i, level in enumerate(levels):
+            out: dict[str, Any] = {}
+            for group in ("cached", "evicted"):
+                chosen = groups[group][i :: len(levels)]
+                if not chosen:
+                    continue
+                misses = sum(w.metric("temporal_sticky_cache_miss") for w in workers)
+                returned, first_sent, signed_in, done = await _approve_all(
+                    org, [handles[j] for j in chosen], [plans[j] for j in chosen], level
+                )
+                misses = sum(w.metric("temporal_sticky_cache_miss") for w in workers) - misses
+                sign_approvals += signed_in
+                results += done
+                out[group] = {
+                    "approvals_per_second": len(chosen) / (max(returned) - first_sent),
+                    "cache_misses_per_release": misses / len(chosen),
+                    **await _latencies(client, [handles[j] for j in chosen], returned),
+                }
+            levels_out[level] = out
+        if groups["rest"]:
+            rest = groups["rest"]
+            _, _, signed_in, done = await _approve_all(
+                org, [handles[j] for j in rest], [plans[j] for j in rest], max(levels)
             )
-            # Each level starts once the previous one's releases are all done.
-            results = await asyncio.gather(*(h.result() for h in share))
-            phases.append((level, share, returned, first_sent, results))
+            sign_approvals += signed_in
+            results += done
         all_done_seconds = time.perf_counter() - began - sign_approvals
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
-        results = [r for phase in phases for r in phase[4]]
         failed = [r for r in results if r.phase != ReleasePhase.COMPLETED]
         if failed:
             raise RuntimeError(f"{len(failed)} releases did not complete: {failed[0]}")
-        after = worker.memory()
-        levels_out = {}
-        for level, share, returned, first_sent, _ in phases:
-            stages = await _bounded(
-                HISTORY_CONCURRENCY, [lambda h=h: _wave_stages(client, h.id) for h in share]
-            )
-            latencies = [s.activity - r for s, r in zip(stages, returned, strict=True)]
-            times = [{"returned": r, **vars(s)} for s, r in zip(stages, returned, strict=True)]
-            levels_out[level] = {
-                "stages_p99": {
-                    label: percentile([t[b] - t[a] for t in times], 99) for label, a, b in STAGES
-                },
-                "approvals_per_second": len(share) / (max(returned) - first_sent),
-                "latency_p50": percentile(latencies, 50),
-                "latency_p99": percentile(latencies, 99),
-                "latency_max": max(latencies),
-            }
+        after = [w.memory() for w in workers]
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
     return {
         "releases": count,
+        "workers": len(workers),
+        "cache": cache,
+        "cached_at_park": cached_at_park,
         "load_avg": load,
-        "idle_rss_mb": idle["rss_kb"] / 1024,
-        "parked_rss_mb": parked["rss_kb"] / 1024,
-        "per_release_kb": (parked["rss_kb"] - idle["rss_kb"]) / count,
-        "peak_rss_mb": after["peak_rss_kb"] / 1024,
+        # Per worker: the largest of the workers.
+        "idle_rss_mb": max(m["rss_kb"] for m in idle) / 1024,
+        "parked_rss_mb": max(m["rss_kb"] for m in parked) / 1024,
+        "per_release_kb": (sum(m["rss_kb"] for m in parked) - sum(m["rss_kb"] for m in idle))
+        / count,
+        "peak_rss_mb": max(m["peak_rss_kb"] for m in after) / 1024,
         "park_seconds": round(park_seconds, 3),
         "all_deployed_seconds": round(all_done_seconds, 3),
         # ssh-keygen signatures, SIGN_THREADS at a time, untimed above: seconds per signature.
@@ -283,34 +336,45 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
     def values(key: str) -> list[float]:
         return [r[key] for r in runs]
 
+    workers = settings.workers
+    cache = settings.cache or DEFAULT_MAX_CACHED_WORKFLOWS
+    on = f"{workers} workers" if workers > 1 else "one worker"
     rows = [
-        row(f"worker RSS with {n} releases parked", values("parked_rss_mb"), "MB", "< 300 MB"),
+        row(f"worker RSS with {n} releases parked ({on}, cache {cache} workflows each)",
+            values("parked_rss_mb"), "MB", "< 400 MB" if n >= 10000 else ""),
         row("worker RSS per parked release", values("per_release_kb"), "kB"),
         row("worker RSS before parking (after one release)", values("idle_rss_mb"), "MB"),
         row(f"time to start and park {n} releases", values("park_seconds"), "s"),
-    ]
+        row("workflows cached when the last release parked", values("cached_at_park"), ""),
+    ]  # fmt: skip
     levels = settings.approval_concurrency
-    for i, level in enumerate(levels):
-        share = f"{level} in flight, {len(range(i, n, len(levels)))} releases"
+    for level in levels:
+        for group in ("cached", "evicted"):
+            if group not in runs[0]["levels"][level]:
+                continue
+            size = runs[0]["levels"][level][group]["releases"]
+            share = f"{level} in flight, {size} {group} releases"
 
-        def at(key: str, level: int = level) -> list[float]:
-            return [r["levels"][level][key] for r in runs]
+            def at(key: str, level: int = level, group: str = group) -> list[float]:
+                return [r["levels"][level][group][key] for r in runs]
 
-        rows += [
-            row(f"approval returned -> first deploy activity started, p50 ({share})",
-                at("latency_p50"), "s"),
-            row(f"approval returned -> first deploy activity started, p99 ({share})",
-                at("latency_p99"), "s", "< 1 s"),
-            row(f"approvals per second ({share})", at("approvals_per_second"), "/s"),
-        ]  # fmt: skip
-        rows += [
-            row(f"stage p99: {label} ({share})",
-                [r["levels"][level]["stages_p99"][label] for r in runs], "s")
-            for label, _, _ in STAGES
-        ]  # fmt: skip
+            rows += [
+                row(f"approval returned -> first deploy activity started, p50 ({share})",
+                    at("latency_p50"), "s"),
+                row(f"approval returned -> first deploy activity started, p99 ({share})",
+                    at("latency_p99"), "s", "< 1 s" if level <= 10 else ""),
+                row(f"approvals per second ({share})", at("approvals_per_second"), "/s"),
+                row(f"workflow cache misses per approved release ({share})",
+                    at("cache_misses_per_release"), ""),
+            ]  # fmt: skip
+            rows += [
+                row(f"stage p99: {label} ({share})",
+                    [r["levels"][level][group]["stages_p99"][label] for r in runs], "s")
+                for label, _, _ in STAGES
+            ]  # fmt: skip
     rows += [
         row(
-            f"first approval sent -> all {n} releases completed (one level after the other)",
+            f"first approval sent -> all {n} releases completed",
             values("all_deployed_seconds"),
             "s",
         ),

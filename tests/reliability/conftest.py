@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability import job_scenarios, scenarios
+from tests.reliability import fleet_scenarios, job_scenarios, scenarios
 from tests.reliability.bad_inputs import bad_inputs
 from tests.reliability.harness import DevServer, MotoServer, Proc
 
@@ -40,6 +40,7 @@ SCENARIOS = {
     "unreachable_aws": scenarios.unreachable_aws,
     "cli_misuse": scenarios.cli_misuse,
     "job_crash": job_scenarios.job_crash,
+    "fleet_crash": fleet_scenarios.fleet_crash,
     "bad_inputs": lambda stack: bad_inputs(stack.temporal.address, stack.home / "bad-inputs"),
 }
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 from rich.console import Console
 from temporalio import activity
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import AwsClients
 from activities.fleet import FleetActivities
@@ -32,6 +34,8 @@ from models.fleet import (
     FleetCommandResult,
     InstancePhase,
 )
+from models.messages import wave_workflow_id
+from models.plan import ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus, TargetPhase
 from tests.activities.test_ssm_commands import launch
 from tests.helpers import assert_replays, make_plan, start_release, status_of, wait_for, wave
@@ -409,3 +413,71 @@ async def test_a_worker_dying_after_sending_a_batchs_command_runs_no_instance_tw
     assert instances(status) == [
         (i, n // 2 + 1, InstancePhase.DONE, "Success") for n, i in enumerate(ids)
     ]
+
+
+async def wave_events(env: WorkflowEnvironment, plan: ReleasePlan) -> list[HistoryEvent]:
+    """The history events of the plan's wave ``web`` (its first attempt)."""
+    handle = env.client.get_workflow_handle(wave_workflow_id(plan.id, "web", 1))
+    return [e async for e in handle.fetch_history_events()]
+
+
+async def test_a_fleet_in_no_target_group_runs_its_commands_without_touching_load_balancers(
+    time_skipping_env, aws, proxied, proxy, make_worker, task_queue
+):
+    ids = launch(aws, 4, TAGS)
+    sent = SentCommands(proxy)
+    plan = make_plan([fleet("", target_groups=[], min_healthy_percent=50)], [wave("web", ["web"])])
+    async with make_worker(time_skipping_env, proxied):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        result = await handle.result()
+        status = await status_of(handle)
+        await assert_replays(handle)
+        stages = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in await wave_events(time_skipping_env, plan)
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+
+    assert result.phase == ReleasePhase.COMPLETED, status.error
+    # Each batch is one activity, its command: no drain, no return to service to wait for.
+    assert [s for s in stages if s.startswith("fleet_")] == [FLEET_COMMAND] * 2
+    assert [(i, where) for _, i, where in sent.sent] == [(ids[0:2], "web:b1"), (ids[2:4], "web:b2")]
+    assert instances(status) == [
+        (i, n // 2 + 1, InstancePhase.DONE, "Success") for n, i in enumerate(ids)
+    ]
+    # Nothing to drain or bring back: no load balancer was read or written while it ran.
+    assert not [c for c in proxy.calls if c.startswith("elasticloadbalancing:")]
+    assert [e.kind for e in status.timeline if e.kind.startswith("fleet_")] == [
+        "fleet_batch_started",
+        "fleet_batch_done",
+    ] * 2
+
+
+async def test_a_fast_fleets_stage_reports_merge_into_fewer_signals_and_lose_no_event(
+    time_skipping_env, aws, proxied, make_worker, task_queue
+):
+    ids, group = fleet_setup(aws, count=6)
+    plan = make_plan([fleet(group, batch_size=1, min_healthy_percent=0)], [wave("web", ["web"])])
+    async with make_worker(time_skipping_env, proxied):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        result = await handle.result()
+        status = await status_of(handle)
+        await assert_replays(handle)
+        signals = [
+            e
+            for e in await wave_events(time_skipping_env, plan)
+            if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+        ]
+
+    assert result.phase == ReleasePhase.COMPLETED, status.error
+    # Four stage reports per batch (leaving, running, verified, done), 24 in all, went to
+    # the release in far fewer signals (one a second at most, moto answers at once)...
+    assert len(signals) < 12, len(signals)
+    # ...and the release's status lost none of what they said.
+    assert instances(status) == [
+        (i, n + 1, InstancePhase.DONE, "Success") for n, i in enumerate(ids)
+    ]
+    assert [e.kind for e in status.timeline if e.kind.startswith("fleet_")] == [
+        "fleet_batch_started",
+        "fleet_batch_done",
+    ] * 6

@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "worker's own default)",
     )
     parser.add_argument(
+        "--approval-sample",
+        type=int,
+        help="parked: approve only this many releases per concurrency level of the cached "
+        "and of the evicted ones, leaving the rest parked (default: approve all)",
+    )
+    parser.add_argument(
         "--workers", type=int, help="parked: workers polling the task queue (default 1)"
     )
     parser.add_argument(
@@ -126,6 +132,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "cache",
         "workers",
         "approval_concurrency",
+        "approval_sample",
         "rollback_targets",
         "bake_interval_seconds",
         "multiday_runs",

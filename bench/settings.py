@@ -21,6 +21,9 @@ class Settings:
     # Approval Updates in flight at once while approving the parked releases: one share of
     # them at each level, one after the other (the latency figures are per level).
     approval_concurrency: list[int] = field(default_factory=lambda: [10, 50])
+    # parked: approve only this many releases per level of each group (cached, evicted),
+    # leaving the rest parked (None: approve every release).
+    approval_sample: int | None = None
     rollback_targets: int = 20
     bake_interval_seconds: int = 1
     multiday_runs: int = 5

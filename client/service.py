@@ -6,6 +6,7 @@ Each function returns models; the command modules turn them into text or JSON.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -68,6 +71,9 @@ from models.status import (
 )
 from workflows.release import ReleaseWorkflow
 from workflows.release_state import overlap_queries, target_keys
+
+# The marker the SDK records for each local activity's outcome.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 T = TypeVar("T")
 # While a release's workflow task is failing (a worker died holding it, say, until its
@@ -372,11 +378,7 @@ async def submit(plan: ReleasePlan, key: Path, queue: str | None = None) -> str:
         try:
             await client.start_workflow(
                 ReleaseWorkflow.run,
-                ReleaseInput(
-                    plan=plan,
-                    queued_behind=[r.release_id for r in overlapping],
-                    submission=signed,
-                ),
+                ReleaseInput(plan=plan, submission=signed),
                 id=plan.id,
                 task_queue=queue or task_queue(),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -489,9 +491,23 @@ async def _paged_history(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
             return current.model_copy(update={"timeline": events, "timeline_total": None})
 
 
+def local_activity(event: HistoryEvent) -> tuple[str, list[Payload]] | None:
+    """A local activity's name and result payloads, if ``event`` is the marker that records
+    one (an SDK marker whose ``data`` names the activity; no result if it failed)."""
+    if not event.HasField("marker_recorded_event_attributes"):
+        return None
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "data" not in marker.details:
+        return None
+    data = json.loads(marker.details["data"].payloads[0].data)
+    result = marker.details["result"].payloads if "result" in marker.details else []
+    return data["activity_type"], list(result)
+
+
 async def policies_of(release_id: str) -> list[Policy]:
     """Every organisation policy version the release ran under, from its Temporal history:
-    the results of its ``load_policy`` activity that carried a policy (each change)."""
+    the results of its ``load_policy`` reads (local activities, or activities for releases
+    started before relman 1.4) that carried a policy (each change)."""
     async with temporal() as client:
         handle = _handle(client, release_id)
 
@@ -499,19 +515,22 @@ async def policies_of(release_id: str) -> list[Policy]:
             loads: set[int] = set()
             found: dict[str, Policy] = {}
             async for event in handle.fetch_history_events():
+                results: list[Payload] = []
                 if event.HasField("activity_task_scheduled_event_attributes"):
                     scheduled = event.activity_task_scheduled_event_attributes
                     if scheduled.activity_type.name == LOAD_POLICY:
                         loads.add(event.event_id)
                 elif event.HasField("activity_task_completed_event_attributes"):
                     done = event.activity_task_completed_event_attributes
-                    if done.scheduled_event_id not in loads or not done.result.payloads:
-                        continue
-                    [snapshot] = await client.data_converter.decode(
-                        done.result.payloads, [PolicySnapshot]
-                    )
-                    if snapshot.policy is not None:
-                        found[snapshot.digest] = snapshot.policy
+                    if done.scheduled_event_id in loads:
+                        results = list(done.result.payloads)
+                elif (local := local_activity(event)) is not None and local[0] == LOAD_POLICY:
+                    results = local[1]
+                if not results:
+                    continue
+                [snapshot] = await client.data_converter.decode(results, [PolicySnapshot])
+                if snapshot.policy is not None:
+                    found[snapshot.digest] = snapshot.policy
             return list(found.values())
 
         return await _known(release_id, collect)

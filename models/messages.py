@@ -31,14 +31,9 @@ from models.status import ReleasePhase, TargetStatus, TimelineEvent, WavePhase
 
 
 class ReleaseInput(BaseModel):
-    """Start a release of ``plan``.
-
-    ``queued_behind`` names running releases that deploy some of the same targets; with
-    ``queue: true`` in the plan the release waits for them to end before its first wave.
-    """
+    """Start a release of ``plan``."""
 
     plan: ReleasePlan
-    queued_behind: list[str] = Field(default_factory=list)
     # The requester's signed submission (action ``submit``): the release verifies it
     # against the organisation policy before anything else, and the signer is the requester.
     submission: SignedDecision | None = None
@@ -492,40 +487,6 @@ class SnapshotsRecorded(BaseModel):
     """Signal from a wave to its release: these changes must be undone on rollback."""
 
     changes: list[Change]
-
-
-# --- releases that share targets ------------------------------------------------------------
-
-WAIT_FOR_RELEASES = "wait_for_releases"
-FIND_OVERLAPPING_RELEASES = "find_overlapping_releases"
-
-
-class FindOverlapsInput(BaseModel):
-    """Which running releases answer ``queries`` (besides ``release_id`` itself)."""
-
-    release_id: str
-    queries: list[str]
-
-
-class RunningRelease(BaseModel):
-    """A running release, and when it started."""
-
-    release_id: str
-    started_at: datetime
-
-
-class OverlapsFound(BaseModel):
-    """The running releases found, and whether visibility could be asked at all."""
-
-    releases: list[RunningRelease] = Field(default_factory=list)
-    visibility: bool = True
-
-
-class WaitForReleasesInput(BaseModel):
-    """Wait until these releases (which deploy some of the same targets) have ended."""
-
-    release_ids: list[str]
-    poll_interval: timedelta | None = None
 
 
 # --- notifications --------------------------------------------------------------------------

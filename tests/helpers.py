@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
+from client.service import local_activity
 from models.loader import parse_plan
 from models.messages import DecisionInput
 from models.plan import WEEKDAYS, ReleasePlan
@@ -222,6 +223,18 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
         data_converter=handle._client.data_converter,  # noqa: SLF001
     )
     await replayer.replay_workflow(history)
+
+
+async def activities_run(client: Client, workflow_id: str) -> list[str]:
+    """The activities a workflow ran, from its history, in order: those of its task queue
+    (scheduled) and its local activities (recorded as markers), by activity name."""
+    names = []
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif (local := local_activity(event)) is not None:
+            names.append(local[0])
+    return names
 
 
 # --- workflow time (time-skipping server) and timelines -----------------------------------

@@ -25,7 +25,6 @@ from activities.policy import POLICY_ENV, PolicyActivities, PolicyReader, read_p
 from activities.policy import policy_source as configured_policy_source
 from activities.preflight import PreflightActivities
 from activities.release import TargetActivities
-from activities.releases import ReleaseActivities
 from activities.webhook_addresses import IPNetwork, allowed_networks_from_env
 from common.codec import KEY_FILE_ENV, KEYS_ENV, KMS_KEYS_ENV, EncryptionCodec
 from common.connection import connect_config, task_queue, temporal
@@ -169,7 +168,6 @@ def build_worker(
         *JobActivities(aws.for_purpose("jobs")).all(),
         *FleetActivities(aws).all(),
         *PreflightActivities(aws.for_purpose("preflight"), webhook_networks, own_webhook).all(),
-        *ReleaseActivities(client).all(),
         *LockActivities(client, aws).all(),
         *NotifyActivities(
             aws, notify_defaults, webhook_networks=webhook_networks, policy=reader

@@ -3,8 +3,7 @@ needs.
 
 Who is in which group, who operates releases and whether a requester may approve their own
 release come from the organisation policy (``models.policy``), never from the plan: a
-:class:`Roster` is the policy's answer for one release. A release started before relman read
-an organisation policy keeps the groups its plan named (:meth:`Roster.from_plan`).
+:class:`Roster` is the policy's answer for one release.
 
 No Temporal or boto3 here: the workflow's update handlers, the CLI and the tests all use
 these same functions.
@@ -21,8 +20,8 @@ from models.status import ApprovalRecord, WavePhase, WaveStatus
 
 @dataclass(frozen=True)
 class Roster:
-    """Who may decide what on one release: its requester, and the people the policy (or,
-    for a release started before the policy, its plan) puts in each group."""
+    """Who may decide what on one release: its requester, and the people the policy puts in
+    each group."""
 
     release_id: str
     requester: str
@@ -54,17 +53,15 @@ class Roster:
         )
 
     @classmethod
-    def from_plan(cls, plan: ReleasePlan) -> Roster:
-        """The groups a plan named itself (releases started before the policy was read)."""
+    def nobody(cls, plan: ReleasePlan) -> Roster:
+        """No one may decide yet: the roster of a release that has not read the policy."""
         return cls(
             release_id=plan.id,
             requester=plan.requested_by,
-            self_approval=plan.allow_self_approval,
-            operator_groups=tuple(plan.operator_groups),
-            _members={("*", g): tuple(m) for g, m in plan.approver_groups.items()},
-            _operators=frozenset(
-                m for g in plan.operator_groups for m in plan.approver_groups.get(g, [])
-            ),
+            self_approval=False,
+            operator_groups=(),
+            _members={},
+            _operators=frozenset(),
         )
 
     def members(self, department: str, group: str) -> tuple[str, ...]:

@@ -15,7 +15,6 @@ targets, overlap keys, saga order), ``notifications`` (what a timeline entry not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,10 +34,8 @@ with workflow.unsafe.imports_passed_through():
     import workflows.fleet as fleet_logic
     import workflows.jobs as jobs_logic
     from common.search_attributes import (
-        SA_APPLICATION,
         SA_APPROVERS,
         SA_PHASE,
-        SA_TARGETS,
     )
     from models.jobs import RUN_JOB, JobInput, JobPhase, JobResult, JobStatus
     from models.locks import (
@@ -56,12 +53,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.messages import (
         COMPENSATE_TARGET,
-        FIND_OVERLAPPING_RELEASES,
         NOTIFY,
         NOTIFY_DESTINATIONS,
         RECORD_SNAPSHOTS_SIGNAL,
         SYSTEM_ACTOR,
-        WAIT_FOR_RELEASES,
         WAVE_PROGRESS_SIGNAL,
         WAVE_WORKFLOW,
         Change,
@@ -69,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
         CompensateResult,
         DecisionInput,
         DecisionResult,
-        FindOverlapsInput,
         FreezeInput,
         Notification,
         NotifyDestinationsInput,
@@ -78,13 +72,11 @@ with workflow.unsafe.imports_passed_through():
         NotifyResult,
         OperatorInput,
         OperatorResult,
-        OverlapsFound,
         OverrideInput,
         ReleaseInput,
         ReleaseResult,
         SnapshotsRecorded,
         TargetActionInput,
-        WaitForReleasesInput,
         WaveActionInput,
         WaveInput,
         WaveOutcome,
@@ -134,20 +126,20 @@ with workflow.unsafe.imports_passed_through():
         initial_status,
         merge_targets,
         newest_applied_first,
-        newest_wave_first,
-        overlap_queries,
         pending_approvals,
         resolved_target,
         wave_of_target,
     )
     from workflows.steps import (
         FAST_FAILOVER,
+        LOCAL_READS,
         RESOURCE_DRIFTED,
         TARGET_HEARTBEAT_TIMEOUT,
         cause,
         child_failure,
         failure_type,
         preflight_timeout,
+        read,
     )
 
 # Notifications run beside the release and never hold it up: a few attempts with backoff,
@@ -171,9 +163,6 @@ COMPENSATE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
 )
-OVERLAP_CHECK_TIMEOUT = timedelta(minutes=1)
-QUEUE_WAIT_TIMEOUT = timedelta(days=30)
-QUEUE_HEARTBEAT_TIMEOUT = timedelta(minutes=2)
 
 # The organisation policy is read at the start, at every gate and deployment, and for
 # every decision; reading it is a file, S3 or SSM read.
@@ -188,13 +177,8 @@ POLICY_RETRY = RetryPolicy(
 # actions); beyond that they are refused without a record, so spam cannot grow the history.
 REFUSALS_RECORDED = 10
 
-# workflow.patched() ids of behaviour changes that releases in flight must not see.
-# The release reads the organisation policy (who is in which group, who operates, which
-# freezes apply to everyone) and accepts only decisions signed by their actor.
-ORGANISATION_POLICY = "organisation-policy"
-# The release takes a lock workflow per resource it changes (no two releases change one
-# resource at once, whatever visibility says) instead of looking through visibility.
-RESOURCE_LOCKS_PATCH = "resource-locks"
+# Each resource the release changes is held by a lock workflow (no two releases change one
+# resource at once); asking for the locks is one activity, answered by signal when queued.
 LOCK_TIMEOUT = timedelta(minutes=1)
 LOCK_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 LOCK_RETRY = RetryPolicy(
@@ -204,38 +188,35 @@ LOCK_RETRY = RetryPolicy(
 )
 # Naming the resources asks AWS (STS) for the worker's account: an AWS that does not answer
 # for about half a minute (1+2+4+8+16 s between six attempts) refuses the release, which
-# has changed nothing yet, rather than keeping it pending without a word.
+# has changed nothing yet, rather than keeping it pending without a word. The release's
+# preflight (every resource and alarm of the plan exists and is reachable with the roles
+# that will be used) retries as long.
 RESOURCE_KEYS_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=6,
 )
-# Before anything changes the release checks, with the worker's roles, that every resource
-# and alarm of the plan exists and is reachable (each wave checks its own again at its
-# start); problems refuse it, naming each plan field.
-PREFLIGHT_PATCH = "preflight"
-# A wave child that ends abnormally (terminated, timed out, failed, or cannot start because
-# its id is taken) is a wave failure, and wave children have ids that cannot collide.
-WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
-# The saga undoes changes newest first by when each was applied, across parallel waves; an
-# abort ends a wait in the queue; a rollback that waits for an operator is notified.
-SAGA_HYGIENE = "saga-hygiene"
-
 # A wave deploys with the policy as read by the decision that let it go (an approval reads
-# it as it is handled) instead of reading it again in the same moment: one activity round
-# trip less between an approval and its wave. Older than this, it is read again.
-POLICY_READ_ONCE = "policy-read-once"
+# it as it is handled); older than this, it is read again.
 POLICY_FRESH_FOR = timedelta(minutes=1)
-# A rollback that left targets to people (relman skip-target) ends rolled_back_with_skips,
-# naming them, instead of looking like a clean rollback.
-SKIPS_OUTCOME = "rollback-skips-outcome"
 # A wave that starts within this long of the release's own preflight does not check the
 # same resources again (a one-wave release started at once would read everything twice).
-PREFLIGHT_ONCE = "preflight-once"
 PREFLIGHT_FRESH_FOR = timedelta(minutes=1)
-# A release whose wave failed before anything was changed (its alarm pre-check or its
-# preflight stopped it) ends failed, not rolled_back: there was nothing to roll back.
+
+# Patches whose old branches are gone (step 2 of CONTRIBUTING.md's patched -> deprecate_patch
+# -> remove): releases that earlier relman code started carry their markers and replay
+# through ``workflow.deprecate_patch`` at the points where ``patched`` was asked. Remove
+# the calls (step 3) once no such release is in flight: each still costs a new release a
+# marker event and a TemporalChangeVersion upsert (docs/benchmarks.md, server work).
+ORGANISATION_POLICY = "organisation-policy"
+RESOURCE_LOCKS_PATCH = "resource-locks"
+PREFLIGHT_PATCH = "preflight"
+WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
+SAGA_HYGIENE = "saga-hygiene"
+POLICY_READ_ONCE = "policy-read-once"
+SKIPS_OUTCOME = "rollback-skips-outcome"
+PREFLIGHT_ONCE = "preflight-once"
 NOTHING_CHANGED_FAILS = "nothing-changed-fails"
 
 # A timeline entry waiting to be written: (kind, message, fields).
@@ -278,18 +259,17 @@ class ReleaseWorkflow:
         self._visible: tuple[str, tuple[str, ...]] | None = None  # search attributes last set
         self._notifications_sent = 0
         self._notifications_pending = 0
-        # Who may decide what. A release started before relman read an organisation policy
-        # keeps the groups its plan named; one started since (trusted) takes them from the
-        # policy and accepts only signed decisions.
-        self._trusted = False
+        # Who may decide what: the organisation policy's answer for this release, from its
+        # first read on (until then no one); only signed decisions count.
         self._policy: Policy | None = None
         self._policy_read_at: datetime | None = None  # workflow time of the last read
-        self._roster = Roster.from_plan(input.plan)
+        self._roster = Roster.nobody(input.plan)
         self._refusals: dict[str, int] = {}  # wave ("" for the release) -> refusals recorded
         # Resource locks taken or waited for (digests), and those granted by signal.
         self._locks: list[str] = []
         self._lock_answers: dict[str, LockAnswer] = {}
         self._preflight_passed_at: datetime | None = None  # workflow time
+        self._local_reads = False  # LOCAL_READS: set as the release starts
         self._status.plan_digest = plan_digest(input.plan)
 
     # --- the release -------------------------------------------------------------------------
@@ -308,39 +288,28 @@ class ReleaseWorkflow:
         self._refresh()
         ended: str | None = None  # what the "finished" event adds to the outcome
         try:
-            refused = None
-            if workflow.patched(ORGANISATION_POLICY):
-                self._trusted = True
-                refused = await self._trust_submission(input.submission)
-            queued_behind = list(input.queued_behind)
-            ahead = []
-            if refused is None and workflow.patched(RESOURCE_LOCKS_PATCH):
-                # Serialized by lock workflows, not visibility: the CLI's queue is moot.
-                queued_behind = []
+            # Nothing changes until the signed submission checks out against the policy, the
+            # release holds the lock of every resource it changes and AWS has every one.
+            workflow.deprecate_patch(ORGANISATION_POLICY)
+            self._local_reads = workflow.patched(LOCAL_READS)
+            refused = await self._trust_submission(input.submission)
+            if refused is None:
+                workflow.deprecate_patch(RESOURCE_LOCKS_PATCH)
                 refused = await self._take_locks()
-            elif refused is None:
-                ahead = [r for r in await self._overlapping_ahead() if r not in queued_behind]
-            if refused is None and self._stopping is None and workflow.patched(PREFLIGHT_PATCH):
+            if refused is None and self._stopping is None:
+                workflow.deprecate_patch(PREFLIGHT_PATCH)
                 refused = await self._preflight()
             if refused is not None:
                 self._refuse_start(refused)  # it ends failed, having changed nothing
                 final = ReleasePhase.FAILED
-            elif ahead and not plan.queue:
-                self._refuse_overlap(ahead)  # it ends failed, having changed nothing
-                final = ReleasePhase.FAILED
             else:
-                queued_behind += ahead
-                if queued_behind:
-                    await self._wait_in_queue(queued_behind)
                 await asyncio.gather(*(self._run_wave(w) for w in plan.waves))
                 if self._rollback_requested:
                     await self._rollback(self._saga)
                 final = final_phase(self._status, self._stopping)
-                if (
-                    final == ReleasePhase.ROLLED_BACK
-                    and changed_nothing(self._status, self._saga)
-                    and workflow.patched(NOTHING_CHANGED_FAILS)
-                ):
+                if final == ReleasePhase.ROLLED_BACK and changed_nothing(self._status, self._saga):
+                    # A wave stopped before it changed anything: nothing to roll back.
+                    workflow.deprecate_patch(NOTHING_CHANGED_FAILS)
                     final = ReleasePhase.FAILED
                     ended = "nothing was changed, so nothing was rolled back"
         except asyncio.CancelledError:
@@ -383,7 +352,7 @@ class ReleaseWorkflow:
             )
             self._set_wave(status, WavePhase.SKIPPED, f"wave {wave.name} skipped: {why}")
             return
-        if self._trusted and wave.approval is not None:
+        if wave.approval is not None:
             await self._read_policy()  # the gate's groups as the policy says now
         status.started_at = workflow.now()
         try:
@@ -591,10 +560,11 @@ class ReleaseWorkflow:
         recorded. Unreadable at the start it raises; later the release keeps the last."""
         known = self._policy.digest if self._policy else None
         try:
-            snapshot = await workflow.execute_activity(
+            snapshot = await read(
+                self._local_reads,
                 LOAD_POLICY,
                 LoadPolicyInput(known_digest=known),
-                result_type=PolicySnapshot,
+                PolicySnapshot,
                 start_to_close_timeout=POLICY_TIMEOUT,
                 retry_policy=POLICY_RETRY,
                 summary="read the organisation policy",
@@ -647,11 +617,6 @@ class ReleaseWorkflow:
         """Validator part of a decision: it is signed by its actor for exactly this, per
         the policy's keys. Who may decide is checked by the handler, which records a
         refusal; once a wave has many, they are refused here without a record."""
-        if not self._trusted:
-            reason = refusal()
-            if reason:
-                raise ValueError(reason)
-            return
         if self._policy is None:
             raise ValueError(
                 f"release {self._plan.id} has not read the organisation policy yet; "
@@ -683,8 +648,6 @@ class ReleaseWorkflow:
     ) -> None:
         """Handler part of a decision: with the policy as it is now, refuse (recorded in
         the timeline, bounded per wave) if ``actor`` may not do this."""
-        if not self._trusted:
-            return  # the validator decided, as releases started before the policy did
         await self._read_policy()
         reason = refusal()
         if reason is None:
@@ -715,7 +678,7 @@ class ReleaseWorkflow:
 
     def _evidence(self, signed: SignedDecision | None) -> dict[str, object]:
         """The fields that keep a decision's signature with its timeline entry."""
-        if not self._trusted or signed is None:
+        if signed is None:
             return {}
         return {
             "evidence": signed,
@@ -732,7 +695,8 @@ class ReleaseWorkflow:
         skipped: list[str] = []
         while True:
             attempt += 1
-            if self._trusted and (not workflow.patched(POLICY_READ_ONCE) or self._policy_stale()):
+            workflow.deprecate_patch(POLICY_READ_ONCE)
+            if self._policy_stale():
                 await self._read_policy()
             # Started, not yet deploying: the wave may wait for its window or a freeze
             # first; it logs wave_deploying when it starts changing AWS.
@@ -761,19 +725,8 @@ class ReleaseWorkflow:
                 jobs_done=[j.name for j in status.jobs if j.phase == JobPhase.SUCCEEDED],
             )
             rollout_started = workflow.now()
-            if workflow.patched(WAVE_ABNORMAL_ENDS):
-                outcome = await self._run_child(wave, status, child_input, attempt)
-            else:
-                handle = await workflow.start_child_workflow(
-                    WAVE_WORKFLOW,
-                    child_input,
-                    result_type=WaveOutcome,
-                    id=f"{self._plan.id}.{wave.name}.{attempt}",
-                    static_summary=f"wave {wave.name} of {self._plan.id}",
-                )
-                self._children[wave.name] = handle
-                outcome = await handle
-                del self._children[wave.name]
+            workflow.deprecate_patch(WAVE_ABNORMAL_ENDS)
+            outcome = await self._run_child(wave, status, child_input, attempt)
             metrics.wave_rolled_out(
                 self._plan.application,
                 wave.name,
@@ -910,16 +863,12 @@ class ReleaseWorkflow:
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
         )
         self._upsert_visibility()
-        hygiene = workflow.patched(SAGA_HYGIENE)
+        workflow.deprecate_patch(SAGA_HYGIENE)
         cause = self._status.error  # why the release rolls back
         halted: str | None = None  # the error while it waited for an operator
         while True:
             failed = 0
-            groups = (
-                newest_applied_first(changes, self._status.timeline)
-                if hygiene
-                else newest_wave_first(changes)
-            )
+            groups = newest_applied_first(changes, self._status.timeline)
             for group in self._with_jobs(groups, changes):
                 if isinstance(group, tuple):
                     failed += not await self._compensate_job(*group)
@@ -945,13 +894,12 @@ class ReleaseWorkflow:
             if any(j.phase == JobPhase.ROLLBACK_FAILED for w in self._status.waves for j in w.jobs):
                 halted += " and jobs"
             self._status.error = halted
-            if hygiene:
-                self._event(
-                    "rollback_halted",
-                    f"rollback of {failed} resource(s) failed and waits for an operator: "
-                    f"relman rollback {self._plan.id} (retry) or relman skip-target",
-                    actor=SYSTEM_ACTOR,
-                )
+            self._event(
+                "rollback_halted",
+                f"rollback of {failed} resource(s) failed and waits for an operator: "
+                f"relman rollback {self._plan.id} (retry) or relman skip-target",
+                actor=SYSTEM_ACTOR,
+            )
             self._upsert_visibility()
             self._retry_rollback = False
             await workflow.wait_condition(lambda: self._retry_rollback)
@@ -1076,6 +1024,7 @@ class ReleaseWorkflow:
             # A fleet's restore drains, rolls back and re-registers every batch it changed.
             attempt = fleet_logic.restore_timeout(fleet, tstatus.written)
             limit = attempt + COMPENSATE_LIMIT
+        workflow.deprecate_patch(FAST_FAILOVER)
         restore = workflow.start_activity(
             COMPENSATE_TARGET,
             CompensateInput(
@@ -1090,7 +1039,7 @@ class ReleaseWorkflow:
             start_to_close_timeout=attempt,
             schedule_to_close_timeout=limit,
             # The restore heartbeats: a worker that dies in it is replaced in seconds.
-            heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT if workflow.patched(FAST_FAILOVER) else None,
+            heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT,
             retry_policy=COMPENSATE_RETRY,
             summary=f"restore {change.snapshot.resource}",
         )
@@ -1136,28 +1085,6 @@ class ReleaseWorkflow:
 
     # --- releases that deploy the same resources ---------------------------------------------
 
-    async def _overlapping_ahead(self) -> list[str]:
-        """Running releases that deploy one of the same resources and started before this
-        one (by start time, then id: of two overlapping releases exactly one goes first).
-
-        ``relman submit`` looks through visibility, which is eventually consistent; the
-        release looks again once it is visible itself, closing the race of two submissions
-        at once. A release started without relman's search attributes does not look."""
-        if workflow.info().typed_search_attributes.get(SA_TARGETS) is None:
-            return []
-        found = await workflow.execute_activity(
-            FIND_OVERLAPPING_RELEASES,
-            FindOverlapsInput(
-                release_id=self._plan.id,
-                queries=overlap_queries(self._plan, SA_APPLICATION.name, SA_TARGETS.name),
-            ),
-            result_type=OverlapsFound,
-            start_to_close_timeout=OVERLAP_CHECK_TIMEOUT,
-            summary="look for overlapping releases started before this one",
-        )
-        me = (workflow.info().workflow_start_time, self._plan.id)
-        return [r.release_id for r in found.releases if (r.started_at, r.release_id) < me]
-
     async def _take_locks(self) -> str | None:
         """Take the lock of every resource the plan changes; why the release must not start,
         or None.
@@ -1168,10 +1095,11 @@ class ReleaseWorkflow:
         abort ends the wait)."""
         plan = self._plan
         try:
-            found = await workflow.execute_activity(
+            found = await read(
+                self._local_reads,
                 RESOURCE_LOCKS,
                 ResourceLocksInput(plan=plan),
-                result_type=ResourceLocks,
+                ResourceLocks,
                 start_to_close_timeout=LOCK_TIMEOUT,
                 retry_policy=RESOURCE_KEYS_RETRY,
                 summary="name the resources this release changes",
@@ -1230,10 +1158,11 @@ class ReleaseWorkflow:
         """The plan's AWS preflight: every problem found, as the refusal; or None."""
         check = preflight_input(self._plan)
         try:
-            result = await workflow.execute_activity(
+            result = await read(
+                self._local_reads,
                 PREFLIGHT,
                 check,
-                result_type=PreflightResult,
+                PreflightResult,
                 start_to_close_timeout=preflight_timeout(check),
                 retry_policy=RESOURCE_KEYS_RETRY,
                 summary="preflight: check every resource and alarm of the plan",
@@ -1253,16 +1182,12 @@ class ReleaseWorkflow:
 
     def _wave_preflight(self, wave: Wave, skipped: list[str]) -> PreflightInput | None:
         """The preflight a wave runs at its start: its targets (but those skipped) and
-        alarms; none for releases started before the preflight existed."""
-        if not workflow.patched(PREFLIGHT_PATCH):
-            return None
+        alarms; none within PREFLIGHT_FRESH_FOR of the release's own, which checked them."""
+        workflow.deprecate_patch(PREFLIGHT_PATCH)
         passed = self._preflight_passed_at
-        if (
-            passed is not None
-            and workflow.now() - passed < PREFLIGHT_FRESH_FOR
-            and workflow.patched(PREFLIGHT_ONCE)
-        ):
-            return None  # the release's preflight checked these moments ago
+        if passed is not None and workflow.now() - passed < PREFLIGHT_FRESH_FOR:
+            workflow.deprecate_patch(PREFLIGHT_ONCE)
+            return None
         check = preflight_input(self._plan, waves=[wave.name])
         check.targets = [t for t in check.targets if t.target.name not in skipped]
         return check
@@ -1283,46 +1208,6 @@ class ReleaseWorkflow:
     def lock_answer(self, input: LockAnswer) -> None:
         """A lock's answer: granted, or held by another (and the place in line)."""
         self._lock_answers[input.digest] = input
-
-    def _refuse_overlap(self, ahead: list[str]) -> None:
-        """Record why the release ends without changing anything."""
-        plan = self._plan
-        self._status.error = (
-            f"release {plan.id} deploys resources that running release(s) "
-            f"{', '.join(ahead)} also deploy, and they started first; it changed nothing. "
-            "Submit it again once they have ended, or set `queue: true` to queue behind them"
-        )
-        self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
-
-    async def _wait_in_queue(self, releases: list[str]) -> None:
-        """Wait until running releases that deploy the same targets have ended."""
-        self._event(
-            "queued",
-            f"queued behind {', '.join(releases)}: they deploy some of the same targets",
-            actor=SYSTEM_ACTOR,
-        )
-        waiting = workflow.start_activity(
-            WAIT_FOR_RELEASES,
-            WaitForReleasesInput(release_ids=releases),
-            start_to_close_timeout=QUEUE_WAIT_TIMEOUT,
-            heartbeat_timeout=QUEUE_HEARTBEAT_TIMEOUT,
-            # It only reads visibility: once cancelled, nothing needs it to have stopped.
-            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
-            summary=f"wait for {', '.join(releases)} to end",
-        )
-        if workflow.patched(SAGA_HYGIENE):
-            # An abort (or a rejection) while queued ends the wait: nothing ran yet.
-            await workflow.wait_condition(lambda: waiting.done() or self._stopping is not None)
-            if not waiting.done():
-                waiting.cancel()
-                with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                    await waiting
-                self._event(
-                    "dequeued", "left the queue: the release is stopping", actor=SYSTEM_ACTOR
-                )
-                return
-        await waiting
-        self._event("dequeued", "releases ahead have ended; starting", actor=SYSTEM_ACTOR)
 
     # --- operator controls -------------------------------------------------------------------
 
@@ -1641,7 +1526,8 @@ class ReleaseWorkflow:
 
     def _finish(self, phase: ReleasePhase, note: str | None = None) -> None:
         skipped = sorted(self._rollback_skipped)
-        if skipped and workflow.patched(SKIPS_OUTCOME):
+        if skipped:
+            workflow.deprecate_patch(SKIPS_OUTCOME)
             if phase == ReleasePhase.ROLLED_BACK:
                 phase = ReleasePhase.ROLLED_BACK_WITH_SKIPS
             left = (

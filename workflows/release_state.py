@@ -139,17 +139,6 @@ def wave_of_target(status: ReleaseStatus, target: str) -> WaveStatus | None:
     return next((w for w in status.waves if any(t.name == target for t in w.targets)), None)
 
 
-def newest_wave_first(changes: list[Change]) -> list[list[Change]]:
-    """The saga's changes newest first, in runs of one wave (each run newest first too)."""
-    groups: list[list[Change]] = []
-    for change in reversed(changes):
-        if groups and groups[-1][0].wave == change.wave:
-            groups[-1].append(change)
-        else:
-            groups.append([change])
-    return groups
-
-
 def newest_applied_first(
     changes: list[Change], timeline: list[TimelineEvent]
 ) -> list[list[Change]]:

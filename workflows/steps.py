@@ -2,13 +2,16 @@
 changes, how long a batch activity may take, and the messages for alarms, unread alarms and
 errors.
 
-No workflow API here: ``WaveWorkflow`` and ``ReleaseWorkflow`` call these by name.
+No workflow API here but ``read``, which runs a read activity locally or through the task
+queue: ``WaveWorkflow`` and ``ReleaseWorkflow`` call these by name.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, timedelta
+from typing import Any, TypeVar
 
+from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -23,15 +26,60 @@ from models.messages import BATCH_FAN_OUT, BakeGap, FiringAlarm, WaveProgress
 from models.plan import TRAFFIC_KINDS, Target, Wave
 from models.preflight import PreflightInput
 
+ReadResult = TypeVar("ReadResult")
+
 # A preflight attempt: a few read-only AWS calls per target and alarm set.
 PREFLIGHT_TIMEOUT = timedelta(minutes=1)
 
-# workflow.patched() id shared by the wave and the release: snapshot, apply and restore
-# activities run under TARGET_HEARTBEAT_TIMEOUT (they heartbeat every second, batches with
-# the targets done so far, which a retry skips), so a worker that dies in one is replaced
-# in seconds; a wave reports its step's targets as applying when the step starts.
+# A patch of the wave and the release whose old branch is gone (see workflows.release).
 FAST_FAILOVER = "fast-failover"
+# Snapshot, apply and restore activities heartbeat every second (batches with the targets
+# done so far, which a retry skips): a worker that dies in one is replaced in seconds.
 TARGET_HEARTBEAT_TIMEOUT = timedelta(seconds=6)
+
+# workflow.patched() id shared by the wave and the release: short reads that change nothing
+# (the organisation policy, the names of the plan's resources, the preflights of the release
+# and its waves, a wave's alarm check before a step) run as local activities, in the
+# workflow task that asks for them, on the worker running it: one marker event each instead
+# of a round trip through the server (three activity events, a workflow task of three
+# more, and its wait in the task queue).
+LOCAL_READS = "local-reads"
+# A local read's retries that wait longer than this wait on a durable timer, the workflow
+# task ended meanwhile: a read that AWS keeps failing does not hold up the workflow's
+# queries (relman status) or its other handlers between attempts.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
+
+
+async def read(
+    local: bool, activity: str, arg: Any, result_type: type[ReadResult], **options: Any
+) -> ReadResult:
+    """Run the read ``activity``: a local activity when ``local`` (``LOCAL_READS``), else an
+    activity of the workflow's task queue (workflows started before it). ``options`` are
+    those both take (timeouts, retry policy, summary); failures raise ``ActivityError``."""
+    if not local:
+        return await workflow.execute_activity(activity, arg, result_type=result_type, **options)
+    try:
+        return await workflow.execute_local_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            **options,
+        )
+    except ActivityError:
+        raise
+    except (ApplicationError, TimeoutError) as err:
+        # A local activity that failed for good raises its own error, not one wrapped in an
+        # ActivityError as an activity's is: wrap it, so callers handle both alike.
+        raise ActivityError(
+            f"local activity {activity} failed",
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=activity,
+            activity_id="",
+            retry_state=None,
+        ) from err
 
 
 def due_targets(targets: list[Target], step: int) -> list[Target]:

@@ -78,12 +78,14 @@ with workflow.unsafe.imports_passed_through():
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
     from workflows.steps import (
         FAST_FAILOVER,
+        LOCAL_READS,
         TARGET_HEARTBEAT_TIMEOUT,
         batch_timeout,
         cause,
         due_targets,
         firing_names,
         preflight_timeout,
+        read,
         unread_message,
         wave_details,
     )
@@ -93,10 +95,6 @@ with workflow.unsafe.imports_passed_through():
 SNAPSHOT_TIMEOUT = timedelta(minutes=1)
 APPLY_TIMEOUT = timedelta(minutes=1)
 ALARM_CHECK_TIMEOUT = timedelta(minutes=1)
-# Snapshot and apply batches heartbeat every few seconds: a worker that dies mid-batch is
-# noticed in this long, not at the attempt's timeout (waves started before fast-failover;
-# since, TARGET_HEARTBEAT_TIMEOUT).
-BATCH_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 # A bake heartbeats every poll; three missed polls mean the worker is gone.
 BAKE_HEARTBEATS_MISSED = 3
 BAKE_MARGIN = timedelta(minutes=5)
@@ -108,15 +106,8 @@ APPLY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=10,
 )
-# workflow.patched() ids of behaviour changes that waves in flight must not see.
-# Alarms are checked and targets snapshotted after the first safe point (window, freeze,
-# pause), not before it; alarms are checked again before every further step.
-# Snapshot and apply batches are cancelled with WAIT_CANCELLATION_COMPLETED (a stopping
-# wave's release compensates only once no write of the batch can still land), and a wave
-# started with a preflight runs it before it snapshots.
+# Patches whose old branches are gone (see workflows.release).
 ACT_AT_START = "act-at-start"
-# A bake counts only the time its alarms were read (its activity extends it by the time they
-# went unread, up to the wave's bake_unread_limit): its attempt may last that much longer.
 WATCHED_BAKES = "watched-bakes"
 # A fleet's batches report every stage, several reports a second when AWS answers at once:
 # each is a signal and a workflow task in the wave and in the release. Its reports go at
@@ -181,10 +172,7 @@ class WaveWorkflow:
         # and when the last one went.
         self._hurry = False
         self._last_sent: datetime | None = None
-        # Set by the run, from the patches.
-        self._act_at_start = True
-        self._fast_failover = True
-        self._watched_bakes = True
+        self._local_reads = False  # LOCAL_READS: set as the wave starts
 
     # --- the deployment ----------------------------------------------------------------------
 
@@ -206,28 +194,24 @@ class WaveWorkflow:
 
     async def _deploy(self, input: WaveInput) -> WaveOutcome:
         wave = input.wave
+        # Patches whose old branches are gone (see workflows.release).
+        for patch in (ACT_AT_START, FAST_FAILOVER, WATCHED_BAKES):
+            workflow.deprecate_patch(patch)
+        self._local_reads = workflow.patched(LOCAL_READS)
         # Check and snapshot the world as it is when the wave changes it: after its window,
         # freeze and pause waits (which may last days), and check alarms before every step.
-        act_at_start = self._act_at_start = workflow.patched(ACT_AT_START)
-        self._fast_failover = workflow.patched(FAST_FAILOVER)
-        self._watched_bakes = workflow.patched(WATCHED_BAKES)
         try:
-            if not act_at_start:
-                if wave.alarms and input.start_step == 0:
-                    await self._alarms_quiet(0)
-                await self._snapshot_all()
             for step in range(input.start_step, len(wave.traffic)):
                 percent = wave.traffic[step]
                 await self._safe_point(first_step=step == 0)
-                if act_at_start:
-                    if step == input.start_step:
-                        await self._preflight()
-                    if wave.alarms:
-                        await self._alarms_quiet(step)
-                    if wave.checks and step == 0:
-                        await self._checks(None)
-                    if step == input.start_step:
-                        await self._snapshot_all()
+                if step == input.start_step:
+                    await self._preflight()
+                if wave.alarms:
+                    await self._alarms_quiet(step)
+                if wave.checks and step == 0:
+                    await self._checks(None)
+                if step == input.start_step:
+                    await self._snapshot_all()
                 if step == input.start_step:
                     # Only now does the wave change AWS (its jobs or its targets): the
                     # release logged it as started, hours before if it waited for a window.
@@ -240,11 +224,10 @@ class WaveWorkflow:
                     await self._run_jobs("before")
                 self._progress.step = step
                 self._progress.phase = WavePhase.DEPLOYING
-                if self._fast_failover:
-                    # Status shows the step's targets applying while the batch runs; the
-                    # CLI marks those done from the batch's heartbeat (client.progress).
-                    for target in due_targets(self._active_targets(), step):
-                        self._target(target.name).phase = TargetPhase.APPLYING
+                # Status shows the step's targets applying while the batch runs; the CLI
+                # marks those done from the batch's heartbeat (client.progress).
+                for target in due_targets(self._active_targets(), step):
+                    self._target(target.name).phase = TargetPhase.APPLYING
                 self._report()
                 await self._apply_step(step, percent)
                 self._progress.percent = percent
@@ -266,10 +249,11 @@ class WaveWorkflow:
     async def _alarms_quiet(self, step: int) -> None:
         """Fail the wave if one of its alarms is in ALARM before it shifts ``step``."""
         try:
-            result = await workflow.execute_activity(
+            result = await read(
+                self._local_reads,
                 CHECK_ALARMS,
                 self._alarm_input(),
-                result_type=AlarmCheckResult,
+                AlarmCheckResult,
                 start_to_close_timeout=ALARM_CHECK_TIMEOUT,
                 retry_policy=APPLY_RETRY,
                 summary=f"check alarms of wave {self._input.wave.name}",
@@ -293,10 +277,11 @@ class WaveWorkflow:
             return
         self._progress.waiting_for = "checking its resources and alarms in AWS"
         try:
-            result = await workflow.execute_activity(
+            result = await read(
+                self._local_reads,
                 PREFLIGHT,
                 check,
-                result_type=PreflightResult,
+                PreflightResult,
                 start_to_close_timeout=preflight_timeout(check),
                 retry_policy=APPLY_RETRY,
                 summary=f"preflight of wave {self._input.wave.name}",
@@ -310,18 +295,6 @@ class WaveWorkflow:
                 + "; ".join(str(problem) for problem in result.problems)
                 + "; nothing was changed"
             )
-
-    def _batch_heartbeat(self) -> timedelta | None:
-        """The snapshot and apply batches' heartbeat timeout."""
-        if self._fast_failover:
-            return TARGET_HEARTBEAT_TIMEOUT
-        return BATCH_HEARTBEAT_TIMEOUT if self._act_at_start else None
-
-    def _batch_cancellation(self) -> workflow.ActivityCancellationType:
-        """How the snapshot and apply batches are cancelled when the wave stops."""
-        if self._act_at_start:
-            return workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-        return workflow.ActivityCancellationType.TRY_CANCEL
 
     async def _snapshot_all(self) -> None:
         """Snapshot every target not yet snapshotted, then have the release record them.
@@ -359,8 +332,10 @@ class WaveWorkflow:
                 start_to_close_timeout=batch_timeout(SNAPSHOT_TIMEOUT, len(targets)),
                 retry_policy=APPLY_RETRY,
                 summary=f"snapshot {len(targets)} target(s) of wave {self._input.wave.name}",
-                heartbeat_timeout=self._batch_heartbeat(),
-                cancellation_type=self._batch_cancellation(),
+                heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT,
+                # A stopping wave's release compensates only once no write of the
+                # batch can still land.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as err:
             raise self._failure_of(err) from None
@@ -404,8 +379,10 @@ class WaveWorkflow:
                 start_to_close_timeout=batch_timeout(APPLY_TIMEOUT, len(due)),
                 retry_policy=APPLY_RETRY,
                 summary=f"apply {len(due)} target(s) of wave {self._input.wave.name} at {percent}%",
-                heartbeat_timeout=self._batch_heartbeat(),
-                cancellation_type=self._batch_cancellation(),
+                heartbeat_timeout=TARGET_HEARTBEAT_TIMEOUT,
+                # A stopping wave's release compensates only once no write of the
+                # batch can still land.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as err:
             if isinstance(self._failure_of(err), WaveStopped):
@@ -801,7 +778,7 @@ class WaveWorkflow:
         else:
             interval = self._input.bake_interval
             # Unread time extends the bake, up to the limit where it fails.
-            unread = wave.bake_unread_limit if self._watched_bakes else timedelta(0)
+            unread = wave.bake_unread_limit
             try:
                 result = await workflow.execute_activity(
                     WATCH_ALARMS,

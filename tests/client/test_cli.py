@@ -440,9 +440,7 @@ async def test_overlapping_release_is_refused_or_queued(
     make_worker,
     task_queue: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RELMAN_QUEUE_POLL_SECONDS", "0.5")
     _seed(aws)
     first_id, second_id = f"pay-first-{task_queue[-8:]}", f"pay-second-{task_queue[-8:]}"
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"

@@ -41,12 +41,18 @@ from client.binaries import find_binary
 from client.stack import LOCAL_AWS_ENV, SEARCH_ATTRIBUTE_TYPES
 from common.codec import data_converter, keys_from_env
 from models.loader import parse_plan
-from models.messages import wave_workflow_id
+from models.locks import RESOURCE_LOCKS
+from models.messages import CHECK_ALARMS, wave_workflow_id
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan, SsmParameterTarget
+from models.policy import LOAD_POLICY
+from models.preflight import PREFLIGHT
 from models.status import ReleaseStatus
 from tests import trust
 from tests.reliability.aws_proxy import AwsProxy, Call, Hold
 from workflows.release import ReleaseWorkflow
+
+# The reads workflows run as local activities (workflows.steps.LOCAL_READS).
+LOCAL_ACTIVITIES = {CHECK_ALARMS, PREFLIGHT, LOAD_POLICY, RESOURCE_LOCKS}
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -532,8 +538,16 @@ class Release:
         return await eventually(check, f"{self.id}: {what}")  # type: ignore[no-any-return]
 
     async def running_activity(self, workflow_id: str, activity: str) -> bool:
-        """True while an attempt of ``activity`` runs on a worker (pending, started)."""
+        """True while an attempt of ``activity`` runs on a worker (pending, started); for a
+        local activity, which the server does not see, while a workflow task is started
+        (the local activity runs inside it)."""
         described = await self.client.get_workflow_handle(workflow_id).describe()
+        if activity in LOCAL_ACTIVITIES:
+            task = described.raw_description.pending_workflow_task
+            return (
+                described.raw_description.HasField("pending_workflow_task")
+                and task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+            )
         return any(
             p.activity_type.name == activity
             and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED

@@ -30,6 +30,7 @@ from temporalio import worker as temporal_worker
 from temporalio.worker import (
     Interceptor,
     StartActivityInput,
+    StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -55,21 +56,31 @@ ATTEMPT_CAP = _seconds(ATTEMPT_ENV)
 PREFLIGHT_CAP_FACTOR = 5
 
 
+def _shortened(input: Any) -> Any:
+    """``input`` (an activity's or a local activity's) with its attempt capped at
+    ATTEMPT_CAP and its retries closer together."""
+    timeout = input.start_to_close_timeout
+    cap = ATTEMPT_CAP
+    if cap and input.activity == PREFLIGHT:
+        cap = cap * PREFLIGHT_CAP_FACTOR
+    heartbeat = getattr(input, "heartbeat_timeout", None)
+    if cap and heartbeat is None and timeout and timeout > cap:
+        input = dataclasses.replace(input, start_to_close_timeout=cap)
+    policy = input.retry_policy
+    if ATTEMPT_CAP and policy and (policy.maximum_interval or ATTEMPT_CAP) > ATTEMPT_CAP / 3:
+        # The same attempts, closer together: an AWS endpoint that never answers fails
+        # the wave in seconds rather than after relman's minutes of backoff.
+        policy = dataclasses.replace(policy, maximum_interval=ATTEMPT_CAP / 3)
+        input = dataclasses.replace(input, retry_policy=policy)
+    return input
+
+
 class _ShortAttempts(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> Any:
-        timeout = input.start_to_close_timeout
-        cap = ATTEMPT_CAP
-        if cap and input.activity == PREFLIGHT:
-            cap = cap * PREFLIGHT_CAP_FACTOR
-        if cap and input.heartbeat_timeout is None and timeout and timeout > cap:
-            input = dataclasses.replace(input, start_to_close_timeout=cap)
-        policy = input.retry_policy
-        if ATTEMPT_CAP and policy and (policy.maximum_interval or ATTEMPT_CAP) > ATTEMPT_CAP / 3:
-            # The same attempts, closer together: an AWS endpoint that never answers fails
-            # the wave in seconds rather than after relman's minutes of backoff.
-            policy = dataclasses.replace(policy, maximum_interval=ATTEMPT_CAP / 3)
-            input = dataclasses.replace(input, retry_policy=policy)
-        return super().start_activity(input)
+        return super().start_activity(_shortened(input))
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> Any:
+        return super().start_local_activity(_shortened(input))
 
 
 class _Inbound(WorkflowInboundInterceptor):

@@ -89,16 +89,10 @@ def test_a_group_counts_only_for_the_departments_the_policy_gives_it():
     assert gates.approver_groups(roster(), "operations", {"finance-cab": 1}, "bob") == []
 
 
-def test_releases_started_before_the_policy_keep_the_groups_their_plan_named():
-    legacy = make_plan(
-        [ssm("flag", "/par/flag", "on")],
-        [wave("finance", ["flag"], groups={"cab": 1})],
-        approver_groups={"cab": ["zoe"]},
-        operator_groups=["cab"],
-    )
-    old = gates.Roster.from_plan(legacy)
-    assert gates.approver_groups(old, "finance", {"cab": 1}, "zoe") == ["cab"]
-    assert old.is_operator("zoe") and not old.is_operator("alice")
+def test_before_the_policy_is_read_no_one_may_decide():
+    nobody = gates.Roster.nobody(make_plan([ssm("flag", "/par/flag", "on")], [wave("w", ["flag"])]))
+    assert gates.approver_groups(nobody, "finance", {"finance-cab": 1}, "bob") == []
+    assert not nobody.is_operator("alice")
 
 
 def test_one_approval_counts_for_every_group_of_its_approver():

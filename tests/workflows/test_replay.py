@@ -8,16 +8,12 @@ non-determinism error, and so would every release in flight. Such a change must 
 
 ``histories/<set>/`` holds, as Temporal's JSON history format, each release's history
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
-one folder per recording. ``1.0`` is the baseline: the workflow code without any patch.
-``1.1`` takes the new branch of ``organisation-policy``, ``resource-locks``,
-``wave-abnormal-ends``, ``saga-hygiene``, ``act-at-start``, ``preflight`` and
-``policy-read-once``; ``1.2`` also that of ``fast-failover``, ``watched-bakes`` and
-``preflight-once`` (``rollback-skips-outcome`` is taken only by a rollback an operator
-skipped part of, which no recorded release does: tests/workflows/test_rollback.py replays
-such releases). ``1.3`` also takes that of ``nothing-changed-fails`` (a wave that failed
-before anything changed) and adds releases with what waves gained since 1.2: job steps and
-their compensation by the saga, and checks in bakes. Every set is replayed: each stands for
-releases that code of its day left in flight.
+one folder per recording; every set is replayed, each standing for releases that code of
+its day left in flight. ``1.3`` was recorded by the code whose patches have since been
+removed, their new branches kept: its releases still replay (the SDK skips a patch marker
+that no ``patched()`` call asks for). ``1.4`` takes the new branch of ``local-reads`` (the
+policy, the resource names, the preflights and the alarm checks before a step read by local
+activities), which ``1.3`` does not.
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -33,7 +29,7 @@ releases that code of its day left in flight.
 - ``rel-replay-guided``: a wave with ``on_failure: pause`` fails, is retried by an operator,
   fails again and goes on after ``skip-target``; ends ``completed``.
 
-From ``1.3`` on, also:
+And:
 
 - ``rel-replay-jobs``: a wave with a ``before`` job (an SSM command with a compensating
   one), a Lambda job ``at: 50`` and an ``after`` one around two traffic steps; ends
@@ -117,15 +113,13 @@ SCENARIOS = (
     "rel-replay-aborted",
     "rel-replay-guided",
 )
-# Recorded from 1.3 on: the sets before it were recorded by code without jobs and checks.
-SCENARIOS_SINCE_1_3 = (
+SCENARIOS_WITH_JOBS_AND_CHECKS = (
     "rel-replay-jobs",
     "rel-replay-job-undone",
     "rel-replay-checked",
     "rel-replay-check-failed",
     "rel-replay-unchanged",
 )
-BEFORE_1_3 = {"1.0", "1.1", "1.2"}
 ALARM = "replay-5xx"
 FIRING = "replay-firing-5xx"
 RECORDED = sorted(HISTORIES.rglob("*.json"))
@@ -152,7 +146,7 @@ async def test_recorded_history_replays(path: Path) -> None:
 @pytest.mark.parametrize("folder", sorted({p.parent for p in RECORDED}), ids=lambda f: f.name)
 def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
     names = {p.stem for p in folder.glob("*.json")}
-    for release in SCENARIOS + (() if folder.name in BEFORE_1_3 else SCENARIOS_SINCE_1_3):
+    for release in SCENARIOS + SCENARIOS_WITH_JOBS_AND_CHECKS:
         assert release in names
         assert any(n.startswith(f"{release}.") for n in names), f"no wave history of {release}"
     for path in RECORDED:

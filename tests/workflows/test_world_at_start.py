@@ -19,8 +19,10 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.aws import AwsClients
 from models.messages import OperatorInput, wave_workflow_id
+from models.preflight import PREFLIGHT
 from models.status import ReleasePhase, TargetPhase, WavePhase
 from tests.helpers import (
+    activities_run,
     approve,
     assert_replays,
     events,
@@ -295,14 +297,8 @@ async def test_pause_reaching_a_wave_that_has_just_ended_still_pauses_the_releas
 
 
 async def preflights_run(env, workflow_id: str) -> int:  # type: ignore[no-untyped-def]
-    """How many preflight activities a workflow scheduled, read from its history."""
-    history = await env.client.get_workflow_handle(workflow_id).fetch_history()
-    return sum(
-        1
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "preflight"
-    )
+    """How many preflights a workflow ran, read from its history."""
+    return (await activities_run(env.client, workflow_id)).count(PREFLIGHT)
 
 
 async def test_a_wave_checks_aws_again_only_when_time_passed_since_the_releases_preflight(

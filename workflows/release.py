@@ -205,10 +205,10 @@ POLICY_FRESH_FOR = timedelta(minutes=1)
 PREFLIGHT_FRESH_FOR = timedelta(minutes=1)
 
 # Patches whose old branches are gone (step 2 of CONTRIBUTING.md's patched -> deprecate_patch
-# -> remove): releases that earlier relman code started carry their markers and replay
-# through ``workflow.deprecate_patch`` at the points where ``patched`` was asked. Remove
-# the calls (step 3) once no such release is in flight: each still costs a new release a
-# marker event and a TemporalChangeVersion upsert (docs/benchmarks.md, server work).
+# -> remove): releases that relman before 1.4 started carry their markers and replay through
+# ``workflow.deprecate_patch`` at the points where ``patched`` was asked. A release started
+# since (it took LOCAL_READS, asked first) cannot hold them and asks for none: a marker costs
+# a history event and a TemporalChangeVersion upsert (docs/benchmarks.md, server work).
 ORGANISATION_POLICY = "organisation-policy"
 RESOURCE_LOCKS_PATCH = "resource-locks"
 PREFLIGHT_PATCH = "preflight"
@@ -290,14 +290,14 @@ class ReleaseWorkflow:
         try:
             # Nothing changes until the signed submission checks out against the policy, the
             # release holds the lock of every resource it changes and AWS has every one.
-            workflow.deprecate_patch(ORGANISATION_POLICY)
             self._local_reads = workflow.patched(LOCAL_READS)
+            self._deprecated(ORGANISATION_POLICY)
             refused = await self._trust_submission(input.submission)
             if refused is None:
-                workflow.deprecate_patch(RESOURCE_LOCKS_PATCH)
+                self._deprecated(RESOURCE_LOCKS_PATCH)
                 refused = await self._take_locks()
             if refused is None and self._stopping is None:
-                workflow.deprecate_patch(PREFLIGHT_PATCH)
+                self._deprecated(PREFLIGHT_PATCH)
                 refused = await self._preflight()
             if refused is not None:
                 self._refuse_start(refused)  # it ends failed, having changed nothing
@@ -309,7 +309,7 @@ class ReleaseWorkflow:
                 final = final_phase(self._status, self._stopping)
                 if final == ReleasePhase.ROLLED_BACK and changed_nothing(self._status, self._saga):
                     # A wave stopped before it changed anything: nothing to roll back.
-                    workflow.deprecate_patch(NOTHING_CHANGED_FAILS)
+                    self._deprecated(NOTHING_CHANGED_FAILS)
                     final = ReleasePhase.FAILED
                     ended = "nothing was changed, so nothing was rolled back"
         except asyncio.CancelledError:
@@ -551,6 +551,12 @@ class ReleaseWorkflow:
         started.evidence, started.policy_digest = submission, self._policy.digest
         return None
 
+    def _deprecated(self, patch: str) -> None:
+        """Where ``patched(patch)`` was once asked: ``deprecate_patch`` for a release that
+        code before 1.4 started (its history may hold the marker), nothing for the rest."""
+        if not self._local_reads:
+            workflow.deprecate_patch(patch)
+
     def _refuse_start(self, reason: str) -> None:
         self._status.error = f"release {self._plan.id} refused: {reason}; it changed nothing"
         self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
@@ -695,7 +701,7 @@ class ReleaseWorkflow:
         skipped: list[str] = []
         while True:
             attempt += 1
-            workflow.deprecate_patch(POLICY_READ_ONCE)
+            self._deprecated(POLICY_READ_ONCE)
             if self._policy_stale():
                 await self._read_policy()
             # Started, not yet deploying: the wave may wait for its window or a freeze
@@ -706,6 +712,7 @@ class ReleaseWorkflow:
             )
             child_input = WaveInput(
                 release_id=self._plan.id,
+                local_reads=self._local_reads,
                 application=self._plan.application,
                 parent_id=workflow.info().workflow_id,
                 wave=wave,
@@ -725,7 +732,7 @@ class ReleaseWorkflow:
                 jobs_done=[j.name for j in status.jobs if j.phase == JobPhase.SUCCEEDED],
             )
             rollout_started = workflow.now()
-            workflow.deprecate_patch(WAVE_ABNORMAL_ENDS)
+            self._deprecated(WAVE_ABNORMAL_ENDS)
             outcome = await self._run_child(wave, status, child_input, attempt)
             metrics.wave_rolled_out(
                 self._plan.application,
@@ -863,7 +870,7 @@ class ReleaseWorkflow:
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
         )
         self._upsert_visibility()
-        workflow.deprecate_patch(SAGA_HYGIENE)
+        self._deprecated(SAGA_HYGIENE)
         cause = self._status.error  # why the release rolls back
         halted: str | None = None  # the error while it waited for an operator
         while True:
@@ -1024,7 +1031,7 @@ class ReleaseWorkflow:
             # A fleet's restore drains, rolls back and re-registers every batch it changed.
             attempt = fleet_logic.restore_timeout(fleet, tstatus.written)
             limit = attempt + COMPENSATE_LIMIT
-        workflow.deprecate_patch(FAST_FAILOVER)
+        self._deprecated(FAST_FAILOVER)
         restore = workflow.start_activity(
             COMPENSATE_TARGET,
             CompensateInput(
@@ -1183,10 +1190,10 @@ class ReleaseWorkflow:
     def _wave_preflight(self, wave: Wave, skipped: list[str]) -> PreflightInput | None:
         """The preflight a wave runs at its start: its targets (but those skipped) and
         alarms; none within PREFLIGHT_FRESH_FOR of the release's own, which checked them."""
-        workflow.deprecate_patch(PREFLIGHT_PATCH)
+        self._deprecated(PREFLIGHT_PATCH)
         passed = self._preflight_passed_at
         if passed is not None and workflow.now() - passed < PREFLIGHT_FRESH_FOR:
-            workflow.deprecate_patch(PREFLIGHT_ONCE)
+            self._deprecated(PREFLIGHT_ONCE)
             return None
         check = preflight_input(self._plan, waves=[wave.name])
         check.targets = [t for t in check.targets if t.target.name not in skipped]
@@ -1527,7 +1534,7 @@ class ReleaseWorkflow:
     def _finish(self, phase: ReleasePhase, note: str | None = None) -> None:
         skipped = sorted(self._rollback_skipped)
         if skipped:
-            workflow.deprecate_patch(SKIPS_OUTCOME)
+            self._deprecated(SKIPS_OUTCOME)
             if phase == ReleasePhase.ROLLED_BACK:
                 phase = ReleasePhase.ROLLED_BACK_WITH_SKIPS
             left = (

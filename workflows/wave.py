@@ -194,10 +194,13 @@ class WaveWorkflow:
 
     async def _deploy(self, input: WaveInput) -> WaveOutcome:
         wave = input.wave
-        # Patches whose old branches are gone (see workflows.release).
-        for patch in (ACT_AT_START, FAST_FAILOVER, WATCHED_BAKES):
-            workflow.deprecate_patch(patch)
-        self._local_reads = workflow.patched(LOCAL_READS)
+        # A wave of a release that takes LOCAL_READS takes it too, without a marker of its
+        # own; a wave of an older release asks, and keeps replaying through the patches whose
+        # old branches are gone (see workflows.release) if it started before 1.4.
+        self._local_reads = input.local_reads or workflow.patched(LOCAL_READS)
+        if not self._local_reads:
+            for patch in (ACT_AT_START, FAST_FAILOVER, WATCHED_BAKES):
+                workflow.deprecate_patch(patch)
         # Check and snapshot the world as it is when the wave changes it: after its window,
         # freeze and pause waits (which may last days), and check alarms before every step.
         try:

@@ -13,12 +13,16 @@ import time
 import uuid
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType as E
+from temporalio.client import Client
+
 from bench.fixtures import one_wave_plan, seed_targets
 from bench.plain import PlainScript
 from bench.releases import start
 from bench.report import load_average, median, row
 from bench.settings import Settings
 from bench.stack import CountingAwsClients, Stack, inprocess_worker, new_queue
+from models.messages import wave_workflow_id
 from models.status import ReleasePhase
 from worker.main import ACTIVITY_THREADS
 
@@ -44,7 +48,64 @@ async def _relman(stack: Stack, aws: CountingAwsClients, queue: str, n: int) -> 
     seconds = time.perf_counter() - began
     if result.phase != ReleasePhase.COMPLETED:
         raise RuntimeError(f"release {plan.id} ended {result.phase}: {result.error}")
-    return {"seconds": seconds, "calls": sum(aws.counter.take().values())}
+    wave_id = wave_workflow_id(plan.id, plan.waves[0].name, 1)
+    return {
+        "seconds": seconds,
+        "calls": sum(aws.counter.take().values()),
+        "split": await split(stack.client, plan.id, wave_id),
+    }
+
+
+# Where a release's time goes, from the histories of the release and its wave (event times
+# are the server's). The first four are spans of the release's path; the rest are sums over
+# the workflow tasks or activities of both workflows, which overlap those spans.
+SPLIT = (
+    ("client start -> release's first workflow task started", "first_task"),
+    ("start checks (policy, resource names, locks, preflight)", "start_checks"),
+    ("child start -> wave's first workflow task started", "child_start"),
+    ("wave completed -> release completed", "release_end"),
+    ("sum: workflow tasks waiting in the task queue", "task_queued"),
+    ("sum: workflow tasks running on the worker", "task_running"),
+    ("sum: activities waiting in the task queue", "activity_queued"),
+    ("sum: activities running (AWS calls)", "activity_running"),
+)
+
+
+async def split(client: Client, release_id: str, wave_id: str) -> dict[str, float]:
+    """The release's time split as SPLIT names it (seconds)."""
+    release = (await client.get_workflow_handle(release_id).fetch_history()).events
+    wave = (await client.get_workflow_handle(wave_id).fetch_history()).events
+
+    def at(event: Any) -> float:
+        return float(event.event_time.ToMicroseconds()) / 1e6
+
+    def first(events: Any, kind: int) -> Any:
+        return next(e for e in events if e.event_type == kind)
+
+    out = dict.fromkeys((key for _, key in SPLIT), 0.0)
+    task_started = first(release, E.EVENT_TYPE_WORKFLOW_TASK_STARTED)
+    child = first(release, E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED)
+    out["first_task"] = at(task_started) - at(release[0])
+    out["start_checks"] = at(child) - at(task_started)
+    out["child_start"] = at(first(wave, E.EVENT_TYPE_WORKFLOW_TASK_STARTED)) - at(child)
+    ended = first(release, E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED)
+    out["release_end"] = at(release[-1]) - at(ended)
+    for events in (release, wave):
+        by_id = {e.event_id: e for e in events}
+        for e in events:
+            if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                scheduled = by_id[e.workflow_task_started_event_attributes.scheduled_event_id]
+                out["task_queued"] += at(e) - at(scheduled)
+            elif e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                started = by_id[e.workflow_task_completed_event_attributes.started_event_id]
+                out["task_running"] += at(e) - at(started)
+            elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                scheduled = by_id[e.activity_task_started_event_attributes.scheduled_event_id]
+                out["activity_queued"] += at(e) - at(scheduled)
+            elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                started = by_id[e.activity_task_completed_event_attributes.started_event_id]
+                out["activity_running"] += at(e) - at(started)
+    return {key: round(value, 4) for key, value in out.items()}
 
 
 async def _plain(
@@ -89,6 +150,7 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
                             "ratio": round(relman["seconds"] / baseline["seconds"], 3),
                             "relman_aws_calls": relman["calls"],
                             "plain_aws_calls": baseline["calls"],
+                            "split": relman["split"],
                         }
                     )
     finally:
@@ -115,5 +177,9 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
                 "x",
                 "<= 1.5 at N=50" if n == 50 else "",
             ),
+        ]
+        rows += [
+            row(f"N={n} split: {label}", [r["split"][key] for r in of_n], "s")
+            for label, key in SPLIT
         ]
     return runs, rows

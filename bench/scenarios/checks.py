@@ -143,7 +143,11 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
     def values(key: str) -> list[float]:
         return [r[key] for r in runs]
 
-    n, targets, locks = settings.verify_calls, settings.preflight_targets, settings.lock_releases
+    n, targets, lock_count = (
+        settings.verify_calls,
+        settings.preflight_targets,
+        settings.lock_releases,
+    )
     rounds = targets * settings.preflight_rounds
     kinds = sorted(runs[0]["preflight_by_kind"])
     rows = [
@@ -157,13 +161,13 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
             values("sign_p50_ms"), "ms"),
         row(f"preflight per target, p50 ({rounds} preflights)", values("preflight_p50_ms"), "ms"),
         row(f"preflight per target, p99 ({rounds} preflights)", values("preflight_p99_ms"), "ms"),
-        row(f"request_locks per release, p50 ({locks} started at once)",
+        row(f"request_locks per release, p50 ({lock_count} started at once)",
             values("locks_request_p50_ms"), "ms"),
-        row(f"request_locks per release, p99 ({locks} started at once)",
+        row(f"request_locks per release, p99 ({lock_count} started at once)",
             values("locks_request_p99_ms"), "ms"),
-        row(f"start to every lock held, p50 ({locks} started at once)",
+        row(f"start to every lock held, p50 ({lock_count} started at once)",
             values("locks_held_p50_ms"), "ms"),
-        row(f"start to every lock held, p99 ({locks} started at once)",
+        row(f"start to every lock held, p99 ({lock_count} started at once)",
             values("locks_held_p99_ms"), "ms"),
     ]  # fmt: skip
     for kind in kinds:

@@ -24,7 +24,7 @@ import httpx
 from itsdangerous import TimestampSigner
 
 from bench.report import load_average, percentile, row
-from bench.scenarios.parked import APPROVER, _park, _plans, _signed
+from bench.scenarios.parked import APPROVER, _park, _plans
 from bench.settings import Settings
 from bench.stack import Stack, WorkerProcess, free_port, new_queue, stop_process
 
@@ -88,7 +88,7 @@ async def _one_run(stack: Stack, settings: Settings, requests: int) -> dict[str,
     console = _console(stack, port)
     try:
         await worker.ready(client)
-        await _park(client, await _signed(org, plans), queue)
+        await _park(client, org, plans, queue)
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}",
             cookies={"relman_console": _cookie(APPROVER)},

@@ -71,6 +71,31 @@ SPLIT = (
 )
 
 
+# Summed spans: the event that ends one -> (figure, its attributes, the start event's field).
+SPANS = {
+    E.EVENT_TYPE_WORKFLOW_TASK_STARTED: (
+        "task_queued",
+        "workflow_task_started_event_attributes",
+        "scheduled_event_id",
+    ),
+    E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: (
+        "task_running",
+        "workflow_task_completed_event_attributes",
+        "started_event_id",
+    ),
+    E.EVENT_TYPE_ACTIVITY_TASK_STARTED: (
+        "activity_queued",
+        "activity_task_started_event_attributes",
+        "scheduled_event_id",
+    ),
+    E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
+        "activity_running",
+        "activity_task_completed_event_attributes",
+        "started_event_id",
+    ),
+}
+
+
 async def split(client: Client, release_id: str, wave_id: str) -> dict[str, float]:
     """The release's time split as SPLIT names it (seconds)."""
     release = (await client.get_workflow_handle(release_id).fetch_history()).events
@@ -93,18 +118,10 @@ async def split(client: Client, release_id: str, wave_id: str) -> dict[str, floa
     for events in (release, wave):
         by_id = {e.event_id: e for e in events}
         for e in events:
-            if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                scheduled = by_id[e.workflow_task_started_event_attributes.scheduled_event_id]
-                out["task_queued"] += at(e) - at(scheduled)
-            elif e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                started = by_id[e.workflow_task_completed_event_attributes.started_event_id]
-                out["task_running"] += at(e) - at(started)
-            elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                scheduled = by_id[e.activity_task_started_event_attributes.scheduled_event_id]
-                out["activity_queued"] += at(e) - at(scheduled)
-            elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                started = by_id[e.activity_task_completed_event_attributes.started_event_id]
-                out["activity_running"] += at(e) - at(started)
+            spans = SPANS.get(e.event_type)
+            if spans is not None:
+                key, attributes, earlier = spans
+                out[key] += at(e) - at(by_id[getattr(getattr(e, attributes), earlier)])
     return {key: round(value, 4) for key, value in out.items()}
 
 

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.aws import AwsClients
@@ -72,6 +73,8 @@ class LockActivities:
 
         async def one(key: LockKey) -> LockAnswer:
             async with ask:
+                if await self._take_free(key, input.release_id):
+                    return LockAnswer(digest=key.digest, granted=True)
                 if await self._supports_update_with_start():
                     answered = await self._request(key, input)
                     if answered is not None:
@@ -98,6 +101,25 @@ class LockActivities:
                     await asyncio.sleep(ANSWER_POLL_SECONDS)
 
         return LockAnswers(answers=list(await asyncio.gather(*(one(k) for k in input.keys))))
+
+    async def _take_free(self, key: LockKey, release_id: str) -> bool:
+        """Take the lock of ``key`` if no lock workflow runs for it: start one that already
+        names ``release_id`` as its holder. The server allows one running workflow per id,
+        so of two releases starting it at once one wins; the other (and any asker while
+        the lock runs) is told it is already started and asks the running lock instead.
+        One server round trip, with no workflow task on the way to the answer."""
+        try:
+            await self.client.start_workflow(
+                LOCK_WORKFLOW,
+                LockState(key=key, holder=release_id),
+                id=lock_workflow_id(key.digest),
+                task_queue=activity.info().task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                static_summary=f"lock of {key.description}",
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     async def _supports_update_with_start(self) -> bool:
         """Whether the server has update-with-start (Temporal 1.28 and later; the

@@ -113,11 +113,12 @@ class WaveStages:
 
 
 class ActivityTimes:
-    """When each activity of one workflow completed, by activity type: epoch seconds of the
+    """When each activity of one workflow was scheduled, started and completed, by activity type: epoch seconds of the
     server's clock (this machine's), from the workflow's history."""
 
     def __init__(self) -> None:
         self.scheduled: dict[int, tuple[str, float]] = {}
+        self.started: dict[int, float] = {}
         self.completed: dict[int, float] = {}
 
     @classmethod
@@ -129,6 +130,9 @@ class ActivityTimes:
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 attributes = event.activity_task_scheduled_event_attributes
                 times.scheduled[event.event_id] = (attributes.activity_type.name, when)
+            elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                scheduled = event.activity_task_started_event_attributes.scheduled_event_id
+                times.started[scheduled] = when
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
                 times.completed[scheduled] = when

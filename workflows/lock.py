@@ -1,7 +1,9 @@
 """ResourceLockWorkflow: the lock of one resource, held by at most one release at a time.
 
-Releases ask for it with the ``request`` update (update-with-start, so the first asker starts
-it, and the answer comes back in the same round trip), or where the server has no
+A release takes a free lock by starting its workflow with itself already named as holder
+(the server runs one workflow per id, so of two such starts one wins). While a lock runs,
+releases ask it with the ``request`` update (update-with-start, so the answer comes back in
+the same round trip even if the run has just ended), or where the server has no
 update-with-start with the ``acquire`` signal (signal-with-start), and let it go with
 ``release``. The lock handles requests one at a time in the order they
 arrived, so it alone decides who holds it, without visibility. Its answer (granted, or held

@@ -113,8 +113,8 @@ class WaveStages:
 
 
 class ActivityTimes:
-    """When each activity of one workflow was scheduled, started and completed, by activity type: epoch seconds of the
-    server's clock (this machine's), from the workflow's history."""
+    """When each activity of one workflow was scheduled, started and completed, by activity
+    type: epoch seconds of the server's clock (this machine's), from the workflow's history."""
 
     def __init__(self) -> None:
         self.scheduled: dict[int, tuple[str, float]] = {}

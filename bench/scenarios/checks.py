@@ -99,8 +99,9 @@ async def _bare_starts(client: Client, count: int) -> list[float]:
 
     async def one() -> tuple[float, WorkflowHandle[Any, Any]]:
         began = time.perf_counter()
-        handle = await client.start_workflow("Bare", id=f"{queue}-{uuid.uuid4().hex}",
-                                             task_queue=queue)
+        handle = await client.start_workflow(
+            "Bare", id=f"{queue}-{uuid.uuid4().hex}", task_queue=queue
+        )
         return time.perf_counter() - began, handle
 
     started = await asyncio.gather(*(one() for _ in range(count)))

@@ -28,7 +28,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.progress import with_batch_progress
+from client.progress import with_running_progress
 from client.replay import ReplayFailed, replayed_status
 from client.signer import sign_decision
 from client.workers import TaskQueuePolls, seconds, task_queue_polls, worker_wait
@@ -432,7 +432,7 @@ async def status(
         current = await _asked(
             client, described, lambda: _status_query(handle, timeline_tail), wait
         )
-        return await with_batch_progress(client, current)
+        return await with_running_progress(client, current)
 
 
 # What ends a release's start: checked, refused, or waiting in line for a lock.
@@ -473,7 +473,7 @@ async def history(release_id: str, wait: float | None = None) -> ReleaseStatus:
         if _has_ended(described):
             return await _ended(client, described, wait)
         whole = await _asked(client, described, lambda: _paged_history(handle), wait)
-        return await with_batch_progress(client, whole)
+        return await with_running_progress(client, whole)
 
 
 async def _paged_history(handle: WorkflowHandle[Any, Any]) -> ReleaseStatus:
@@ -565,7 +565,7 @@ async def watch(
                     on_silence(exc.reason if isinstance(exc, NoWorker) else str(exc))
                 await asyncio.sleep(interval)
                 continue
-            on_status(await with_batch_progress(client, current))
+            on_status(await with_running_progress(client, current))
             if current.finished:
                 return current
             await asyncio.sleep(interval)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from models.checks import CheckResult
+from models.fleet import InstanceStatus
 from models.jobs import JobStatus
 from models.plan import (
     DEFAULT_BAKE_UNREAD_LIMIT,
@@ -450,6 +451,9 @@ class WaveInput(BaseModel):
     preflight: PreflightInput | None = None
     # Job steps that succeeded in an earlier attempt of the wave: not run again.
     jobs_done: list[str] = Field(default_factory=list)
+    # Each fleet's instances that an earlier attempt of the wave finished (phase done), by
+    # target: a batch all of whose instances are here is not run again.
+    fleet_done: dict[str, list[InstanceStatus]] = Field(default_factory=dict)
 
 
 class WaveOutcome(BaseModel):

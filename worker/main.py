@@ -54,6 +54,11 @@ NONSTICKY_TO_STICKY_POLL_RATIO = 1.0
 # reaches another worker within seconds. A live worker picks its sticky tasks up in
 # milliseconds, so this costs a replay only when a worker is gone or badly overloaded.
 STICKY_TASK_TIMEOUT = timedelta(seconds=4)
+# Activities report progress in their heartbeats (targets applied, checks' probes, each
+# fleet instance's result), which `relman status` reads; the SDK sends a heartbeat at most
+# this often (else 80 % of the heartbeat timeout: 24 s for a fleet's command), so what
+# status shows is at most this old. Only activities that heartbeat send anything.
+HEARTBEAT_SENT_EVERY = timedelta(seconds=2)
 
 # How many workflows (releases, waves, locks) a worker keeps in memory between their tasks.
 # A cached workflow's next task (an approval, a timer) runs at once on this worker; one
@@ -179,6 +184,7 @@ def build_worker(
         "max_concurrent_workflow_task_polls": WORKFLOW_TASK_POLLS,
         "nonsticky_to_sticky_poll_ratio": NONSTICKY_TO_STICKY_POLL_RATIO,
         "sticky_queue_schedule_to_start_timeout": STICKY_TASK_TIMEOUT,
+        "max_heartbeat_throttle_interval": HEARTBEAT_SENT_EVERY,
     }
     return Worker(
         client,

@@ -137,6 +137,19 @@ def merged_record(
     return {"batches": batches} if batches else latest
 
 
+def done_before(ids: Sequence[str], earlier: Sequence[InstanceStatus]) -> bool:
+    """Whether an earlier attempt of the wave finished every instance of the batch ``ids``
+    (so the batch is not run again)."""
+    done = {i.id for i in earlier if i.phase == InstancePhase.DONE}
+    return bool(ids) and all(i in done for i in ids)
+
+
+def keep_earlier(instances: list[InstanceStatus], earlier: Sequence[InstanceStatus]) -> None:
+    """Each instance as an earlier attempt of the wave left it, where it has one."""
+    by_id = {i.id: i for i in earlier}
+    instances[:] = [by_id.get(i.id, i).model_copy() for i in instances]
+
+
 def set_phase(instances: list[InstanceStatus], ids: Sequence[str], phase: InstancePhase) -> None:
     """Move the instances ``ids`` to ``phase``."""
     chosen = set(ids)

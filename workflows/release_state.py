@@ -128,8 +128,8 @@ def merge_targets(wave: WaveStatus, reported: list[TargetStatus]) -> None:
         current.after, current.error = target.after, target.error
         current.written = target.written
         if current.kind == "ec2_fleet":
-            # A retried wave rolls the fleet out again: what an earlier attempt changed
-            # stays in the record, for the rollback.
+            # A retried wave runs the batches an earlier attempt did not finish: what
+            # that attempt changed stays in the record, for the rollback.
             current.written = fleet_logic.merged_record(current.written, target.written)
         current.instances = target.instances
 

@@ -411,7 +411,8 @@ class WaveWorkflow:
         register again and wait until healthy. A batch that fails stops the fleet and fails
         the wave (its ``on_failure`` applies); the fleet's record of the batches it started
         (``written``) tells the rollback which instances changed. Between batches the wave
-        stops if asked, and waits while paused or outside its window."""
+        stops if asked, and waits while paused or outside its window. A batch that an
+        earlier attempt of the wave finished is not run again."""
         status = self._target(target.name)
         snapshot = self._input.snapshots[target.name]
         registrations = [
@@ -426,11 +427,20 @@ class WaveWorkflow:
         status.instances = fleet_logic.initial_instances(batches)
         status.written = None
         poll = fleet_logic.poll_seconds(self._input.bake_interval)
+        earlier = self._input.fleet_done.get(target.name, [])
         for number, ids in enumerate(batches, start=1):
+            where = f"batch {number}/{len(batches)}"
+            if fleet_logic.done_before(ids, earlier):
+                fleet_logic.keep_earlier(status.instances, [i for i in earlier if i.id in ids])
+                self._event(
+                    "fleet_batch_done",
+                    f"{target.resource}: {where} done by an earlier attempt, not run again",
+                    target.name,
+                )
+                continue
             if number > 1:
                 await self._safe_point(first_step=False)
                 self._progress.phase = WavePhase.DEPLOYING
-            where = f"batch {number}/{len(batches)}"
             batch = FleetBatchInput(
                 release_id=self._input.release_id,
                 application=self._input.application,

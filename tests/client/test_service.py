@@ -101,7 +101,7 @@ async def test_watching_rides_out_a_release_that_cannot_answer(
     monkeypatch.setattr(service, "_asked", asked)
     monkeypatch.setattr(service, "_described", described)
     monkeypatch.setattr(service, "_has_ended", lambda d: d.ended)
-    monkeypatch.setattr(service, "with_batch_progress", progress)
+    monkeypatch.setattr(service, "with_running_progress", progress)
     monkeypatch.setattr(service, "temporal", connection)
     monkeypatch.setattr(service, "_handle", lambda client, release_id: None)
     seen: list[str] = []

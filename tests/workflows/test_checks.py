@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from client.progress import with_batch_progress
+from client.progress import with_running_progress
 from client.views import StatusView
 from models.status import ReleasePhase, WavePhase
 from tests.helpers import (
@@ -122,7 +122,7 @@ async def test_status_shows_the_checks_latest_probes_while_baking(
         # Probes show up while the bake runs (heartbeats), not only when it ends.
         seen: set[Any] = set()
         for _ in range(100):
-            current = await with_batch_progress(time_skipping_env.client, await status_of(handle))
+            current = await with_running_progress(time_skipping_env.client, await status_of(handle))
             eu = current.wave("eu")
             if eu.phase == WavePhase.BAKING and eu.checks:
                 seen.add(eu.checks[0].at)

@@ -15,7 +15,7 @@ from typing import Any
 
 from activities.release import TargetActivities
 from activities.targets.base import TargetHandler
-from client.progress import with_batch_progress
+from client.progress import with_running_progress
 from models.messages import APPLY_TARGETS, COMPENSATE_TARGET, SNAPSHOT_TARGETS
 from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
 from tests.helpers import (
@@ -84,7 +84,7 @@ async def test_status_shows_each_target_of_a_running_batch_as_it_finishes(
         # What status shows: a and c are done (the batch's heartbeat), b still applying.
         async def shown() -> ReleaseStatus:
             while True:
-                current = await with_batch_progress(
+                current = await with_running_progress(
                     time_skipping_env.client, await status_of(handle)
                 )
                 if current.target("a").phase == TargetPhase.APPLIED:
@@ -105,7 +105,7 @@ async def test_status_shows_each_target_of_a_running_batch_as_it_finishes(
     assert outcome.phase == ReleasePhase.COMPLETED
     assert final.wave("only").phase == WavePhase.COMPLETED
     # Once the release ended, status is what the release says.
-    assert await with_batch_progress(time_skipping_env.client, final) == final
+    assert await with_running_progress(time_skipping_env.client, final) == final
 
 
 async def test_a_new_release_runs_batches_and_restores_under_a_heartbeat_timeout_of_seconds(

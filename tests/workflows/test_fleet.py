@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.aws import AwsClients
 from activities.fleet import FleetActivities
 from activities.ssm_commands import send_command_once
+from client.progress import with_running_progress
 from client.views import StatusView
 from models.fleet import (
     FLEET_COMMAND,
@@ -34,13 +35,14 @@ from models.fleet import (
     FleetCommandResult,
     InstancePhase,
 )
-from models.messages import wave_workflow_id
+from models.messages import WaveActionInput, wave_workflow_id
 from models.plan import ReleasePlan
-from models.status import ReleasePhase, ReleaseStatus, TargetPhase
+from models.status import ReleasePhase, ReleaseStatus, TargetPhase, WavePhase
 from tests.activities.test_ssm_commands import launch
 from tests.helpers import assert_replays, make_plan, start_release, status_of, wait_for, wave
 from tests.reliability.aws_proxy import Answer, AwsProxy, Call
-from tests.trust import build_test_worker
+from tests.trust import build_test_worker, signed_update
+from workflows.release import ReleaseWorkflow
 
 TAGS = {"app": "payments", "role": "web"}
 PORT = 8080
@@ -222,6 +224,59 @@ async def test_a_failed_invocation_stops_the_fleet_and_rolls_back_the_batches_th
     assert registered(aws, group) == {i: (PORT, "healthy") for i in ids}
 
 
+async def test_retrying_a_paused_fleet_runs_only_the_batches_no_attempt_finished(
+    time_skipping_env, aws, proxied, proxy, make_worker, task_queue
+):
+    ids, group = fleet_setup(aws)
+    sent = SentCommands(proxy)
+    broken = ids[3]  # in batch 2
+    failing = threading.Event()
+    failing.set()
+
+    def fails_once(call: Call, answer: Answer) -> Answer:
+        if failing.is_set() and call.json()["InstanceId"] == broken:
+            return failed_invocation(call, answer)
+        return answer
+
+    proxy.rewrite(operation("GetCommandInvocation"), fails_once)
+    plan = make_plan([fleet(group)], [wave("web", ["web"], on_failure="pause")])
+    async with make_worker(time_skipping_env, proxied):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        paused = await wait_for(handle, lambda s: s.wave("web").phase == WavePhase.PAUSED)
+        failing.clear()  # the disk was cleaned up
+        await signed_update(
+            handle,
+            ReleaseWorkflow.retry,
+            WaveActionInput(actor="dave", wave="web", reason="disk cleaned"),
+        )
+        result = await handle.result()
+        status = await status_of(handle)
+        await assert_replays(handle)
+
+    assert [i.phase for i in paused.target("web").instances] == [
+        InstancePhase.DONE, InstancePhase.DONE, InstancePhase.FAILED, InstancePhase.FAILED,
+        InstancePhase.PENDING, InstancePhase.PENDING,
+    ]  # fmt: skip
+    assert result.phase == ReleasePhase.COMPLETED, status.error
+    # Batch 1 ran once; the retry ran batch 2 again and then batch 3.
+    assert [(instances, where) for _, instances, where in sent.sent] == [
+        (ids[0:2], "web:b1"),
+        (ids[2:4], "web:b2"),
+        (ids[2:4], "web:b2"),
+        (ids[4:6], "web:b3"),
+    ]
+    assert instances(status) == [
+        (i, n // 2 + 1, InstancePhase.DONE, "Success") for n, i in enumerate(ids)
+    ]
+    assert [e.message for e in status.timeline if e.kind == "fleet_batch_done"] == [
+        f"{status.target('web').resource}: batch 1/3 done, back in service",
+        f"{status.target('web').resource}: batch 1/3 done by an earlier attempt, not run again",
+        f"{status.target('web').resource}: batch 2/3 done, back in service",
+        f"{status.target('web').resource}: batch 3/3 done, back in service",
+    ]
+    assert registered(aws, group) == {i: (PORT, "healthy") for i in ids}
+
+
 def commands_of(aws: AwsClients, command_id: str) -> str:
     found = aws.client("ssm").list_commands(CommandId=command_id)["Commands"]
     return " ".join(c["Parameters"]["commands"][0] for c in found)
@@ -341,6 +396,54 @@ async def test_status_shows_each_instance_draining_then_running_while_its_batch_
     assert during_command.target("web").phase == TargetPhase.APPLYING
     assert out_of_service == {i: (PORT, "healthy") for i in ids[2:]}
     assert phases(status) == [done] * 4
+
+
+async def test_status_shows_each_instances_result_as_its_invocation_ends_during_the_command(
+    time_skipping_env, aws, proxied, proxy, make_worker, task_queue
+):
+    ids, group = fleet_setup(aws, count=4)
+    slow = ids[1]
+    still_running = threading.Event()
+    still_running.set()
+
+    def in_progress(call: Call, answer: Answer) -> Answer:
+        status, headers, body = answer
+        if not still_running.is_set() or call.json().get("InstanceId") != slow:
+            return answer
+        data = json.loads(body) | {"Status": "InProgress", "StatusDetails": "InProgress"}
+        return status, headers, json.dumps(data).encode()
+
+    proxy.rewrite(operation("GetCommandInvocation"), in_progress)
+    plan = make_plan(
+        [fleet(group, batch_size="50%", min_healthy_percent=50)], [wave("web", ["web"])]
+    )
+
+    def first_ended(status: ReleaseStatus) -> bool:
+        return status.target("web").instances[0].result is not None
+
+    async with make_worker(time_skipping_env, proxied):
+        handle = await start_release(time_skipping_env.client, plan, task_queue)
+        for _ in range(100):
+            live = await with_running_progress(time_skipping_env.client, await status_of(handle))
+            if live.target("web").instances and first_ended(live):
+                break
+            await asyncio.sleep(0.1)
+        # What the release itself says: the batch's command has not returned.
+        recorded = await status_of(handle)
+        still_running.clear()
+        result = await handle.result()
+
+    assert result.phase == ReleasePhase.COMPLETED
+    assert not first_ended(recorded)
+    assert instances(live) == [
+        (ids[0], 1, InstancePhase.RUNNING, "Success"),
+        (slow, 1, InstancePhase.RUNNING, None),
+        (ids[2], 2, InstancePhase.PENDING, None),
+        (ids[3], 2, InstancePhase.PENDING, None),
+    ]
+    text = render(live)
+    assert f"{ids[0]} batch 1 running (Success, exit 0)" in text
+    assert f"{slow} batch 1 running\n" in text
 
 
 async def test_a_failed_rollback_command_leaves_its_instance_out_of_service_for_an_operator(

@@ -166,7 +166,9 @@ def _profile(settings: Settings, worker: WorkerProcess, index: int) -> subproces
             "--format",
             "raw",
             "--rate",
-            "200",
+            "100",
+            # Sampled without stopping the worker: a paused worker misses its task timeouts.
+            "--nonblocking",
             "--output",
             str(out / f"parked-worker-{index}.txt"),
         ],

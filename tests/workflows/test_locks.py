@@ -128,3 +128,35 @@ async def test_a_lock_whose_holder_was_terminated_is_freed_for_the_next(
         later = await start(client, second, task_queue)
         await wait_for(later, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
         await later.terminate("test over")
+
+
+async def test_a_free_lock_is_taken_by_starting_it_and_a_held_one_answers_requests(
+    dev_env, aws: AwsClients, make_worker, task_queue, param: str
+):
+    client = dev_env.client
+    seed(aws, {param: "v-before"})
+    first, second = plan(param, 1, queue=False), plan(param, 2, queue=False)
+    async with make_worker(dev_env, aws):
+        holder = await start(client, first, task_queue)
+        await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+        later = await start(client, second, task_queue)
+        refused = await later.result()
+        state = await lock_state(client, first)
+        [key] = lock_keys(first, account="123456789012", region="us-east-1").keys
+        history = await client.get_workflow_handle(lock_workflow_id(key.digest)).fetch_history()
+        await holder.terminate("test over")
+
+    assert refused.phase == ReleasePhase.FAILED
+    assert refused.error is not None and f"by running release {first.id}" in refused.error
+    assert state.holder == first.id and state.queue == []
+    # The first release took the free lock with the start itself (it is the start's
+    # holder, no request reached the lock); the second asked the running lock, by Update.
+    started = history.events[0].workflow_execution_started_event_attributes
+    [start_state] = await client.data_converter.decode(started.input.payloads, [LockState])
+    assert start_state.holder == first.id
+    accepted = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert len(accepted) == 1

@@ -7,6 +7,8 @@ naming the plan field; throttling, 5xx and connection errors are raised for the 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +49,8 @@ from models.preflight import (
 
 # The AWS-managed key every account has: SSM encrypts with it when no key is named.
 AWS_MANAGED_SSM_KEY = "alias/aws/ssm"
+# Targets (and waves' alarms, jobs, functions) checked side by side in one preflight.
+PREFLIGHT_THREADS = 16
 # What S3 and others answer when the thing asked about does not exist.
 _MISSING = ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NoSuchHostedZone")
 
@@ -116,6 +120,9 @@ class PreflightActivities:
         self.webhook_networks = tuple(webhook_networks)
         self.trusted_webhooks = frozenset(trusted_webhooks)
         self._route53 = Route53WeightedHandler(aws)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=PREFLIGHT_THREADS, thread_name_prefix="relman-preflight"
+        )
         self._checks: dict[str, Callable[[Any, Any, _Found], None]] = {
             "ssm_parameter": self._ssm_parameter,
             "lambda_alias": self._lambda_alias,
@@ -132,19 +139,33 @@ class PreflightActivities:
     @activity.defn(name=PREFLIGHT)
     def preflight(self, input: PreflightInput) -> PreflightResult:
         """Every problem with the input's targets, alarms and webhook; changes nothing."""
-        problems: list[PreflightProblem] = []
+        checks: list[Callable[[list[PreflightProblem]], None]] = [
+            *(functools.partial(self.check_target, item) for item in input.targets),
+            *(functools.partial(self.check_alarms, alarms) for alarms in input.alarms),
+            *(functools.partial(self.check_function, f) for f in input.functions),
+            *(functools.partial(self.check_job, job) for job in input.jobs),
+        ]
         with acting_for(input.release_id, input.application):
-            for item in input.targets:
-                self.check_target(item, problems)
-            for alarms in input.alarms:
-                self.check_alarms(alarms, problems)
-            for function in input.functions:
-                self.check_function(function, problems)
-            for job in input.jobs:
-                self.check_job(job, problems)
+            problems = self._side_by_side(checks)
         if input.webhook_url and input.webhook_url not in self.trusted_webhooks:
             self.check_webhook(input.webhook_url, problems)
         return PreflightResult(problems=problems, checked=len(input.targets) + len(input.alarms))
+
+    def _side_by_side(
+        self, checks: Sequence[Callable[[list[PreflightProblem]], None]]
+    ) -> list[PreflightProblem]:
+        """Run ``checks`` on the preflight's threads, each in a copy of this context (the
+        release the AWS calls are made for); their problems in the order of ``checks``. An
+        error a retry may fix (throttling, a timeout) is raised once every check ended."""
+
+        def run(check: Callable[[list[PreflightProblem]], None]) -> list[PreflightProblem]:
+            found: list[PreflightProblem] = []
+            check(found)
+            return found
+
+        futures = [self._pool.submit(contextvars.copy_context().run, run, c) for c in checks]
+        concurrent.futures.wait(futures)
+        return [problem for future in futures for problem in future.result()]
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for worker registration."""

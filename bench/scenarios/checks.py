@@ -173,29 +173,22 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
     )
     rounds = targets * settings.preflight_rounds
     kinds = sorted(runs[0]["preflight_by_kind"])
+
+    def both(label: str, key: str) -> list[dict[str, Any]]:
+        """The p50 and p99 rows of ``label`` (``{}`` where the percentile goes)."""
+        return [row(label.format(p), values(f"{key}_{p}_ms"), "ms") for p in ("p50", "p99")]
+
     rows = [
-        row(f"verify_decision, p50 ({n} calls)", values("verify_p50_ms"), "ms"),
-        row(f"verify_decision, p99 ({n} calls)", values("verify_p99_ms"), "ms"),
-        row(f"check_decision (the validator's check), p50 ({n} calls)",
-            values("check_p50_ms"), "ms"),
-        row(f"check_decision (the validator's check), p99 ({n} calls)",
-            values("check_p99_ms"), "ms"),
+        *both(f"verify_decision, {{}} ({n} calls)", "verify"),
+        *both(f"check_decision (the validator's check), {{}} ({n} calls)", "check"),
         row(f"ssh-keygen -Y sign, one decision, p50 ({SIGNATURES} signatures)",
             values("sign_p50_ms"), "ms"),
-        row(f"preflight per target, p50 ({rounds} preflights)", values("preflight_p50_ms"), "ms"),
-        row(f"preflight per target, p99 ({rounds} preflights)", values("preflight_p99_ms"), "ms"),
-        row(f"request_locks per release, p50 ({lock_count} started at once)",
-            values("locks_request_p50_ms"), "ms"),
-        row(f"request_locks per release, p99 ({lock_count} started at once)",
-            values("locks_request_p99_ms"), "ms"),
-        row(f"request_locks: scheduled -> picked up by the worker, p50 ({lock_count} at once)",
-            values("locks_waited_p50_ms"), "ms"),
-        row(f"request_locks: scheduled -> picked up by the worker, p99 ({lock_count} at once)",
-            values("locks_waited_p99_ms"), "ms"),
-        row(f"the server alone: a bare workflow start, p50 ({lock_count} at once)",
-            values("locks_bare_p50_ms"), "ms"),
-        row(f"the server alone: a bare workflow start, p99 ({lock_count} at once)",
-            values("locks_bare_p99_ms"), "ms"),
+        *both(f"preflight per target, {{}} ({rounds} preflights)", "preflight"),
+        *both(f"request_locks per release, {{}} ({lock_count} started at once)", "locks_request"),
+        *both(f"request_locks: scheduled -> picked up by the worker, {{}} ({lock_count} at once)",
+              "locks_waited"),
+        *both(f"the server alone: a bare workflow start, {{}} ({lock_count} at once)",
+              "locks_bare"),
     ]  # fmt: skip
     for kind in kinds:
         calls = runs[0]["preflight_by_kind"][kind]["aws_calls"]

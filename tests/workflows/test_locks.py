@@ -55,6 +55,17 @@ async def start(client: Client, release: ReleasePlan, queue: str) -> Any:
     )
 
 
+async def first_holds(
+    client: Client, aws: AwsClients, param: str, queue: str
+) -> tuple[ReleasePlan, ReleasePlan, Any]:
+    """Two releases of ``param``; the first started and holding its lock at its gate."""
+    seed(aws, {param: "v-before"})
+    first, second = plan(param, 1, queue=False), plan(param, 2, queue=False)
+    holder = await start(client, first, queue)
+    await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+    return first, second, holder
+
+
 async def lock_state(client: Client, release: ReleasePlan) -> LockState:
     """The lock of the release's one resource (moto's account, the default region)."""
     [key] = lock_keys(release, account="123456789012", region="us-east-1").keys
@@ -119,11 +130,8 @@ async def test_a_lock_whose_holder_was_terminated_is_freed_for_the_next(
     dev_env, aws: AwsClients, make_worker, task_queue, param: str
 ):
     client = dev_env.client
-    seed(aws, {param: "v-before"})
-    first, second = plan(param, 1, queue=False), plan(param, 2, queue=False)
     async with make_worker(dev_env, aws):
-        holder = await start(client, first, task_queue)
-        await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+        first, second, holder = await first_holds(client, aws, param, task_queue)
         await holder.terminate("stuck")
         later = await start(client, second, task_queue)
         await wait_for(later, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
@@ -134,11 +142,8 @@ async def test_a_free_lock_is_taken_by_starting_it_and_a_held_one_answers_reques
     dev_env, aws: AwsClients, make_worker, task_queue, param: str
 ):
     client = dev_env.client
-    seed(aws, {param: "v-before"})
-    first, second = plan(param, 1, queue=False), plan(param, 2, queue=False)
     async with make_worker(dev_env, aws):
-        holder = await start(client, first, task_queue)
-        await wait_for(holder, lambda s: s.phase == ReleasePhase.AWAITING_APPROVAL)
+        first, second, holder = await first_holds(client, aws, param, task_queue)
         later = await start(client, second, task_queue)
         refused = await later.result()
         state = await lock_state(client, first)

@@ -8,6 +8,8 @@ moto less to set up than many functions, and makes the same calls per target.
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import urllib.request
 import uuid
 from typing import Any
 
@@ -75,6 +77,18 @@ def seed_targets(aws: AwsClients, count: int, prefix: str) -> list[dict[str, Any
     with concurrent.futures.ThreadPoolExecutor(SEED_THREADS) as pool:
         list(pool.map(create, targets))
     return targets
+
+
+def lambda_without_docker(moto_endpoint: str) -> None:
+    """Make ``moto_endpoint``'s Lambda answer invocations itself (it echoes the payload)
+    instead of running the function's code in Docker, which no machine here has."""
+    request = urllib.request.Request(
+        f"{moto_endpoint}/moto-api/config",
+        data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 def create_alarm(aws: AwsClients, name: str) -> None:

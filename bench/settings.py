@@ -31,6 +31,8 @@ class Settings:
     verify_calls: int = 1000
     preflight_targets: int = 20
     preflight_rounds: int = 10
+    # checks: probes of each check kind (http, lambda_invoke, metric) per run.
+    probe_rounds: int = 50
     # checks: releases submitted at once whose resource-lock acquisition is timed.
     lock_releases: int = 50
     # fleet: instances rolled out in batches of 10 %.
@@ -54,6 +56,7 @@ class Settings:
             verify_calls=20,
             preflight_targets=2,
             preflight_rounds=1,
+            probe_rounds=2,
             lock_releases=3,
             fleet_instances=10,
         )

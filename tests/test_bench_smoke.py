@@ -39,6 +39,8 @@ RUN_KEYS = {
         "locks_request_p99_ms",
         "locks_waited_p99_ms",
         "locks_bare_p99_ms",
+        "probes_interval_ms",
+        "probes_interval_cpu_ms",
     },
     "console": {"release_p95_ms", "approvals_p95_ms"},
     "fleet": {"n", "relman_seconds", "plain_seconds", "ratio", "relman_aws_calls"},

@@ -8,6 +8,9 @@
   CLI does before it sends) is timed too.
 - AWS preflight (issue 12): ``bench.preflight.measure`` against the bench's moto, one target
   at a time (half SSM parameters, half Lambda aliases).
+- Checks per bake interval (issue 16): ``bench.probes.measure``, one probe of each check
+  kind (``http`` against a local endpoint, ``lambda_invoke`` and ``metric`` against the
+  bench's moto) as a baking wave makes it, ``probe_rounds`` times: wall and CPU time.
 - Resource locks (issue 12): ``lock_releases`` releases of one SSM parameter each, signed
   first and then started at once on the dev server with the real worker in this process;
   from each release's history, how long its ``request_locks`` activity took (a free lock
@@ -27,6 +30,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from bench.fixtures import APPROVER_OF, one_wave_plan, seed_targets
 from bench.preflight import measure
+from bench.probes import measure as measure_probes
 from bench.releases import ActivityTimes, start
 from bench.report import load_average, median, percentile, row
 from bench.settings import Settings
@@ -151,6 +155,7 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
         preflight = await asyncio.to_thread(
             measure, stack.moto, settings.preflight_targets, settings.preflight_rounds
         )
+        probes = await asyncio.to_thread(measure_probes, stack.moto, settings.probe_rounds)
         locks = await _locks(stack, settings.lock_releases)
         runs.append(
             {
@@ -160,6 +165,9 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
                 "preflight_p99_ms": preflight["per_target_ms"]["p99"],
                 "preflight_by_kind": preflight["by_kind"],
                 **{f"locks_{k}": round(v, 2) for k, v in locks.items()},
+                "probes_by_kind": probes["by_kind"],
+                "probes_interval_ms": probes["interval_ms"],
+                "probes_interval_cpu_ms": probes["interval_cpu_ms"],
             }
         )
 
@@ -199,4 +207,20 @@ async def run(stack: Stack, settings: Settings) -> tuple[list[dict[str, Any]], l
                 "ms",
             )
         )
+    probes = settings.probe_rounds
+    for kind in runs[0]["probes_by_kind"]:
+        for figure, key in (("p50", "median_ms"), ("p99", "p99_ms"), ("CPU p50", "cpu_median_ms")):
+            rows.append(
+                row(
+                    f"check probe, {kind}, {figure} ({probes} probes)",
+                    [r["probes_by_kind"][kind][key] for r in runs],
+                    "ms",
+                )
+            )
+    rows += [
+        row("checks per bake interval, one check of each kind: wall time",
+            values("probes_interval_ms"), "ms"),
+        row("checks per bake interval, one check of each kind: worker CPU",
+            values("probes_interval_cpu_ms"), "ms"),
+    ]  # fmt: skip
     return runs, rows

@@ -8,7 +8,6 @@ import dataclasses
 import io
 import json
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.aws import AwsClients
 from activities.jobs import JobActivities, check_result, started_by
+from bench.fixtures import lambda_without_docker
 from models.jobs import (
     JOB_NOT_STARTED,
     EcsTaskSpec,
@@ -146,18 +146,8 @@ def test_a_retry_after_a_worker_died_mid_task_waits_for_the_same_task(aws: Any) 
     assert tasks_started(aws) == [first]  # no second migration
 
 
-def enable_lambda_without_docker(moto_endpoint: str) -> None:
-    request = urllib.request.Request(
-        f"{moto_endpoint}/moto-api/config",
-        data=json.dumps({"lambda": {"use_docker": False}}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).read()
-
-
 def lambda_job(aws: Any, moto_endpoint: str, **fields: Any) -> LambdaJobSpec:
-    enable_lambda_without_docker(moto_endpoint)
+    lambda_without_docker(moto_endpoint)
     role = aws.client("iam").create_role(
         RoleName="backfill", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )["Role"]["Arn"]

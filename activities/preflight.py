@@ -335,7 +335,11 @@ class PreflightActivities:
                 # DescribeInstances takes up to 200 values per filter: one is enough here.
                 filters.append({"Name": "instance-id", "Values": group_ids[:200] or ["none"]})
             with found.call(f"instances of {target.resource}"):
-                reservations = client("ec2").describe_instances(Filters=filters)["Reservations"]
+                # One running instance is enough to know the fleet exists: a page of five
+                # (the least AWS takes) instead of every instance of a large fleet.
+                reservations = client("ec2").describe_instances(Filters=filters, MaxResults=5)[
+                    "Reservations"
+                ]
                 if not any(r.get("Instances") for r in reservations):
                     found.add(f"{target.resource}: no running instance")
         for arn in target.target_groups:

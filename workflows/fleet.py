@@ -15,6 +15,7 @@ from typing import Any
 
 from models.fleet import InstancePhase, InstanceResult, InstanceStatus
 from models.plan import Ec2FleetTarget
+from models.status import TargetStatus
 
 # Stages poll AWS this often (a draining or registering batch, command invocations); the
 # wave's bake interval if shorter.
@@ -137,10 +138,17 @@ def merged_record(
     return {"batches": batches} if batches else latest
 
 
+def done_instances(targets: Sequence[TargetStatus]) -> dict[str, list[InstanceStatus]]:
+    """Each fleet's instances that are done, by target: what a retried wave need not run
+    again."""
+    done = {t.name: [i for i in t.instances if i.phase == InstancePhase.DONE] for t in targets}
+    return {name: instances for name, instances in done.items() if instances}
+
+
 def done_before(ids: Sequence[str], earlier: Sequence[InstanceStatus]) -> bool:
     """Whether an earlier attempt of the wave finished every instance of the batch ``ids``
-    (so the batch is not run again)."""
-    done = {i.id for i in earlier if i.phase == InstancePhase.DONE}
+    (so the batch is not run again); ``earlier`` holds the instances it finished."""
+    done = {i.id for i in earlier}
     return bool(ids) and all(i in done for i in ids)
 
 

@@ -730,7 +730,7 @@ class ReleaseWorkflow:
                 bake_interval=wave.bake_interval,
                 preflight=self._wave_preflight(wave, skipped),
                 jobs_done=[j.name for j in status.jobs if j.phase == JobPhase.SUCCEEDED],
-                fleet_done={t.name: t.instances for t in status.targets if t.instances},
+                fleet_done=fleet_logic.done_instances(status.targets),
             )
             rollout_started = workflow.now()
             self._deprecated(WAVE_ABNORMAL_ENDS)

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
 from activities.aws import AwsClients
-from models.locks import LockState, lock_keys, lock_workflow_id
+from activities.locks import LockActivities
+from models.locks import LockState, RequestLocksInput, lock_keys, lock_workflow_id
 from models.plan import ReleasePlan
 from models.status import ReleasePhase, WavePhase
 from tests import trust
@@ -165,3 +167,23 @@ async def test_a_free_lock_is_taken_by_starting_it_and_a_held_one_answers_reques
         if e.HasField("workflow_execution_update_accepted_event_attributes")
     ]
     assert len(accepted) == 1
+
+
+async def test_a_retried_lock_request_finds_the_lock_its_first_attempt_took(
+    dev_env, aws: AwsClients, make_worker, task_queue, param: str
+):
+    """A worker that dies after the start took the lock, before the activity reported it:
+    the retried attempt is told it holds the lock, and nobody joins the line."""
+    client = dev_env.client
+    async with make_worker(dev_env, aws):
+        first, _, holder = await first_holds(client, aws, param, task_queue)
+        [key] = lock_keys(first, account="123456789012", region="us-east-1").keys
+        retried = await ActivityEnvironment().run(
+            LockActivities(client, aws).request_locks,
+            RequestLocksInput(release_id=first.id, keys=[key]),
+        )
+        state = await lock_state(client, first)
+        await holder.terminate("test over")
+
+    assert [(a.granted, a.holder) for a in retried.answers] == [(True, None)]
+    assert state.holder == first.id and state.queue == []

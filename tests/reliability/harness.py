@@ -42,7 +42,7 @@ from client.stack import LOCAL_AWS_ENV, SEARCH_ATTRIBUTE_TYPES
 from common.codec import data_converter, keys_from_env
 from models.loader import parse_plan
 from models.locks import RESOURCE_LOCKS
-from models.messages import CHECK_ALARMS, wave_workflow_id
+from models.messages import CHECK_ALARMS, WAVE_ID_SEPARATOR, wave_workflow_id
 from models.plan import Elbv2WeightsTarget, LambdaAliasTarget, ReleasePlan, SsmParameterTarget
 from models.policy import LOAD_POLICY
 from models.preflight import PREFLIGHT
@@ -51,7 +51,7 @@ from tests import trust
 from tests.reliability.aws_proxy import AwsProxy, Call, Hold
 from workflows.release import ReleaseWorkflow
 
-# The reads workflows run as local activities (workflows.steps.LOCAL_READS).
+# The reads workflows run as local activities (workflows.steps.read).
 LOCAL_ACTIVITIES = {CHECK_ALARMS, PREFLIGHT, LOAD_POLICY, RESOURCE_LOCKS}
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -528,7 +528,29 @@ class Release:
         return result
 
     async def status(self) -> ReleaseStatus:
-        return await self.handle.query(ReleaseWorkflow.status)  # type: ignore[no-any-return]
+        try:
+            return await self.handle.query(ReleaseWorkflow.status)  # type: ignore[no-any-return]
+        except Exception as err:
+            if "Nondeterminism" in str(err):
+                await self.keep_histories()
+            raise
+
+    async def keep_histories(self) -> Path:
+        """Save the release's history and its waves' (JSON, as ``temporal workflow show``
+        writes it) under ``home/histories``: a replay error is read from them."""
+        kept = self.home / "histories"
+        kept.mkdir(exist_ok=True)
+        ids = [self.id]
+        async for execution in self.client.list_workflows(
+            f"WorkflowId STARTS_WITH '{self.id}{WAVE_ID_SEPARATOR}'"
+        ):
+            ids.append(execution.id)
+        for workflow_id in ids:
+            with contextlib.suppress(RPCError):
+                history = await self.client.get_workflow_handle(workflow_id).fetch_history()
+                (kept / f"{workflow_id}.json").write_text(history.to_json())
+        print(f"relman reliability: histories of {self.id} kept in {kept}", flush=True)
+        return kept
 
     async def until(self, what: str, predicate: Callable[[ReleaseStatus], bool]) -> ReleaseStatus:
         async def check() -> ReleaseStatus | None:

@@ -433,8 +433,6 @@ class WaveInput(BaseModel):
     parent_id: str
     wave: Wave
     targets: list[Target]
-    # The release takes the local-reads patch (workflows.steps.LOCAL_READS): so does the wave.
-    local_reads: bool = False
     skipped: list[str] = Field(default_factory=list)
     freezes: list[Freeze] = Field(default_factory=list)
     snapshots: dict[str, Snapshot] = Field(default_factory=dict)

@@ -131,8 +131,6 @@ with workflow.unsafe.imports_passed_through():
         wave_of_target,
     )
     from workflows.steps import (
-        FAST_FAILOVER,
-        LOCAL_READS,
         RESOURCE_DRIFTED,
         TARGET_HEARTBEAT_TIMEOUT,
         cause,
@@ -204,20 +202,10 @@ POLICY_FRESH_FOR = timedelta(minutes=1)
 # same resources again (a one-wave release started at once would read everything twice).
 PREFLIGHT_FRESH_FOR = timedelta(minutes=1)
 
-# Patches whose old branches are gone (step 2 of CONTRIBUTING.md's patched -> deprecate_patch
-# -> remove): releases that relman before 1.4 started carry their markers and replay through
-# ``workflow.deprecate_patch`` at the points where ``patched`` was asked. A release started
-# since (it took LOCAL_READS, asked first) cannot hold them and asks for none: a marker costs
-# a history event and a TemporalChangeVersion upsert (docs/benchmarks.md, server work).
-ORGANISATION_POLICY = "organisation-policy"
-RESOURCE_LOCKS_PATCH = "resource-locks"
-PREFLIGHT_PATCH = "preflight"
-WAVE_ABNORMAL_ENDS = "wave-abnormal-ends"
-SAGA_HYGIENE = "saga-hygiene"
-POLICY_READ_ONCE = "policy-read-once"
-SKIPS_OUTCOME = "rollback-skips-outcome"
-PREFLIGHT_ONCE = "preflight-once"
-NOTHING_CHANGED_FAILS = "nothing-changed-fails"
+# The one patch id left, deprecated (step 2 of CONTRIBUTING.md's patched -> deprecate_patch
+# -> remove): releases that relman 1.4 started recorded its marker, and replay through the
+# ``workflow.deprecate_patch`` at the start of ``run``.
+LOCAL_READS = "local-reads"
 
 # A timeline entry waiting to be written: (kind, message, fields).
 Entry = tuple[str, str, dict[str, str | None]]
@@ -269,7 +257,6 @@ class ReleaseWorkflow:
         self._locks: list[str] = []
         self._lock_answers: dict[str, LockAnswer] = {}
         self._preflight_passed_at: datetime | None = None  # workflow time
-        self._local_reads = False  # LOCAL_READS: set as the release starts
         self._status.plan_digest = plan_digest(input.plan)
 
     # --- the release -------------------------------------------------------------------------
@@ -290,14 +277,11 @@ class ReleaseWorkflow:
         try:
             # Nothing changes until the signed submission checks out against the policy, the
             # release holds the lock of every resource it changes and AWS has every one.
-            self._local_reads = workflow.patched(LOCAL_READS)
-            self._deprecated(ORGANISATION_POLICY)
+            workflow.deprecate_patch(LOCAL_READS)
             refused = await self._trust_submission(input.submission)
             if refused is None:
-                self._deprecated(RESOURCE_LOCKS_PATCH)
                 refused = await self._take_locks()
             if refused is None and self._stopping is None:
-                self._deprecated(PREFLIGHT_PATCH)
                 refused = await self._preflight()
             if refused is not None:
                 self._refuse_start(refused)  # it ends failed, having changed nothing
@@ -309,7 +293,6 @@ class ReleaseWorkflow:
                 final = final_phase(self._status, self._stopping)
                 if final == ReleasePhase.ROLLED_BACK and changed_nothing(self._status, self._saga):
                     # A wave stopped before it changed anything: nothing to roll back.
-                    self._deprecated(NOTHING_CHANGED_FAILS)
                     final = ReleasePhase.FAILED
                     ended = "nothing was changed, so nothing was rolled back"
         except asyncio.CancelledError:
@@ -551,12 +534,6 @@ class ReleaseWorkflow:
         started.evidence, started.policy_digest = submission, self._policy.digest
         return None
 
-    def _deprecated(self, patch: str) -> None:
-        """Where ``patched(patch)`` was once asked: ``deprecate_patch`` for a release that
-        code before 1.4 started (its history may hold the marker), nothing for the rest."""
-        if not self._local_reads:
-            workflow.deprecate_patch(patch)
-
     def _refuse_start(self, reason: str) -> None:
         self._status.error = f"release {self._plan.id} refused: {reason}; it changed nothing"
         self._event("refused", self._status.error, actor=SYSTEM_ACTOR)
@@ -567,7 +544,6 @@ class ReleaseWorkflow:
         known = self._policy.digest if self._policy else None
         try:
             snapshot = await read(
-                self._local_reads,
                 LOAD_POLICY,
                 LoadPolicyInput(known_digest=known),
                 PolicySnapshot,
@@ -701,7 +677,6 @@ class ReleaseWorkflow:
         skipped: list[str] = []
         while True:
             attempt += 1
-            self._deprecated(POLICY_READ_ONCE)
             if self._policy_stale():
                 await self._read_policy()
             # Started, not yet deploying: the wave may wait for its window or a freeze
@@ -712,7 +687,6 @@ class ReleaseWorkflow:
             )
             child_input = WaveInput(
                 release_id=self._plan.id,
-                local_reads=self._local_reads,
                 application=self._plan.application,
                 parent_id=workflow.info().workflow_id,
                 wave=wave,
@@ -733,7 +707,6 @@ class ReleaseWorkflow:
                 fleet_done=fleet_logic.done_instances(status.targets),
             )
             rollout_started = workflow.now()
-            self._deprecated(WAVE_ABNORMAL_ENDS)
             outcome = await self._run_child(wave, status, child_input, attempt)
             metrics.wave_rolled_out(
                 self._plan.application,
@@ -871,7 +844,6 @@ class ReleaseWorkflow:
             "rollback_started", f"rolling back {len(changes)} change(s)", actor=SYSTEM_ACTOR
         )
         self._upsert_visibility()
-        self._deprecated(SAGA_HYGIENE)
         cause = self._status.error  # why the release rolls back
         halted: str | None = None  # the error while it waited for an operator
         while True:
@@ -1032,7 +1004,6 @@ class ReleaseWorkflow:
             # A fleet's restore drains, rolls back and re-registers every batch it changed.
             attempt = fleet_logic.restore_timeout(fleet, tstatus.written)
             limit = attempt + COMPENSATE_LIMIT
-        self._deprecated(FAST_FAILOVER)
         restore = workflow.start_activity(
             COMPENSATE_TARGET,
             CompensateInput(
@@ -1104,7 +1075,6 @@ class ReleaseWorkflow:
         plan = self._plan
         try:
             found = await read(
-                self._local_reads,
                 RESOURCE_LOCKS,
                 ResourceLocksInput(plan=plan),
                 ResourceLocks,
@@ -1167,7 +1137,6 @@ class ReleaseWorkflow:
         check = preflight_input(self._plan)
         try:
             result = await read(
-                self._local_reads,
                 PREFLIGHT,
                 check,
                 PreflightResult,
@@ -1191,10 +1160,8 @@ class ReleaseWorkflow:
     def _wave_preflight(self, wave: Wave, skipped: list[str]) -> PreflightInput | None:
         """The preflight a wave runs at its start: its targets (but those skipped) and
         alarms; none within PREFLIGHT_FRESH_FOR of the release's own, which checked them."""
-        self._deprecated(PREFLIGHT_PATCH)
         passed = self._preflight_passed_at
         if passed is not None and workflow.now() - passed < PREFLIGHT_FRESH_FOR:
-            self._deprecated(PREFLIGHT_ONCE)
             return None
         check = preflight_input(self._plan, waves=[wave.name])
         check.targets = [t for t in check.targets if t.target.name not in skipped]
@@ -1535,7 +1502,6 @@ class ReleaseWorkflow:
     def _finish(self, phase: ReleasePhase, note: str | None = None) -> None:
         skipped = sorted(self._rollback_skipped)
         if skipped:
-            self._deprecated(SKIPS_OUTCOME)
             if phase == ReleasePhase.ROLLED_BACK:
                 phase = ReleasePhase.ROLLED_BACK_WITH_SKIPS
             left = (

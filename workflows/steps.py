@@ -31,19 +31,10 @@ ReadResult = TypeVar("ReadResult")
 # A preflight attempt: a few read-only AWS calls per target and alarm set.
 PREFLIGHT_TIMEOUT = timedelta(minutes=1)
 
-# A patch of the wave and the release whose old branch is gone (see workflows.release).
-FAST_FAILOVER = "fast-failover"
 # Snapshot, apply and restore activities heartbeat every second (batches with the targets
 # done so far, which a retry skips): a worker that dies in one is replaced in seconds.
 TARGET_HEARTBEAT_TIMEOUT = timedelta(seconds=6)
 
-# workflow.patched() id shared by the wave and the release: short reads that change nothing
-# (the organisation policy, the names of the plan's resources, the preflights of the release
-# and its waves, a wave's alarm check before a step) run as local activities, in the
-# workflow task that asks for them, on the worker running it: one marker event each instead
-# of a round trip through the server (three activity events, a workflow task of three
-# more, and its wait in the task queue).
-LOCAL_READS = "local-reads"
 # A local read's retries that wait longer than this wait on a durable timer, the workflow
 # task ended meanwhile: a read that AWS keeps failing does not hold up the workflow's
 # queries (relman status) or its other handlers between attempts.
@@ -51,13 +42,15 @@ LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
 async def read(
-    local: bool, activity: str, arg: Any, result_type: type[ReadResult], **options: Any
+    activity: str, arg: Any, result_type: type[ReadResult], **options: Any
 ) -> ReadResult:
-    """Run the read ``activity``: a local activity when ``local`` (``LOCAL_READS``), else an
-    activity of the workflow's task queue (workflows started before it). ``options`` are
-    those both take (timeouts, retry policy, summary); failures raise ``ActivityError``."""
-    if not local:
-        return await workflow.execute_activity(activity, arg, result_type=result_type, **options)
+    """Run the short read ``activity`` (one that changes nothing: the organisation policy,
+    the names of the plan's resources, a preflight, a wave's alarm check before a step) as a
+    local activity, in the workflow task that asks for it, on the worker running it: one
+    marker event instead of a round trip through the server (three activity events, a
+    workflow task of three more, and its wait in the task queue). ``options`` are those of
+    ``execute_local_activity`` (timeouts, retry policy, summary); failures raise
+    ``ActivityError``."""
     try:
         return await workflow.execute_local_activity(
             activity,

@@ -77,8 +77,6 @@ with workflow.unsafe.imports_passed_through():
     from models.preflight import PREFLIGHT, PreflightResult
     from models.status import TargetPhase, TargetStatus, TimelineEvent, WavePhase
     from workflows.steps import (
-        FAST_FAILOVER,
-        LOCAL_READS,
         TARGET_HEARTBEAT_TIMEOUT,
         batch_timeout,
         cause,
@@ -106,9 +104,6 @@ APPLY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=10,
 )
-# Patches whose old branches are gone (see workflows.release).
-ACT_AT_START = "act-at-start"
-WATCHED_BAKES = "watched-bakes"
 # A fleet's batches report every stage, several reports a second when AWS answers at once:
 # each is a signal and a workflow task in the wave and in the release. Its reports go at
 # most this often (reports made meanwhile merge into the waiting one); every other report
@@ -172,7 +167,6 @@ class WaveWorkflow:
         # and when the last one went.
         self._hurry = False
         self._last_sent: datetime | None = None
-        self._local_reads = False  # LOCAL_READS: set as the wave starts
 
     # --- the deployment ----------------------------------------------------------------------
 
@@ -194,13 +188,6 @@ class WaveWorkflow:
 
     async def _deploy(self, input: WaveInput) -> WaveOutcome:
         wave = input.wave
-        # A wave of a release that takes LOCAL_READS takes it too, without a marker of its
-        # own; a wave of an older release asks, and keeps replaying through the patches whose
-        # old branches are gone (see workflows.release) if it started before 1.4.
-        self._local_reads = input.local_reads or workflow.patched(LOCAL_READS)
-        if not self._local_reads:
-            for patch in (ACT_AT_START, FAST_FAILOVER, WATCHED_BAKES):
-                workflow.deprecate_patch(patch)
         # Check and snapshot the world as it is when the wave changes it: after its window,
         # freeze and pause waits (which may last days), and check alarms before every step.
         try:
@@ -253,7 +240,6 @@ class WaveWorkflow:
         """Fail the wave if one of its alarms is in ALARM before it shifts ``step``."""
         try:
             result = await read(
-                self._local_reads,
                 CHECK_ALARMS,
                 self._alarm_input(),
                 AlarmCheckResult,
@@ -281,7 +267,6 @@ class WaveWorkflow:
         self._progress.waiting_for = "checking its resources and alarms in AWS"
         try:
             result = await read(
-                self._local_reads,
                 PREFLIGHT,
                 check,
                 PreflightResult,

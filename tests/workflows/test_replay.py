@@ -9,11 +9,9 @@ non-determinism error, and so would every release in flight. Such a change must 
 ``histories/<set>/`` holds, as Temporal's JSON history format, each release's history
 (``<release id>.json``) and each of its wave children's (``<release id>.<wave>.<attempt>.json``),
 one folder per recording; every set is replayed, each standing for releases that code of
-its day left in flight. ``1.3`` was recorded by the code whose patches have since been
-removed, their new branches kept: its releases still replay (the SDK skips a patch marker
-that no ``patched()`` call asks for). ``1.4`` takes the new branch of ``local-reads`` (the
-policy, the resource names, the preflights and the alarm checks before a step read by local
-activities), which ``1.3`` does not.
+its day left in flight. ``1.4`` was recorded by code that asked ``patched("local-reads")``:
+its releases carry that marker and replay through the ``deprecate_patch`` that stands in its
+place. ``1.5`` was recorded by the 1.0 baseline, which asks no ``patched()`` (CONTRIBUTING.md).
 
 - ``rel-replay-approved``: a gate approved, a window wait that a freeze added mid-wait
   moves, two traffic steps with a bake, a pause and resume, a gate that escalates and is
@@ -52,6 +50,7 @@ Record a new set (after a change released behind ``workflow.patched()``; old set
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -64,13 +63,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
 from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from activities.aws import AwsClients
+from client.service import start_search_attributes
 from common.codec import data_converter, keys_from_env
 from models.jobs import JobPhase
 from models.messages import (
+    DecisionInput,
     FreezeInput,
     OperatorInput,
     OverrideInput,
@@ -79,11 +85,13 @@ from models.messages import (
 )
 from models.plan import Freeze, ReleasePlan
 from models.status import ReleasePhase, ReleaseStatus, WavePhase
+from tests import trust
 from tests.activities.test_jobs import lambda_job
 from tests.activities.test_ssm_commands import launch
 from tests.helpers import (
     APPROVER_GROUPS,
     approve,
+    assert_replays,
     create_alarm,
     events,
     local,
@@ -152,6 +160,79 @@ def test_every_scenario_is_recorded_with_its_waves(folder: Path) -> None:
     for path in RECORDED:
         last = json.loads(path.read_text())["events"][-1]["eventType"]
         assert last == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", path.name
+
+
+async def test_decisions_taken_in_one_workflow_task_replay_as_they_ran(
+    dev_env, aws, make_worker, task_queue
+) -> None:
+    """A worker that comes back finds every decision sent meanwhile in one workflow task:
+    their handlers read the policy side by side (local activities that end in any order).
+    Replaying the history must give the same release: no non-determinism error, and the
+    approvals counted in the order the release recorded them."""
+    gate = {"finance-cab": 2}
+    release = make_plan(
+        [ssm("one", "/replay/together/one", "on"), ssm("two", "/replay/together/two", "on")],
+        [wave("w1", ["one"], groups=gate), wave("w2", ["two"], groups=gate)],
+    )
+    async with make_worker(dev_env, aws):
+        handle = await start_release(
+            dev_env.client,
+            release,
+            task_queue,
+            search_attributes=start_search_attributes(release),
+        )
+        await wait_for_gate(handle, "w1", "w2")
+        decisions = [
+            await trust.signed(handle, ReleaseWorkflow.approve, DecisionInput(wave=w, approver=a))
+            for w in ("w1", "w2")
+            for a in ("bob", "carol")
+        ]
+    # No worker runs: Temporal holds each decision until one polls.
+    sent = [
+        asyncio.create_task(handle.execute_update(ReleaseWorkflow.approve, d, id=f"together-{n}"))
+        for n, d in enumerate(decisions)
+    ]
+    for n in range(len(decisions)):
+        await until_admitted(handle, f"together-{n}")
+    async with make_worker(dev_env, aws):
+        results = await asyncio.gather(*sent)
+        assert sorted(r.satisfied for r in results) == [False, False, True, True]
+        ran = await status_of(handle)
+        await handle.result()
+    history = await handle.fetch_history()
+    accepted = [
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    assert accepted == list(range(accepted[0], accepted[0] + 4)), "not in one workflow task"
+    await assert_replays(handle)
+    async with make_worker(dev_env, aws):  # a new worker replays it to answer
+        replayed = await status_of(handle)
+    for w in ("w1", "w2"):
+        assert [a.approver for a in replayed.wave(w).approvals] == [
+            a.approver for a in ran.wave(w).approvals
+        ]
+
+
+async def until_admitted(handle: WorkflowHandle[Any, Any], update_id: str) -> None:
+    """Wait until Temporal holds the Update ``update_id`` of ``handle`` (admitted)."""
+    request = PollWorkflowExecutionUpdateRequest(
+        namespace=handle._client.namespace,  # noqa: SLF001
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=handle.id), update_id=update_id
+        ),
+        wait_policy=WaitPolicy(
+            lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        ),
+    )
+    service = handle._client.workflow_service  # noqa: SLF001
+    for _ in range(250):
+        with contextlib.suppress(RPCError):  # not sent yet
+            await service.poll_workflow_execution_update(request)
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"Temporal never admitted update {update_id}")
 
 
 # --- recording (RELMAN_RECORD_HISTORIES=<set>) --------------------------------------------------

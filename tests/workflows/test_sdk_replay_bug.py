@@ -1,4 +1,4 @@
-"""A replay bug of the Temporal SDK that relman's releases are exposed to (temporalio 1.35.0).
+"""A replay bug of the Temporal SDK (temporalio 1.35.0) that can reach relman's releases.
 
 The history in ``sdk_histories/la-heartbeat-then-updates.json`` was recorded by the small
 workflow below, which has no relman code and no nondeterministic call, on the dev server
@@ -18,13 +18,9 @@ with its worker killed (SIGKILL) at random moments. It cannot be replayed by the
    commands come out in another order:
    ``Timer machine does not handle this event: HistoryEvent(id: 35, ...UpdateCompleted)``.
 
-A release does the same when a local read (the policy, a preflight, an alarm check) runs
-longer than 8 s (80 % of the default 10 s task timeout), an approval or operator command
-arrives meanwhile, and the workflow task that delivers it goes to a worker without the
-release in its cache (a restart, or an eviction). Its workflow tasks then fail on every
-attempt and its status query fails the same way. This test pins the SDK's behaviour: when
-it fails, the SDK no longer has the bug; note the SDK version in CONTRIBUTING.md and
-delete the test.
+The conditions, and which of relman's releases meet them, are in CONTRIBUTING.md ("A
+replay bug in the SDK"). This test pins the SDK's behaviour: when it fails, the SDK no
+longer has the bug; note the SDK version in CONTRIBUTING.md and delete the test.
 """
 
 from __future__ import annotations

@@ -85,10 +85,6 @@ class Probe:
     def finish(self) -> None:
         self.done = True
 
-    @workflow.query
-    def status(self) -> str:
-        return self.phase
-
 
 def test_the_recorded_run_gave_updates_the_first_local_activity_sequence_numbers() -> None:
     events = json.loads(HISTORY.read_text())["events"]

@@ -12,11 +12,15 @@ import os
 import socket
 import urllib.request
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from temporalio import client as temporal_client
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -105,18 +109,73 @@ _STARTED = _StartedWorkflows()  # on the time-skipping server
 _STARTED_DEV = _StartedWorkflows()  # on the dev server
 
 
+class _TimeSkippingServer:
+    """The time-skipping server of this test process, started again when a test left it
+    unable to skip time.
+
+    The server leaks its lock on the clock when a workflow is terminated while one of its
+    workflow tasks or activities waits for a worker (temporal-test-server 1.x): from then on
+    every skip waits in real time, and a test waiting for a two-day window would hang.
+    ``_no_orphan_workflows`` terminates what a test left running, so a test that stops its
+    worker at such a moment (a failure, or a worker stopped on purpose) poisons the server
+    for every test after it; ``check`` finds out and starts a fresh one.
+    """
+
+    # A skip the server makes at once unless its clock is locked; then it would take this
+    # long in real time, far beyond the probe's deadline.
+    PROBE = timedelta(minutes=10)
+    PROBE_DEADLINE = timedelta(seconds=10)
+
+    def __init__(self) -> None:
+        self._env: WorkflowEnvironment | None = None
+
+    async def env(self) -> WorkflowEnvironment:
+        """The running server, started on first use."""
+        if self._env is None:
+            self._env = await WorkflowEnvironment.start_time_skipping(
+                test_server_existing_path=find_binary("temporal-test-server"),
+                data_converter=CONVERTER,
+                interceptors=[_STARTED],
+            )
+            trust.time_skipping(self._env)
+        return self._env
+
+    async def check(self, test: str) -> None:
+        """Start a new server for the next test if this one can no longer skip time."""
+        if self._env is None:
+            return
+        try:
+            await self._env.client.test_service.unlock_time_skipping_with_sleep(
+                SleepRequest(duration=Duration(seconds=int(self.PROBE.total_seconds()))),
+                timeout=self.PROBE_DEADLINE,
+            )
+            return
+        except RPCError as err:
+            reason = err.message
+        warnings.warn(
+            f"{test} left the time-skipping server unable to skip time ({reason}); "
+            "the next test gets a new server",
+            stacklevel=1,
+        )
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._env is not None:
+            env, self._env = self._env, None
+            await env.shutdown()
+
+
 @pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def _time_skipping_server() -> AsyncIterator[_TimeSkippingServer]:
+    server = _TimeSkippingServer()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def time_skipping_env(_time_skipping_server: _TimeSkippingServer) -> WorkflowEnvironment:
     """Temporal's time-skipping test server: days of workflow time pass in milliseconds."""
-    path = find_binary("temporal-test-server")
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=path,
-        data_converter=CONVERTER,
-        interceptors=[_STARTED],
-    )
-    trust.time_skipping(env)
-    yield env
-    await env.shutdown()
+    return await _time_skipping_server.env()
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +185,8 @@ async def _no_orphan_workflows(request: pytest.FixtureRequest) -> AsyncIterator[
     The time-skipping server does not skip time past a workflow task nobody polls: one
     release left running by a failed test would stall the clock of every test after it. On
     both, a release left running would hold its resources' locks for the tests after it.
+    Terminating can itself lock the time-skipping server's clock (``_TimeSkippingServer``):
+    after a test that used it, the server is checked, and replaced if it no longer skips.
     """
     yield
     queues, _QUEUES[:] = list(_QUEUES), []
@@ -135,10 +196,15 @@ async def _no_orphan_workflows(request: pytest.FixtureRequest) -> AsyncIterator[
         for queue in queues:
             running = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
             _STARTED_DEV.ids.extend([w.id async for w in env.client.list_workflows(running)])
-    for started, fixture in ((_STARTED, "time_skipping_env"), (_STARTED_DEV, "dev_env")):
-        ids, started.ids[:] = list(dict.fromkeys(started.ids)), []
+    ids, _STARTED_DEV.ids[:] = list(dict.fromkeys(_STARTED_DEV.ids)), []
+    if ids:
+        await _terminate(request.getfixturevalue("dev_env"), ids)
+    ids, _STARTED.ids[:] = list(dict.fromkeys(_STARTED.ids)), []
+    if ids or "time_skipping_env" in request.fixturenames:
+        server: _TimeSkippingServer = request.getfixturevalue("_time_skipping_server")
         if ids:
-            await _terminate(request.getfixturevalue(fixture), ids)
+            await _terminate(await server.env(), ids)
+        await server.check(request.node.nodeid)
 
 
 async def _terminate(env: WorkflowEnvironment, ids: list[str]) -> None:

@@ -881,7 +881,9 @@ class CrashingCompensation:
         result = self.real.compensate_target(input)
         if input.target.name == self.crash_on:
             self.hanging.set()
-            activity.wait_for_worker_shutdown_sync()
+            # Bounded: a test that fails before it stops the worker must not leave this
+            # thread of the session's executor waiting for ever.
+            activity.wait_for_worker_shutdown_sync(timeout=60)
             raise RuntimeError("worker stopped in the middle of the rollback")
         return result
 
@@ -912,7 +914,8 @@ async def test_rollback_finishes_on_a_new_worker_after_a_crash_mid_rollback(
     )
     async with first:
         handle = await start_release(time_skipping_env.client, plan, task_queue)
-        await asyncio.get_running_loop().run_in_executor(None, crashing.hanging.wait, 10)
+        # Real seconds: no client waits on a result, so the server skips no time meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, crashing.hanging.wait, 30)
         assert crashing.hanging.is_set()
         # The wave's targets are restored side by side: "bad" is, "two" hangs. Their
         # timeline entries wait for the whole wave, to keep the saga's order.

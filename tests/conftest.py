@@ -50,6 +50,14 @@ LOOPBACK_NETWORKS = allowed_networks("127.0.0.0/8,::1/128")
 from tests import trust  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _relman_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A RELMAN_HOME of the suite's own: a dev stack that ``make demo`` left running in
+    ./.relman is not the tests' to find (a worker would take it for its Temporal's stack).
+    Tests that need a home of their own set it themselves."""
+    os.environ["RELMAN_HOME"] = str(tmp_path_factory.mktemp("relman-home"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The crash and outage tests run last: their Temporal servers, moto server and workers
     are session fixtures, and stay up until the session ends."""
@@ -114,8 +122,9 @@ class _TimeSkippingServer:
     unable to skip time.
 
     The server leaks its lock on the clock when a workflow is terminated while one of its
-    workflow tasks or activities waits for a worker (temporal-test-server 1.x): from then on
-    every skip waits in real time, and a test waiting for a two-day window would hang.
+    workflow tasks or activities waits for a worker (temporal-test-server 1.40.0; for
+    activities this is temporalio/sdk-java#1138, open since 2022): from then on every skip
+    waits in real time, and a test waiting for a two-day window would hang.
     ``_no_orphan_workflows`` terminates what a test left running, so a test that stops its
     worker at such a moment (a failure, or a worker stopped on purpose) poisons the server
     for every test after it; ``check`` finds out and starts a fresh one.

@@ -169,6 +169,7 @@ class _TimeSkippingServer:
         await self.stop()
 
     async def stop(self) -> None:
+        """Shut the server down; the next ``env`` starts a new one."""
         if self._env is not None:
             env, self._env = self._env, None
             await env.shutdown()

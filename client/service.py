@@ -213,8 +213,12 @@ async def _known(release_id: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 def _no_answer(exc: RPCError) -> bool:
-    """No worker took a Query: none polls its task queue, or none answered in time."""
-    return exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "no poller seen" in (exc.message or "")
+    """No worker took a Query: none polls its task queue, or none answered in time (the
+    server's deadline, or the client's own: CANCELLED, "Timeout expired")."""
+    return exc.status in (
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+    ) or "no poller seen" in (exc.message or "")
 
 
 async def _described(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription:

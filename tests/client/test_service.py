@@ -122,3 +122,24 @@ async def test_watching_rides_out_a_release_that_cannot_answer(
     monkeypatch.setattr(service, "_ended", replayed)
     final = await service.watch("rel-1", lambda s: seen.append(s.phase.value), 0.0)
     assert final.phase == ReleasePhase.COMPLETED and seen[-1] == "completed"
+
+
+async def test_a_query_the_rpc_deadline_cut_short_is_asked_again_before_a_decision(monkeypatch):
+    """A worker just restarted replays the release before it answers a Query; when the
+    client's own RPC deadline ends the Query first (CANCELLED, "Timeout expired"), the
+    command asks again within its wait instead of refusing the decision."""
+    from datetime import UTC, datetime
+
+    from client.workers import TaskQueuePolls
+
+    async def polls(client, queue):
+        return TaskQueuePolls(queue, datetime.now(UTC), datetime.now(UTC))
+
+    query, calls = failing(2, RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""))
+    monkeypatch.setattr(service, "task_queue_polls", polls)
+    monkeypatch.setattr(service, "WORKER_CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(service, "_status_query", lambda handle, tail: query())
+
+    await service._worker_answers(None, None, "relman", 5.0, "cannot approve")
+
+    assert len(calls) == 3

@@ -7,10 +7,13 @@ A command waits that out instead of failing an approver's ``relman approve``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
 from client import service
+from client.workers import TaskQueuePolls
 from common.errors import BadInput, CliError
 
 NOT_READY = RPCError(
@@ -128,9 +131,6 @@ async def test_a_query_the_rpc_deadline_cut_short_is_asked_again_before_a_decisi
     """A worker just restarted replays the release before it answers a Query; when the
     client's own RPC deadline ends the Query first (CANCELLED, "Timeout expired"), the
     command asks again within its wait instead of refusing the decision."""
-    from datetime import UTC, datetime
-
-    from client.workers import TaskQueuePolls
 
     async def polls(client, queue):
         return TaskQueuePolls(queue, datetime.now(UTC), datetime.now(UTC))
